@@ -1,0 +1,111 @@
+//! The one door to concurrency primitives.
+//!
+//! Every engine module takes its atomics, cells, threads and wakers from here
+//! and never from `std` or `loom` directly. Under `--cfg loom` this module
+//! switches to loom's instrumented versions, so the loom models in
+//! `loom-tests/` exercise the very code that ships (the pattern of tokio's
+//! `src/loom/`). crossbeam-epoch switches itself under `--cfg crossbeam_loom`.
+
+#[cfg(not(loom))]
+mod imp {
+    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use std::sync::Arc;
+    pub(crate) use std::thread::{current as current_thread, park, Thread};
+
+    /// Parks for at most `d`; spurious wake-ups are allowed, as with `park`.
+    pub(crate) fn park_timeout(d: std::time::Duration) {
+        std::thread::park_timeout(d)
+    }
+
+    /// `UnsafeCell` with loom's closure-based access API.
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(t: T) -> Self {
+            Self(std::cell::UnsafeCell::new(t))
+        }
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+
+    /// The waker slot of one async waiter (`atomic-waker`).
+    #[derive(Debug, Default)]
+    pub(crate) struct AtomicWaker(atomic_waker::AtomicWaker);
+
+    impl AtomicWaker {
+        pub(crate) fn new() -> Self {
+            Self(atomic_waker::AtomicWaker::new())
+        }
+        pub(crate) fn register(&self, w: &std::task::Waker) {
+            self.0.register(w)
+        }
+        pub(crate) fn wake(&self) {
+            self.0.wake()
+        }
+    }
+
+    /// Marks an allocation for loom's leak check; nothing outside loom.
+    #[derive(Debug, Default)]
+    pub(crate) struct LeakTrack;
+
+    impl LeakTrack {
+        pub(crate) fn new() -> Self {
+            LeakTrack
+        }
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    pub(crate) use loom::cell::UnsafeCell;
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::Arc;
+    pub(crate) use loom::thread::{current as current_thread, park, Thread};
+
+    /// loom has no timed park; a yield is a legal spurious wake-up.
+    pub(crate) fn park_timeout(_d: std::time::Duration) {
+        loom::thread::yield_now()
+    }
+
+    /// loom's model of `atomic-waker`, behind the same small interface.
+    #[derive(Debug)]
+    pub(crate) struct AtomicWaker(loom::future::AtomicWaker);
+
+    impl AtomicWaker {
+        pub(crate) fn new() -> Self {
+            Self(loom::future::AtomicWaker::new())
+        }
+        pub(crate) fn register(&self, w: &std::task::Waker) {
+            self.0.register(w.clone())
+        }
+        pub(crate) fn wake(&self) {
+            self.0.wake()
+        }
+    }
+
+    /// Every engine allocation carries one: loom reports it if it leaks.
+    #[derive(Debug)]
+    pub(crate) struct LeakTrack(#[allow(dead_code)] loom::alloc::Track<()>);
+
+    impl LeakTrack {
+        pub(crate) fn new() -> Self {
+            LeakTrack(loom::alloc::Track::new(()))
+        }
+    }
+}
+
+pub(crate) use imp::*;
+
+/// Spin-loop hint that loom understands as a yield.
+#[inline]
+pub(crate) fn spin_hint() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
