@@ -116,6 +116,10 @@ pub(crate) struct ValueHead {
     pub(crate) header: Header,
     pub(crate) key: usize,
     pub(crate) key_name: &'static str,
+    /// The parent's `values` (kept alive by the parent handle).
+    pub(crate) outer: Option<NonNull<Header>>,
+    /// Which key slots occur from here outward (value.rs).
+    pub(crate) filter: crate::value::KeyFilter,
 }
 
 /// A `with_value` node carrying a `T`.
