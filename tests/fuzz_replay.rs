@@ -64,11 +64,17 @@ fn replay(target: &str, run: fn(&[u8]), n: usize, max_len: usize) {
         let mut bytes = vec![0u8; len];
         rng.fill_bytes(&mut bytes);
         let r = std::panic::catch_unwind(|| run(&bytes));
-        assert!(
-            r.is_ok(),
-            "{target}: random input #{i} fails; reproduce with \
-             `cargo fuzz run {target} <file>` after writing these bytes: {bytes:?}"
-        );
+        if r.is_err() {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fuzz-replay-failures");
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join(format!("{target}-{i}"));
+            std::fs::write(&file, &bytes).unwrap();
+            panic!(
+                "{target}: random input #{i} fails; saved to {0}; reproduce with \
+                 `cd fuzz && cargo fuzz run {target} {0}`",
+                file.display()
+            );
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! model's vocabulary.
 
 use crate::model::{CauseTag, ErrKind, Outcome, NKEYS};
-use arbitrary::Arbitrary;
+use arbitrary::{Arbitrary, Unstructured};
 use gocontext::{Cause, Context, Error, Key};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -172,6 +172,20 @@ impl Wake for CountingWaker {
 pub fn counting_waker() -> (Arc<CountingWaker>, Waker) {
     let w = Arc::new(CountingWaker::default());
     (w.clone(), Waker::from(w))
+}
+
+/// Decodes up to `max` values back to back until the input runs out.
+/// (`Vec::arbitrary` spends a "go on?" byte per element, so random bytes
+/// would give sequences of one or two ops; this keeps them dense.)
+pub fn decode<'a, T: Arbitrary<'a>>(u: &mut Unstructured<'a>, max: usize) -> Vec<T> {
+    let mut out = Vec::new();
+    while out.len() < max && !u.is_empty() {
+        match T::arbitrary(u) {
+            Ok(t) => out.push(t),
+            Err(_) => break,
+        }
+    }
+    out
 }
 
 /// Picks `i % len`, or `None` from an empty list.

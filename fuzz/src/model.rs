@@ -50,8 +50,6 @@ pub struct Node {
     pub parents: Vec<NodeId>,
     /// Nodes this node's cancellation reaches.
     pub children: Vec<NodeId>,
-    /// Every parent, cancelling or not (for "subtree" questions).
-    pub all_parents: Vec<NodeId>,
     pub values: [Option<u32>; NKEYS],
     pub deadline: Option<Instant>,
     /// The node's own timer: when it fires and with which cause.
@@ -86,7 +84,6 @@ impl Model {
             kind: Kind::Root,
             parents: vec![],
             children: vec![],
-            all_parents: vec![],
             values: [None; NKEYS],
             deadline: None,
             own_timer: None,
@@ -98,10 +95,6 @@ impl Model {
             nodes: vec![root],
             callbacks: vec![],
         }
-    }
-
-    pub fn is_done(&self, id: NodeId) -> bool {
-        self.nodes[id].done.is_some()
     }
 
     fn push(&mut self, mut node: Node) -> NodeId {
@@ -143,7 +136,6 @@ impl Model {
             kind: Kind::Cancel,
             parents: vec![parent],
             children: vec![],
-            all_parents: vec![parent],
             values: self.nodes[parent].values,
             deadline,
             own_timer,
@@ -167,7 +159,6 @@ impl Model {
             kind: Kind::Value,
             parents: vec![parent],
             children: vec![],
-            all_parents: vec![parent],
             values,
             deadline: self.nodes[parent].deadline,
             own_timer: None,
@@ -182,7 +173,6 @@ impl Model {
             kind: Kind::WithoutCancel,
             parents: vec![],
             children: vec![],
-            all_parents: vec![parent],
             values: self.nodes[parent].values,
             deadline: None,
             own_timer: None,
@@ -206,7 +196,6 @@ impl Model {
             kind: Kind::Merge,
             parents: vec![a, b],
             children: vec![],
-            all_parents: vec![a, b],
             values,
             deadline,
             own_timer: None,

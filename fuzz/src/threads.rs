@@ -16,10 +16,10 @@
 //!    and exactly once if its context is done (unless its subtree was
 //!    dropped entirely); a pending `Done` was woken iff its context is done.
 
-use crate::common::{counting_waker, observe, pick, with_value, CountingWaker, Tagged};
+use crate::common::{counting_waker, decode, observe, pick, with_value, CountingWaker, Tagged};
 use crate::model::{CauseTag, ErrKind, Kind, NodeId, Outcome, NKEYS};
 use crate::tree_ops::{Harness, Op};
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Unstructured;
 use gocontext::{AfterFunc, CancelHandle, Clock, Context, Done};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -29,7 +29,9 @@ use std::sync::{Arc, Barrier};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-#[derive(Arbitrary, Debug)]
+/// The first three bytes give the lengths of the lists (mod 64), then the
+/// ops follow back to back.
+#[derive(Debug)]
 pub struct ThreadsInput {
     pub setup: Vec<Op>,
     pub left: Vec<Op>,
@@ -273,10 +275,14 @@ impl Worker {
 /// The fuzz entry point.
 pub fn run(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let Ok(input) = ThreadsInput::arbitrary(&mut u) else {
+    let (Ok(a), Ok(b), Ok(c)) = (u.arbitrary::<u8>(), u.arbitrary::<u8>(), u.arbitrary::<u8>())
+    else {
         return;
     };
-    run_input(&input);
+    let setup = decode(&mut u, usize::from(a % 64));
+    let left = decode(&mut u, usize::from(b % 64));
+    let right = decode(&mut u, usize::from(c % 64).max(1));
+    run_input(&ThreadsInput { setup, left, right });
 }
 
 pub fn run_input(input: &ThreadsInput) {
@@ -316,9 +322,9 @@ pub fn run_input(input: &ThreadsInput) {
 
     let barrier = Barrier::new(2);
     let [mut w0, mut w1] = workers;
-    std::thread::scope(|s| {
+    let w1 = std::thread::scope(|s| {
         let (b, c) = (&barrier, &clock);
-        let t = s.spawn(|| {
+        let t = s.spawn(move || {
             b.wait();
             for op in input.right.iter().take(128) {
                 w1.apply(c, op);
@@ -329,7 +335,7 @@ pub fn run_input(input: &ThreadsInput) {
         for op in input.left.iter().take(128) {
             w0.apply(c, op);
         }
-        w1 = t.join().expect("right thread panicked");
+        t.join().expect("right thread panicked")
     });
 
     final_check(&mut h, setup_ctxs, setup_cbs, [w0, w1]);

@@ -9,6 +9,7 @@ use crate::common::{
 };
 use crate::model::{CauseTag, CbId, ErrKind, Model, NodeId, NKEYS};
 use arbitrary::{Arbitrary, Unstructured};
+use crate::common::decode;
 use gocontext::{AfterFunc, CancelHandle, Clock, Context, Done};
 use std::future::Future;
 use std::pin::Pin;
@@ -225,7 +226,7 @@ impl Harness {
                 let stopped = self.afters[i].0.stop();
                 self.update_orphans();
                 let ran = self.counters[cb].load(Ordering::SeqCst);
-                let c = &self.model.callbacks[cb];
+                let c = self.model.callbacks[cb].clone();
                 if c.orphaned {
                     if stopped {
                         assert_eq!(ran, 0, "stop() returned true after f ran");
@@ -401,10 +402,7 @@ impl Harness {
 
 /// The fuzz entry point: decode ops, run them, check after each.
 pub fn run(data: &[u8]) {
-    let u = Unstructured::new(data);
-    let Ok(ops) = Vec::<Op>::arbitrary_take_rest(u) else {
-        return;
-    };
+    let ops: Vec<Op> = decode(&mut Unstructured::new(data), 1024);
     let mut h = Harness::new();
     h.check();
     for op in &ops {

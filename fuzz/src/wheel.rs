@@ -2,7 +2,7 @@
 //! a `BTreeMap` of pending deadlines. Every timer fires exactly once, never
 //! early, earliest first; `err()` flips exactly when the model says.
 
-use crate::common::{observe, pick, At, Step, Tagged};
+use crate::common::{decode, observe, pick, At, Step, Tagged};
 use crate::model::{CauseTag, ErrKind};
 use arbitrary::{Arbitrary, Unstructured};
 use gocontext::{AfterFunc, CancelHandle, Clock, Context};
@@ -227,12 +227,9 @@ impl Wheel {
 
 /// The fuzz entry point.
 pub fn run(data: &[u8]) {
-    let u = Unstructured::new(data);
-    let Ok(ops) = Vec::<WheelOp>::arbitrary_take_rest(u) else {
-        return;
-    };
+    let ops: Vec<WheelOp> = decode(&mut Unstructured::new(data), 512);
     let mut w = Wheel::new();
-    for op in ops.iter().take(512) {
+    for op in &ops {
         w.apply(op);
         w.check();
     }
