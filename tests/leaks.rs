@@ -167,7 +167,9 @@ fn deadlines_manual() {
         }
     }
     clock.advance(Duration::from_millis(1000));
-    assert!(ctxs.iter().all(|c| c.err() == Some(Error::DeadlineExceeded) || c.err() == Some(Error::Canceled)));
+    assert!(ctxs
+        .iter()
+        .all(|c| c.err() == Some(Error::DeadlineExceeded) || c.err() == Some(Error::Canceled)));
     drop(keep);
     drop(ctxs);
     // Timers still pending when everything (clock included) goes away.
@@ -246,7 +248,10 @@ fn waiters() {
     drop(c);
     drop(d);
     let mut run = Box::pin(root.run(std::future::pending::<()>()));
-    assert!(run.as_mut().poll(&mut std::task::Context::from_waker(&w)).is_pending());
+    assert!(run
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(&w))
+        .is_pending());
     drop(run);
 }
 
@@ -322,7 +327,10 @@ fn merges() {
                 continue;
             }
         }
-        assert!(m.is_done() && mm.is_done(), "merge not done after a parent's cancel");
+        assert!(
+            m.is_done() && mm.is_done(),
+            "merge not done after a parent's cancel"
+        );
         drop((ah, bh, mh, mmh, a, b, m, mm));
     }
 }
@@ -348,7 +356,11 @@ fn panics_in_callbacks() {
     }));
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.cancel()));
     assert!(g.is_done(), "a panicking callback stopped the cancellation");
-    assert_eq!(ran.load(SeqCst), 110, "a panicking callback stopped the others");
+    assert_eq!(
+        ran.load(SeqCst),
+        110,
+        "a panicking callback stopped the others"
+    );
 }
 
 fn values_and_causes() {

@@ -137,7 +137,12 @@ fn create_cancel_storm_vs_parent_cancel() {
                     || own.as_ref().is_some_and(|o| got.ptr_eq(o))
                     || (h.is_none() && got.downcast_ref::<Error>() == Some(&Error::Canceled));
                 assert!(ok, "child cause {got} is neither the parent's nor its own");
-                assert_eq!(ran.load(SeqCst), 1, "callback ran {} times", ran.load(SeqCst));
+                assert_eq!(
+                    ran.load(SeqCst),
+                    1,
+                    "callback ran {} times",
+                    ran.load(SeqCst)
+                );
                 drop(h);
             }
         }

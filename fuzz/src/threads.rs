@@ -116,12 +116,16 @@ impl Worker {
         let cn = CauseTag::Default(ErrKind::Canceled);
         match *op {
             Op::WithCancel { parent } => {
-                let Some((p, parent)) = self.ctx(parent) else { return };
+                let Some((p, parent)) = self.ctx(parent) else {
+                    return;
+                };
                 let (c, h) = p.with_cancel();
                 self.derived(c, Some(h), Rec::Cancel { parent, own: None });
             }
             Op::WithDeadline { parent, at, cause } => {
-                let Some((p, parent)) = self.ctx(parent) else { return };
+                let Some((p, parent)) = self.ctx(parent) else {
+                    return;
+                };
                 let d = at.resolve(clock.now());
                 let (c, h, t) = if cause {
                     let t = self.fresh_tag();
@@ -139,7 +143,9 @@ impl Worker {
                 timeout,
                 cause,
             } => {
-                let Some((p, parent)) = self.ctx(parent) else { return };
+                let Some((p, parent)) = self.ctx(parent) else {
+                    return;
+                };
                 let dur = timeout.duration();
                 // The deadline is read back: now() moves under our feet.
                 let (c, h, t) = if cause {
@@ -159,13 +165,17 @@ impl Worker {
                 self.derived(c, Some(h), Rec::Cancel { parent, own });
             }
             Op::WithValue { parent, key, value } => {
-                let Some((p, parent)) = self.ctx(parent) else { return };
+                let Some((p, parent)) = self.ctx(parent) else {
+                    return;
+                };
                 let key = usize::from(key) % NKEYS;
                 let c = with_value(&p, key, value);
                 self.derived(c, None, Rec::Value { parent, key, value });
             }
             Op::WithoutCancel { parent } => {
-                let Some((p, parent)) = self.ctx(parent) else { return };
+                let Some((p, parent)) = self.ctx(parent) else {
+                    return;
+                };
                 self.derived(p.without_cancel(), None, Rec::WithoutCancel { parent });
             }
             Op::Merge { a, b } => {
@@ -179,7 +189,9 @@ impl Worker {
                 self.ctxs.push(c);
             }
             Op::Cancel { handle, cause } => {
-                let Some(i) = pick(handle, self.handles.len()) else { return };
+                let Some(i) = pick(handle, self.handles.len()) else {
+                    return;
+                };
                 let r = self.handles[i].1;
                 if cause {
                     let t = self.fresh_tag();
@@ -192,21 +204,29 @@ impl Worker {
                 }
             }
             Op::DropHandle { handle } => {
-                let Some(i) = pick(handle, self.handles.len()) else { return };
+                let Some(i) = pick(handle, self.handles.len()) else {
+                    return;
+                };
                 let (h, r) = self.handles.swap_remove(i);
                 drop(h);
                 self.cancels.push((r, (ErrKind::Canceled, cn)));
             }
             Op::Detach { handle } => {
-                let Some(i) = pick(handle, self.handles.len()) else { return };
+                let Some(i) = pick(handle, self.handles.len()) else {
+                    return;
+                };
                 self.handles.swap_remove(i).0.detach();
             }
             Op::DropContext { ctx } => {
-                let Some(i) = pick(ctx, self.ctxs.len()) else { return };
+                let Some(i) = pick(ctx, self.ctxs.len()) else {
+                    return;
+                };
                 drop(self.ctxs.swap_remove(i));
             }
             Op::AfterFunc { ctx } => {
-                let Some((c, node)) = self.ctx(ctx) else { return };
+                let Some((c, node)) = self.ctx(ctx) else {
+                    return;
+                };
                 let runs = Arc::new(AtomicU32::new(0));
                 let n = runs.clone();
                 let af = c.after_func(move || {
@@ -224,7 +244,9 @@ impl Worker {
                 });
             }
             Op::Stop { after } => {
-                let Some(i) = pick(after, self.afters.len()) else { return };
+                let Some(i) = pick(after, self.afters.len()) else {
+                    return;
+                };
                 let (af, cb) = &self.afters[i];
                 let cb = &mut self.cbs[*cb];
                 if af.stop() {
@@ -235,7 +257,9 @@ impl Worker {
                 }
             }
             Op::DropAfterFunc { after } => {
-                let Some(i) = pick(after, self.afters.len()) else { return };
+                let Some(i) = pick(after, self.afters.len()) else {
+                    return;
+                };
                 drop(self.afters.swap_remove(i));
             }
             Op::Advance { by } => clock.advance(by.duration()),
@@ -259,7 +283,9 @@ impl Worker {
                 }
             }
             Op::DropDone { done } => {
-                let Some(i) = pick(done, self.dones.len()) else { return };
+                let Some(i) = pick(done, self.dones.len()) else {
+                    return;
+                };
                 drop(self.dones.swap_remove(i));
             }
             Op::WaitTimeoutZero { ctx } => {
@@ -275,8 +301,11 @@ impl Worker {
 /// The fuzz entry point.
 pub fn run(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let (Ok(a), Ok(b), Ok(c)) = (u.arbitrary::<u8>(), u.arbitrary::<u8>(), u.arbitrary::<u8>())
-    else {
+    let (Ok(a), Ok(b), Ok(c)) = (
+        u.arbitrary::<u8>(),
+        u.arbitrary::<u8>(),
+        u.arbitrary::<u8>(),
+    ) else {
         return;
     };
     let setup = decode(&mut u, usize::from(a % 64));
@@ -300,7 +329,11 @@ pub fn run_input(input: &ThreadsInput) {
     let setup_cbs = h.counters.len();
     for (w, worker) in workers.iter_mut().enumerate() {
         worker.tag = 1_000_000 * (w as u32 + 1);
-        worker.ctxs = h.ctxs.iter().map(|(c, id)| (c.clone(), Ref::Setup(*id))).collect();
+        worker.ctxs = h
+            .ctxs
+            .iter()
+            .map(|(c, id)| (c.clone(), Ref::Setup(*id)))
+            .collect();
         for (cb, counter) in h.counters.iter().enumerate() {
             // Worker 0 owns the setup callbacks' final bookkeeping.
             let c = &h.model.callbacks[cb];
@@ -395,7 +428,11 @@ fn final_check(
         let node = &model.nodes[*n];
         assert_eq!(c.deadline(), node.deadline, "node {n} deadline");
         for k in 0..NKEYS {
-            assert_eq!(crate::common::lookup(c, k), node.values[k], "node {n} key {k}");
+            assert_eq!(
+                crate::common::lookup(c, k),
+                node.values[k],
+                "node {n} key {k}"
+            );
         }
     }
 
@@ -447,7 +484,11 @@ fn final_check(
                 possible[n] = Some(HashSet::from([*o]));
             }
             Some(None) => {
-                assert!(!must_be_done, "node {n} ({:?}) should be done: {set:?}", node.kind);
+                assert!(
+                    !must_be_done,
+                    "node {n} ({:?}) should be done: {set:?}",
+                    node.kind
+                );
                 assert!(
                     node.deadline.map_or(true, |d| d > now) || node.kind == Kind::WithoutCancel,
                     "node {n}: deadline passed but not done"
@@ -488,14 +529,20 @@ fn final_check(
             let runs = cb.runs.load(Ordering::SeqCst);
             assert!(runs <= 1, "callback on node {n} ran {runs} times");
             if stop_true.contains(&Arc::as_ptr(&cb.runs)) {
-                assert_eq!(runs, 0, "callback on node {n} ran after stop() returned true");
+                assert_eq!(
+                    runs, 0,
+                    "callback on node {n} ran after stop() returned true"
+                );
                 continue;
             }
             match obs.get(&n) {
                 Some(Some(_)) => assert_eq!(runs, 1, "node {n} done but its f did not run"),
                 Some(None) => {
                     assert_eq!(runs, 0, "node {n} not done but its f ran");
-                    assert!(!stop_false.contains(&Arc::as_ptr(&cb.runs)), "stop() false on node {n} that is not done");
+                    assert!(
+                        !stop_false.contains(&Arc::as_ptr(&cb.runs)),
+                        "stop() false on node {n} that is not done"
+                    );
                 }
                 None if reachable_live(n) && possible[n].is_none() => {
                     assert_eq!(runs, 0, "f ran on node {n} that cannot be done")
@@ -510,7 +557,10 @@ fn final_check(
             let Some(o) = obs.get(&n).copied().flatten() else {
                 continue;
             };
-            assert!(wakes.0.load(Ordering::SeqCst) > 0, "Done of node {n} never woken");
+            assert!(
+                wakes.0.load(Ordering::SeqCst) > 0,
+                "Done of node {n} never woken"
+            );
             let mut cx = std::task::Context::from_waker(&waker);
             match Pin::new(&mut done).poll(&mut cx) {
                 Poll::Ready(e) => assert_eq!(crate::common::kind(e), o.0),

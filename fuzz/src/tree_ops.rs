@@ -3,13 +3,13 @@
 //! context's err, cause, deadline and values, every callback's run count and
 //! every pending `Done` future must agree with the model.
 
+use crate::common::decode;
 use crate::common::{
     counting_waker, lookup, observe, pick, tag, with_value, At, CountingWaker, Step, Tagged,
     Timeout,
 };
 use crate::model::{CauseTag, CbId, ErrKind, Model, NodeId, NKEYS};
 use arbitrary::{Arbitrary, Unstructured};
-use crate::common::decode;
 use gocontext::{AfterFunc, CancelHandle, Clock, Context, Done};
 use std::future::Future;
 use std::pin::Pin;
@@ -21,25 +21,72 @@ use std::time::Duration;
 /// One step. Indices pick `i % len` among the live objects of that kind.
 #[derive(Arbitrary, Debug, Clone)]
 pub enum Op {
-    WithCancel { parent: u8 },
-    WithDeadline { parent: u8, at: At, cause: bool },
-    WithTimeout { parent: u8, timeout: Timeout, cause: bool },
-    WithValue { parent: u8, key: u8, value: u32 },
-    WithoutCancel { parent: u8 },
-    Merge { a: u8, b: u8 },
-    Clone { ctx: u8 },
-    Cancel { handle: u8, cause: bool },
-    DropHandle { handle: u8 },
-    Detach { handle: u8 },
-    DropContext { ctx: u8 },
-    AfterFunc { ctx: u8 },
-    Stop { after: u8 },
-    DropAfterFunc { after: u8 },
-    Advance { by: Step },
-    Lookup { ctx: u8, key: u8 },
-    PollDone { ctx: u8 },
-    DropDone { done: u8 },
-    WaitTimeoutZero { ctx: u8 },
+    WithCancel {
+        parent: u8,
+    },
+    WithDeadline {
+        parent: u8,
+        at: At,
+        cause: bool,
+    },
+    WithTimeout {
+        parent: u8,
+        timeout: Timeout,
+        cause: bool,
+    },
+    WithValue {
+        parent: u8,
+        key: u8,
+        value: u32,
+    },
+    WithoutCancel {
+        parent: u8,
+    },
+    Merge {
+        a: u8,
+        b: u8,
+    },
+    Clone {
+        ctx: u8,
+    },
+    Cancel {
+        handle: u8,
+        cause: bool,
+    },
+    DropHandle {
+        handle: u8,
+    },
+    Detach {
+        handle: u8,
+    },
+    DropContext {
+        ctx: u8,
+    },
+    AfterFunc {
+        ctx: u8,
+    },
+    Stop {
+        after: u8,
+    },
+    DropAfterFunc {
+        after: u8,
+    },
+    Advance {
+        by: Step,
+    },
+    Lookup {
+        ctx: u8,
+        key: u8,
+    },
+    PollDone {
+        ctx: u8,
+    },
+    DropDone {
+        done: u8,
+    },
+    WaitTimeoutZero {
+        ctx: u8,
+    },
 }
 
 /// Most contexts a run keeps at once (further derivations are skipped).
@@ -112,13 +159,17 @@ impl Harness {
     pub fn apply(&mut self, op: &Op) {
         match *op {
             Op::WithCancel { parent } => {
-                let Some((p, pid)) = self.ctx(parent) else { return };
+                let Some((p, pid)) = self.ctx(parent) else {
+                    return;
+                };
                 let (c, h) = p.with_cancel();
                 let id = self.model.derive_cancel(pid, None);
                 self.derived(c, Some(h), id);
             }
             Op::WithDeadline { parent, at, cause } => {
-                let Some((p, pid)) = self.ctx(parent) else { return };
+                let Some((p, pid)) = self.ctx(parent) else {
+                    return;
+                };
                 let d = at.resolve(self.clock.now());
                 let (c, h, t) = if cause {
                     let t = self.fresh_tag();
@@ -136,7 +187,9 @@ impl Harness {
                 timeout,
                 cause,
             } => {
-                let Some((p, pid)) = self.ctx(parent) else { return };
+                let Some((p, pid)) = self.ctx(parent) else {
+                    return;
+                };
                 let dur = timeout.duration();
                 let d = self.clock.now().checked_add(dur);
                 let (c, h, t) = if cause {
@@ -151,14 +204,18 @@ impl Harness {
                 self.derived(c, Some(h), id);
             }
             Op::WithValue { parent, key, value } => {
-                let Some((p, pid)) = self.ctx(parent) else { return };
+                let Some((p, pid)) = self.ctx(parent) else {
+                    return;
+                };
                 let k = usize::from(key) % NKEYS;
                 let c = with_value(&p, k, value);
                 let id = self.model.derive_value(pid, k, value);
                 self.derived(c, None, id);
             }
             Op::WithoutCancel { parent } => {
-                let Some((p, pid)) = self.ctx(parent) else { return };
+                let Some((p, pid)) = self.ctx(parent) else {
+                    return;
+                };
                 let c = p.without_cancel();
                 let id = self.model.derive_without_cancel(pid);
                 self.derived(c, None, id);
@@ -175,7 +232,9 @@ impl Harness {
                 self.ctxs.push((c.clone(), id));
             }
             Op::Cancel { handle, cause } => {
-                let Some(i) = pick(handle, self.handles.len()) else { return };
+                let Some(i) = pick(handle, self.handles.len()) else {
+                    return;
+                };
                 let id = self.handles[i].1;
                 if cause {
                     let t = self.fresh_tag();
@@ -189,26 +248,34 @@ impl Harness {
                 }
             }
             Op::DropHandle { handle } => {
-                let Some(i) = pick(handle, self.handles.len()) else { return };
+                let Some(i) = pick(handle, self.handles.len()) else {
+                    return;
+                };
                 let (h, id) = self.handles.swap_remove(i);
                 drop(h);
                 self.model
                     .cancel(id, ErrKind::Canceled, CauseTag::Default(ErrKind::Canceled));
             }
             Op::Detach { handle } => {
-                let Some(i) = pick(handle, self.handles.len()) else { return };
+                let Some(i) = pick(handle, self.handles.len()) else {
+                    return;
+                };
                 let (h, _) = self.handles.swap_remove(i);
                 h.detach();
             }
             Op::DropContext { ctx } => {
                 // Slot 0 is the root; it stays so that the run can go on.
-                let Some(i) = pick(ctx, self.ctxs.len()) else { return };
+                let Some(i) = pick(ctx, self.ctxs.len()) else {
+                    return;
+                };
                 if i != 0 {
                     drop(self.ctxs.swap_remove(i));
                 }
             }
             Op::AfterFunc { ctx } => {
-                let Some(i) = pick(ctx, self.ctxs.len()) else { return };
+                let Some(i) = pick(ctx, self.ctxs.len()) else {
+                    return;
+                };
                 let (c, id) = self.ctxs[i].clone();
                 let counter = Arc::new(AtomicU32::new(0));
                 let n = counter.clone();
@@ -221,7 +288,9 @@ impl Harness {
                 self.afters.push((af, cb));
             }
             Op::Stop { after } => {
-                let Some(i) = pick(after, self.afters.len()) else { return };
+                let Some(i) = pick(after, self.afters.len()) else {
+                    return;
+                };
                 let cb = self.afters[i].1;
                 let stopped = self.afters[i].0.stop();
                 self.update_orphans();
@@ -238,7 +307,9 @@ impl Harness {
                 }
             }
             Op::DropAfterFunc { after } => {
-                let Some(i) = pick(after, self.afters.len()) else { return };
+                let Some(i) = pick(after, self.afters.len()) else {
+                    return;
+                };
                 drop(self.afters.swap_remove(i));
             }
             Op::Advance { by } => {
@@ -246,16 +317,24 @@ impl Harness {
                 self.clock.advance(d);
                 let to = self.model.now + d;
                 self.model.advance(to);
-                assert_eq!(self.clock.now(), self.model.now, "clock.now() after advance");
+                assert_eq!(
+                    self.clock.now(),
+                    self.model.now,
+                    "clock.now() after advance"
+                );
             }
             Op::Lookup { ctx, key } => {
-                let Some(i) = pick(ctx, self.ctxs.len()) else { return };
+                let Some(i) = pick(ctx, self.ctxs.len()) else {
+                    return;
+                };
                 let (c, id) = &self.ctxs[i];
                 let k = usize::from(key) % NKEYS;
                 assert_eq!(lookup(c, k), self.model.nodes[*id].values[k]);
             }
             Op::PollDone { ctx } => {
-                let Some(i) = pick(ctx, self.ctxs.len()) else { return };
+                let Some(i) = pick(ctx, self.ctxs.len()) else {
+                    return;
+                };
                 if self.dones.len() >= MAX_DONES {
                     return;
                 }
@@ -280,11 +359,15 @@ impl Harness {
                 }
             }
             Op::DropDone { done } => {
-                let Some(i) = pick(done, self.dones.len()) else { return };
+                let Some(i) = pick(done, self.dones.len()) else {
+                    return;
+                };
                 drop(self.dones.swap_remove(i));
             }
             Op::WaitTimeoutZero { ctx } => {
-                let Some(i) = pick(ctx, self.ctxs.len()) else { return };
+                let Some(i) = pick(ctx, self.ctxs.len()) else {
+                    return;
+                };
                 let (c, id) = &self.ctxs[i];
                 let got = c.wait_timeout(Duration::ZERO);
                 let want = self.model.nodes[*id].done.clone();

@@ -119,7 +119,9 @@ impl Wheel {
                 self.arm(d, c, h, CauseTag::Default(ErrKind::DeadlineExceeded));
             }
             WheelOp::Cancel { timer } => {
-                let Some(i) = pick(timer, self.timers.len()) else { return };
+                let Some(i) = pick(timer, self.timers.len()) else {
+                    return;
+                };
                 let t = &mut self.timers[i];
                 let Some(h) = &t.handle else { return };
                 h.cancel();
@@ -130,12 +132,16 @@ impl Wheel {
                 }
             }
             WheelOp::DropContext { timer } => {
-                let Some(i) = pick(timer, self.timers.len()) else { return };
+                let Some(i) = pick(timer, self.timers.len()) else {
+                    return;
+                };
                 self.timers[i].ctx = None;
                 self.orphan_check(i);
             }
             WheelOp::Detach { timer } => {
-                let Some(i) = pick(timer, self.timers.len()) else { return };
+                let Some(i) = pick(timer, self.timers.len()) else {
+                    return;
+                };
                 if let Some(h) = self.timers[i].handle.take() {
                     h.detach();
                 }
@@ -147,7 +153,9 @@ impl Wheel {
                 nanos_before,
             } => {
                 // Land exactly on (or just before) a pending deadline.
-                let Some(i) = pick(timer, self.pending.len()) else { return };
+                let Some(i) = pick(timer, self.pending.len()) else {
+                    return;
+                };
                 let (d, _) = *self.pending.keys().nth(i).unwrap();
                 let to = d - Duration::from_nanos(u64::from(nanos_before % 4));
                 if to >= self.now {
