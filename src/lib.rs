@@ -10,3 +10,5 @@ mod timer_core;
 mod wheel;
 
 pub use clock::Clock;
+#[cfg(test)]
+mod timer_probe;
