@@ -302,14 +302,23 @@ impl Inbox {
         self.head.load(Ordering::SeqCst).is_null()
     }
 
-    /// Owner: takes every pushed entry, most recent first.
+    /// Owner: takes every pushed entry, in push order (so that timers with
+    /// equal deadlines fire in the order they were armed).
     pub(crate) fn take_all(&self) -> Drained {
         // Acquire: pairs with the pushes' Release, so every entry's fields
         // (and `queue_next`) are visible. SeqCst like `push`.
-        let head = self.head.swap(std::ptr::null_mut(), Ordering::SeqCst);
-        Drained {
-            next: NonNull::new(head),
+        let mut cur = NonNull::new(self.head.swap(std::ptr::null_mut(), Ordering::SeqCst));
+        // Reverse the LIFO chain in place; the owner owns every `queue_next`
+        // on it until it moves the entry to `FILED` (inv. 3).
+        let mut reversed = None;
+        while let Some(entry) = cur {
+            // SAFETY: live (the clock holds it) and `queue_next` is ours.
+            cur = unsafe { entry.as_ref() }
+                .queue_next
+                .with_mut(|p| unsafe { std::mem::replace(&mut *p, reversed) });
+            reversed = Some(entry);
         }
+        Drained { next: reversed }
     }
 }
 

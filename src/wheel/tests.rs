@@ -54,7 +54,11 @@ fn ticks_round_up_and_never_panic() {
     assert_eq!(tick_of(o, o + Duration::from_nanos(1)), 1);
     assert_eq!(tick_of(o, o + ms(1)), 1);
     assert_eq!(tick_of(o, o + Duration::from_micros(1500)), 2);
-    assert_eq!(tick_of(o + ms(5), o), 0, "instants before the origin are tick 0");
+    assert_eq!(
+        tick_of(o + ms(5), o),
+        0,
+        "instants before the origin are tick 0"
+    );
     let far = o.checked_add(Duration::from_secs(u64::MAX / 4));
     if let Some(far) = far {
         assert!(tick_of(o, far) > 1 << 40);
@@ -115,8 +119,10 @@ fn model_run(seed: u64, start: Duration, steps: usize) {
                     0 => ms(SPECIAL_MS[rng.gen_range(0..SPECIAL_MS.len())]),
                     1 => Duration::from_nanos(rng.gen_range(0..5_000_000)),
                     2 => ms(rng.gen_range(0..1 << 22)),
-                    _ => ms(SPECIAL_MS[rng.gen_range(0..SPECIAL_MS.len())])
-                        + Duration::from_nanos(rng.gen_range(0..1_000_000)),
+                    _ => {
+                        ms(SPECIAL_MS[rng.gen_range(0..SPECIAL_MS.len())])
+                            + Duration::from_nanos(rng.gen_range(0..1_000_000))
+                    }
                 };
                 let deadline = if rng.gen_bool(0.05) {
                     now.checked_sub(offset).unwrap_or(origin)
@@ -214,7 +220,10 @@ fn wheel_matches_model_across_2_pow_36_ms() {
     for seed in 200..206 {
         model_run(seed, ms((1 << 36) - 3), 1500);
     }
-    assert!(FIRED_FAR.with(|f| f.get()) > 1000, "the runs reach past 2^36 ms");
+    assert!(
+        FIRED_FAR.with(|f| f.get()) > 1000,
+        "the runs reach past 2^36 ms"
+    );
 }
 
 #[test]
