@@ -6,6 +6,9 @@
 //! `loom-tests/` exercise the very code that ships (the pattern of tokio's
 //! `src/loom/`). crossbeam-epoch switches itself under `--cfg crossbeam_loom`.
 
+// The facade exports the whole set; not every build uses every item.
+#![allow(unused_imports)]
+
 #[cfg(not(loom))]
 mod imp {
     pub(crate) use std::sync::atomic::{
