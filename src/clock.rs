@@ -220,5 +220,5 @@ fn max_offset(origin: Instant) -> u64 {
     n
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;

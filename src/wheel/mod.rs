@@ -270,5 +270,5 @@ fn deadline_of(e: Entry) -> Instant {
     unsafe { e.as_ref() }.deadline()
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
