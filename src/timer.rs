@@ -224,6 +224,32 @@ impl TimerEntry {
             .is_ok()
     }
 
+    /// Reads the inbox link.
+    ///
+    /// # Safety
+    /// `entry` is live and the caller owns `queue_next` (invariant 3).
+    unsafe fn queue_next(entry: NonNull<TimerEntry>) -> Option<NonNull<TimerEntry>> {
+        // SAFETY: live (caller).
+        let e = unsafe { entry.as_ref() };
+        // SAFETY: the caller owns `queue_next` (inv. 3): no access races.
+        e.queue_next.with(|p| unsafe { *p })
+    }
+
+    /// Writes the inbox link, returning the old value.
+    ///
+    /// # Safety
+    /// As for `queue_next`.
+    unsafe fn set_queue_next(
+        entry: NonNull<TimerEntry>,
+        next: Option<NonNull<TimerEntry>>,
+    ) -> Option<NonNull<TimerEntry>> {
+        // SAFETY: live (caller).
+        let e = unsafe { entry.as_ref() };
+        // SAFETY: the caller owns `queue_next` (inv. 3): no access races.
+        e.queue_next
+            .with_mut(|p| unsafe { std::mem::replace(&mut *p, next) })
+    }
+
     /// Runs `f` on the wheel links.
     ///
     /// # Safety
@@ -276,10 +302,9 @@ impl Inbox {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             let next = NonNull::new(head);
-            // SAFETY: we own `queue_next` until the CAS publishes it (inv. 3).
-            unsafe { entry.as_ref() }
-                .queue_next
-                .with_mut(|p| unsafe { *p = next });
+            // SAFETY: live (caller); we own `queue_next` until the CAS
+            // publishes it (inv. 3).
+            unsafe { TimerEntry::set_queue_next(entry, next) };
             // SeqCst: publishes the entry (Release for the owner's Acquire
             // swap) and takes part in the driver's sleep/wake handshake: the
             // driver stores its sleep target, then checks `is_empty` (SeqCst),
@@ -313,9 +338,7 @@ impl Inbox {
         let mut reversed = None;
         while let Some(entry) = cur {
             // SAFETY: live (the clock holds it) and `queue_next` is ours.
-            cur = unsafe { entry.as_ref() }
-                .queue_next
-                .with_mut(|p| unsafe { std::mem::replace(&mut *p, reversed) });
+            cur = unsafe { TimerEntry::set_queue_next(entry, reversed) };
             reversed = Some(entry);
         }
         Drained { next: reversed }
@@ -336,7 +359,7 @@ impl Iterator for Drained {
         let entry = self.next?;
         // SAFETY: the entry is live (the clock holds its reference) and the
         // owner owns `queue_next` after `take_all` (inv. 3).
-        self.next = unsafe { entry.as_ref() }.queue_next.with(|p| unsafe { *p });
+        self.next = unsafe { TimerEntry::queue_next(entry) };
         Some(entry)
     }
 }
@@ -358,10 +381,9 @@ impl Graveyard {
     /// will release (invariant 7).
     pub(crate) unsafe fn bury(&mut self, entry: NonNull<TimerEntry>) {
         let next = self.head;
-        // SAFETY: terminal and off the inbox, so `queue_next` is ours (inv. 3).
-        unsafe { entry.as_ref() }
-            .queue_next
-            .with_mut(|p| unsafe { *p = next });
+        // SAFETY: live (caller); terminal and off the inbox, so
+        // `queue_next` is ours (inv. 3).
+        unsafe { TimerEntry::set_queue_next(entry, next) };
         self.head = Some(entry);
         self.len += 1;
     }
@@ -377,7 +399,7 @@ impl Graveyard {
         let mut first_panic = None;
         while let Some(entry) = self.head {
             // SAFETY: live until its release below; `queue_next` is ours.
-            self.head = unsafe { entry.as_ref() }.queue_next.with(|p| unsafe { *p });
+            self.head = unsafe { TimerEntry::queue_next(entry) };
             self.len -= 1;
             let panic = call_hook(entry, |e| e.hooks.release);
             first_panic = first_panic.or(panic);
