@@ -82,8 +82,13 @@ pub(crate) enum Pos {
     /// Never reached the owner: the next time the owner sees it on the inbox,
     /// it is the arming push.
     Unfiled,
-    /// In slot `slot` of wheel level `level`.
-    Slot { level: u8, slot: u8 },
+    /// In a slot of the wheel.
+    Slot {
+        /// Level index, 0 to 5.
+        level: u8,
+        /// Slot index, 0 to 63.
+        slot: u8,
+    },
     /// Beyond the wheel's range, parked until the next top-level rotation.
     Parked,
     /// Due within the current tick, in the deadline-sorted ready list.
@@ -96,8 +101,11 @@ pub(crate) enum Pos {
 /// The wheel's intrusive links: a doubly linked list per slot.
 #[derive(Debug)]
 pub(crate) struct Links {
+    /// The previous entry in the same list.
     pub(crate) prev: Option<NonNull<TimerEntry>>,
+    /// The next entry in the same list; when `Detached`, the entry itself.
     pub(crate) next: Option<NonNull<TimerEntry>>,
+    /// Which list, so that removal needs no search.
     pub(crate) pos: Pos,
 }
 
@@ -116,6 +124,10 @@ pub(crate) struct TimerEntry {
     deadline: Instant,
     hooks: &'static TimerHooks,
 }
+
+// The node budget: 64 bytes of timer state per context (a cache line).
+#[cfg(all(target_pointer_width = "64", not(loom)))]
+const _: () = assert!(std::mem::size_of::<TimerEntry>() <= 64);
 
 // SAFETY: the non-atomic fields are either immutable (`deadline`, `hooks`) or
 // handed between threads only through the synchronisation of invariants 3-4.
