@@ -14,7 +14,8 @@ if [ "${SKIP_LOOM:-}" != 1 ]; then
   (
     cd loom-tests
     export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
-    time RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release
+    # --no-fail-fast: one group failing must not hide the others.
+    time RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release --no-fail-fast
   )
 fi
 

@@ -166,7 +166,7 @@ fn deadlines_manual() {
             ctxs.push(g);
         }
     }
-    clock.advance(Duration::from_millis(1000));
+    clock.advance(Duration::from_millis(3000));
     assert!(ctxs
         .iter()
         .all(|c| c.err() == Some(Error::DeadlineExceeded) || c.err() == Some(Error::Canceled)));

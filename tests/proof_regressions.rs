@@ -51,5 +51,73 @@ fn deadline_armed_during_advance_is_not_lost() {
             lost += 1;
         }
     }
-    assert_eq!(lost, 0, "{lost} of {rounds} deadlines passed by a concurrent advance never fired");
+    assert_eq!(
+        lost, 0,
+        "{lost} of {rounds} deadlines passed by a concurrent advance never fired"
+    );
+}
+
+/// A cause that keeps an `Arc` alive, to see whether its owner was freed.
+#[derive(Debug)]
+struct Holder(#[allow(dead_code)] std::sync::Arc<()>);
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("holder")
+    }
+}
+
+impl std::error::Error for Holder {}
+
+/// Lets crossbeam-epoch run deferred frees until `p` is the last reference.
+fn strong_after_flush(p: &std::sync::Arc<()>) -> usize {
+    for _ in 0..10_000 {
+        if std::sync::Arc::strong_count(p) == 1 {
+            break;
+        }
+        crossbeam_epoch::pin().flush();
+    }
+    std::sync::Arc::strong_count(p)
+}
+
+/// API.md §Semantics 10: "dropping every Context and CancelHandle of a
+/// subtree frees it ..., timers included." A deadline on a manual clock that
+/// was cancelled (or abandoned) before it fired stays filed in the wheel, and
+/// is never freed once the clock itself is dropped. (Found by
+/// `tests/leaks.rs` `deadlines_manual`.)
+#[test]
+fn manual_clock_dropped_with_filed_timers_frees_them() {
+    for abandon in [false, true] {
+        let p = std::sync::Arc::new(());
+        let clock = Clock::manual();
+        let root = clock.background();
+        let (c, h) = root.with_timeout_cause(Duration::from_secs(10), Holder(p.clone()));
+        if abandon {
+            h.detach();
+        } else {
+            h.cancel();
+        }
+        drop((c, root, clock));
+        assert_eq!(
+            strong_after_flush(&p),
+            1,
+            "timer (abandon: {abandon}) and its deadline cause leaked with the clock"
+        );
+    }
+}
+
+/// API.md §Semantics 10: a subtree whose every Context and CancelHandle is
+/// dropped is freed. A callback registered with `after_func` on such a
+/// context, never run, keeps its closure (and the node) alive forever.
+/// (Found by `tests/leaks.rs` `callbacks`.)
+#[test]
+fn after_func_on_abandoned_context_is_freed() {
+    let p = std::sync::Arc::new(());
+    let root = Clock::manual().background();
+    let (c, h) = root.with_cancel();
+    let q = p.clone();
+    drop(c.after_func(move || drop(q)));
+    h.detach();
+    drop((c, root));
+    assert_eq!(strong_after_flush(&p), 1, "after_func closure leaked");
 }
