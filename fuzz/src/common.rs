@@ -65,24 +65,36 @@ pub fn tag(c: &Cause) -> CauseTag {
     }
 }
 
-/// What a context shows: `None` while not done. Checks that `err`, `cause`
-/// and `is_done` agree with each other.
+/// What a context shows: `None` while not done. Checks that `is_done`,
+/// `err` and `cause` agree, in an order that stays valid while another
+/// thread may cancel in between (each is monotone: once done, always done).
 pub fn observe(ctx: &Context) -> Option<Outcome> {
+    let done_before = ctx.is_done();
     let err = ctx.err();
     let cause = ctx.cause();
-    assert_eq!(ctx.is_done(), err.is_some(), "is_done disagrees with err");
+    let done_after = ctx.is_done();
+    assert!(
+        !done_before || err.is_some(),
+        "is_done() true, then err() None"
+    );
+    assert!(
+        err.is_none() || cause.is_some(),
+        "err() {err:?}, then cause() None"
+    );
+    assert!(
+        err.is_none() || done_after,
+        "err() {err:?}, then is_done() false"
+    );
     match (err, cause) {
         (None, None) => None,
         (Some(e), Some(c)) => Some((kind(e), tag(&c))),
-        (e, c) => {
-            // A concurrent cancel may land between the two reads; read again.
+        (None, Some(_)) => {
+            // A concurrent cancel landed between the two reads: read again.
             let (e2, c2) = (ctx.err(), ctx.cause());
-            assert!(
-                e2.is_some() && c2.is_some(),
-                "err {e:?} and cause {c:?} disagree, and still do: {e2:?} {c2:?}"
-            );
-            Some((kind(e2.unwrap()), tag(&c2.unwrap())))
+            let (e2, c2) = (e2.expect("cause() was Some"), c2.expect("cause() was Some"));
+            Some((kind(e2), tag(&c2)))
         }
+        (Some(_), None) => unreachable!(),
     }
 }
 
