@@ -140,14 +140,12 @@ impl Clock {
         }
     }
 
-    /// Gets the inbox drained soon without blocking: the system clock
-    /// unparks its driver; a manual clock drains now if no one owns its
-    /// wheel (else the owner will).
+    /// Gets the inbox drained without blocking: drains it now on this
+    /// thread if no one owns the wheel (else the owner is draining it).
+    /// Doing it here rather than waking the driver keeps the frees on the
+    /// thread that allocated, and costs no wake-up.
     pub(crate) fn collect(&self) {
-        match &self.inner {
-            Inner::System => driver::system().wake(),
-            Inner::Manual(m) => m.core.try_collect(),
-        }
+        self.core().try_collect()
     }
 
     /// The timer engine behind this clock.

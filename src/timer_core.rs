@@ -37,7 +37,7 @@ use crate::timer::{call_hook, Disarmed, Graveyard, Inbox, Pos, TimerEntry};
 use crate::wheel::Wheel;
 
 /// Every this many successful disarms, someone drains the inbox.
-pub(crate) const COLLECT_EVERY: usize = 1024;
+pub(crate) const COLLECT_EVERY: usize = 256;
 
 /// A caught panic from a hook.
 pub(crate) type Panic = Box<dyn Any + Send>;
