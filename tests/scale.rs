@@ -127,10 +127,11 @@ fn million_deep_chain_dropped_without_cancelling() {
         );
         assert_eq!(drops.load(SeqCst), 0);
         // The root still works: a new child follows it.
-        let (child, _h) = root.with_cancel();
+        let (child, child_cancel) = root.with_cancel();
         root_cancel.cancel();
         assert_eq!(child.err(), Some(Error::Canceled));
         drop(child);
+        drop(child_cancel);
         drop(root);
         assert_eq!(drops.load(SeqCst), 0, "the handle still holds the root");
         drop(root_cancel);
