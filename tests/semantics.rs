@@ -1212,7 +1212,7 @@ fn types_have_the_traits_of_the_contract() {
         fn some_item() {}
     }
     impl<T: ?Sized> AmbiguousIfClone<()> for T {}
-    impl<T: ?Sized + Clone> AmbiguousIfClone<u8> for T {}
+    impl<T: Clone> AmbiguousIfClone<u8> for T {}
     <CancelHandle as AmbiguousIfClone<_>>::some_item();
 }
 
