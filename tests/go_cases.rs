@@ -322,7 +322,6 @@ fn cause_table() {
 
 /// Rows that derive a child from a parent that is already done.
 #[test]
-#[ignore = "engine bug: with_cancel of a done context trips debug_assert!(!entry.mark()) in CancelNode::withdraw_links (node.rs:465)"]
 fn cause_table_children_of_done_parents() {
     let rows: &[Row] = &[
         ("WithCancel of an expired WithTimeoutCause", || {
@@ -354,7 +353,6 @@ fn cause_table_children_of_done_parents() {
 
 /// Rows whose deadline has to fire while the test waits.
 #[test]
-#[ignore = "needs timers branch"]
 fn cause_table_deadlines_that_fire() {
     let rows: &[Row] = &[
         ("WithTimeoutCause fires", || {
@@ -650,7 +648,6 @@ fn interlocked_cancels_across_two_trees() {
 // TestWithCancelSimultaneouslyCanceledParent
 
 #[test]
-#[ignore = "engine bug: with_cancel of a done context trips debug_assert!(!entry.mark()) in CancelNode::withdraw_links (node.rs:465)"]
 fn with_cancel_simultaneously_canceled_parent() {
     for _ in 0..500 {
         let (parent, cancel_parent) = Context::background().with_cancel();
@@ -775,7 +772,6 @@ fn layers_cancel() {
 }
 
 #[test]
-#[ignore = "needs timers branch"]
 fn layers_timeout() {
     for seed in 0..10 {
         let mut rng = StdRng::seed_from_u64(seed);
@@ -807,7 +803,6 @@ fn after_func_called_after_cancel() {
 }
 
 #[test]
-#[ignore = "needs timers branch"]
 fn after_func_called_after_timeout() {
     let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(5));
     let (tx, rx) = mpsc::channel();

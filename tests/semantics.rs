@@ -326,7 +326,6 @@ fn s2_err_seen_done_implies_cause_seen() {
 // semantic 3: deriving from a done context
 
 #[test]
-#[ignore = "engine bug: with_cancel of a done context trips debug_assert!(!entry.mark()) in CancelNode::withdraw_links (node.rs:465)"]
 fn s3_with_cancel_of_a_done_context_is_done_at_once() {
     let (parent, cancel) = Context::background().with_cancel();
     cancel.cancel_with_cause(MyErr("gone"));
@@ -340,7 +339,6 @@ fn s3_with_cancel_of_a_done_context_is_done_at_once() {
 }
 
 #[test]
-#[ignore = "engine bug: with_cancel of a done context trips debug_assert!(!entry.mark()) in CancelNode::withdraw_links (node.rs:465)"]
 fn s3_with_value_then_with_cancel_of_a_done_context_is_done_at_once() {
     let (parent, cancel) = Context::background().with_cancel();
     cancel.cancel_with_cause(MyErr("gone"));
@@ -353,7 +351,6 @@ fn s3_with_value_then_with_cancel_of_a_done_context_is_done_at_once() {
 }
 
 #[test]
-#[ignore = "engine bug: with_cancel of a done context trips debug_assert!(!entry.mark()) in CancelNode::withdraw_links (node.rs:465)"]
 fn s3_with_deadline_of_a_done_context_keeps_the_parents_reason() {
     let (parent, cancel) = Context::background().with_cancel();
     cancel.cancel_with_cause(MyErr("gone"));
@@ -736,7 +733,6 @@ fn s8_callbacks_may_re_enter_the_engine() {
 }
 
 #[test]
-#[ignore = "engine bug: with_cancel of a done context trips debug_assert!(!entry.mark()) in CancelNode::withdraw_links (node.rs:465)"]
 fn s8_callbacks_may_derive_from_the_context_being_cancelled() {
     let (root, cancel_root) = Context::background().with_cancel();
     let (child, _h) = root.with_cancel();
@@ -1217,7 +1213,6 @@ fn types_have_the_traits_of_the_contract() {
 }
 
 #[test]
-#[ignore = "engine bug: with_cancel of a done context trips debug_assert!(!entry.mark()) in CancelNode::withdraw_links (node.rs:465)"]
 fn s12_contexts_are_shared_across_threads() {
     let (root, cancel) = Context::background().with_value(&REQ, 1).with_cancel();
     let root = Arc::new(root);
