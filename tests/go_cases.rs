@@ -669,7 +669,7 @@ fn with_cancel_simultaneously_canceled_parent() {
 // TestLayersCancel / TestLayersTimeout
 
 static LAYER_KEYS: [Key<usize>; 64] = {
-    const K: Key<usize> = Key::new("layer");
+    static K: Key<usize> = Key::new("layer");
     [K; 64]
 };
 
