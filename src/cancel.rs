@@ -36,6 +36,22 @@ pub(crate) fn cancel(
     record: Option<Arc<Record>>,
     holds_handle: bool,
 ) -> bool {
+    close(node, err, record, holds_handle, false)
+}
+
+/// Teardown's close: the node has no observer left (node invariant 1), so
+/// its callbacks are dropped unrun (after_func invariant 2).
+pub(crate) fn close_silently(node: &CancelNode) {
+    close(node, Error::Canceled, None, false, true);
+}
+
+fn close(
+    node: &CancelNode,
+    err: Error,
+    record: Option<Arc<Record>>,
+    holds_handle: bool,
+    silent: bool,
+) -> bool {
     let Some(closed) = publish(node, err, record) else {
         return false;
     };
@@ -48,16 +64,12 @@ pub(crate) fn cancel(
             guard: crossbeam_epoch::pin(),
             stack: Vec::new(),
             panic: None,
+            silent,
         };
         drain.run(closed);
         drain.finish();
     }
     true
-}
-
-/// Teardown's close: the node has no observer left (node invariant 1).
-pub(crate) fn close_silently(node: &CancelNode) {
-    cancel(node, Error::Canceled, None, false);
 }
 
 /// A node just closed: its detached chain and what it was closed with.
@@ -101,6 +113,8 @@ struct Drain {
     guard: Guard,
     stack: Vec<Closed>,
     panic: Option<Box<dyn Any + Send>>,
+    /// Teardown: drop callbacks instead of running them.
+    silent: bool,
 }
 
 impl Drain {
@@ -158,6 +172,11 @@ impl Drain {
             EntryKind::Waiter => {
                 // SAFETY: claimed here, alive by our list reference.
                 unsafe { crate::waiter::Waiter::wake(entry.cast()) };
+                false
+            }
+            EntryKind::Callback if self.silent => {
+                // SAFETY: claimed here, alive by our list reference.
+                unsafe { crate::after_func::Callback::discard(entry.cast()) };
                 false
             }
             EntryKind::Callback => {

@@ -307,6 +307,10 @@ impl Context {
     /// re-raised to the canceller afterwards. Dropping the returned
     /// [`AfterFunc`] does not unregister `f`; [`AfterFunc::stop`] does.
     ///
+    /// The registration does not keep the context alive: if every
+    /// `Context` and `CancelHandle` of it is dropped before it is done (a
+    /// detached handle), the context is freed and `f` is dropped unrun.
+    ///
     /// ```
     /// use gocontext::Context;
     /// use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,13 +9,14 @@
 //! Invariants:
 //! 1. `handles` counts the owners that keep a node *meaningful*: each
 //!    `Context`, the `CancelHandle`, each derived child (a child holds its
-//!    parent), and each pending `after_func` registration. When it reaches
-//!    zero the node is *torn down*: closed if still open, withdrawn from its
-//!    parents' lists, and its parent handles released. Nothing can observe
-//!    it after that, so closing it is invisible.
+//!    parent). When it reaches zero the node is *torn down*: closed if still
+//!    open, withdrawn from its parents' lists, and its parent handles
+//!    released. Nothing can observe it after that, so closing it is
+//!    invisible; pending `after_func` callbacks are dropped unrun.
 //! 2. `refs` counts holders of the node's *memory*: one for all handles
 //!    together (dropped at teardown), one per list that links it (list
-//!    invariant 3), one while a clock holds its timer. The node is freed
+//!    invariant 3), one while a clock holds its timer, one per `after_func`
+//!    registration (after_func invariant 2). The node is freed
 //!    when `refs` reaches zero. List references are released through the
 //!    epoch (list invariant 4), so a node is never freed under a sweeper.
 //! 3. Teardown and release walk up the tree in a loop, never by recursion:
@@ -499,6 +500,13 @@ impl CancelNode {
         guard.flush();
         // Release: pairs with the next sweeper's Acquire.
         self.sweeping.store(false, Release);
+    }
+
+    /// One more memory reference (node invariant 2), for a holder that
+    /// must reach the node's list without keeping the context alive.
+    pub(crate) fn acquire_ref(&self) {
+        // Relaxed: the caller holds a handle, so the count is not zero.
+        self.header.refs.fetch_add(1, Relaxed);
     }
 
     /// `merge` only: the second parent.
