@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::driver;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::timer::TimerEntry;
-use crate::timer_core::{AfterDisarm, TimerCore};
+use crate::timer_core::{AfterDisarm, Collected, TimerCore};
 
 /// The time source and timing wheel that deadlines run on.
 ///
@@ -138,13 +138,21 @@ impl Clock {
         }
     }
 
-    /// Gets the inbox drained soon without blocking: the system clock
-    /// unparks its driver; a manual clock drains now if no one owns its
-    /// wheel (else the owner will).
+    /// Gets the inbox drained without blocking: drains it on this thread if
+    /// no one owns the wheel right now (else the owner will). On the system
+    /// clock the driver is unparked when the wheel was busy, or when this
+    /// drain filed live entries it has not seen (its sleep target may be
+    /// too late now; driver invariant 3).
     pub(crate) fn collect(&self) {
         match &self.inner {
-            Inner::System => driver::system().wake(),
-            Inner::Manual(m) => m.core.try_collect(),
+            Inner::System => {
+                let driver = driver::system();
+                match driver.core().try_collect() {
+                    Collected::Done { filed: 0 } => {}
+                    Collected::Busy | Collected::Done { .. } => driver.wake(),
+                }
+            }
+            Inner::Manual(m) => drop(m.core.try_collect()),
         }
     }
 
