@@ -38,8 +38,9 @@ use crate::sync::{AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
 use crate::timer::{call_hook, Disarmed, Graveyard, Inbox, Pos, TimerEntry};
 use crate::wheel::Wheel;
 
-/// Every this many successful disarms, someone drains the inbox.
-pub(crate) const COLLECT_EVERY: usize = 1024;
+/// Every this many successful disarms, someone drains the inbox. Under loom
+/// every disarm collects, so the models explore the collector's races too.
+pub(crate) const COLLECT_EVERY: usize = if cfg!(loom) { 1 } else { 1024 };
 
 /// A caught panic from a hook.
 pub(crate) type Panic = Box<dyn Any + Send>;
