@@ -130,7 +130,7 @@ impl TimerCore {
             .cancelled
             .fetch_add(1, Ordering::Relaxed)
             .wrapping_add(1);
-        Some(if n % COLLECT_EVERY == 0 {
+        Some(if collection_due(n) {
             AfterDisarm::Collect
         } else {
             AfterDisarm::Nothing
@@ -237,6 +237,12 @@ impl TimerCore {
             Step::Lost
         }
     }
+}
+
+/// Whether the `n`-th successful disarm should collect.
+#[allow(clippy::modulo_one)] // COLLECT_EVERY is 1 under loom, on purpose.
+fn collection_due(n: usize) -> bool {
+    n % COLLECT_EVERY == 0
 }
 
 /// One step of `run`.
