@@ -116,8 +116,11 @@ impl Clock {
     pub(crate) fn arm(&self, entry: NonNull<TimerEntry>) {
         match &self.inner {
             Inner::System => driver::system().arm(entry),
-            // SAFETY: the contract above is `TimerCore::arm`'s.
-            Inner::Manual(m) => drop(unsafe { m.core.arm(entry) }),
+            Inner::Manual(m) => {
+                // SAFETY: the contract above is `TimerCore::arm`'s. (If it
+                // was disarmed before, `arm` already released it.)
+                unsafe { m.core.arm(entry) };
+            }
         }
     }
 

@@ -187,8 +187,8 @@ impl TimerCore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Wheel> {
-        // A panic can only come from the wheel's own code; its lists are
-        // still consistent at every await-free step, so keep going.
+        // Poisoning can only come from a bug in the wheel's own code: hooks
+        // never run under the lock, so no user state is behind it.
         self.wheel.lock().unwrap_or_else(|p| p.into_inner())
     }
 
