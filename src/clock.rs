@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::driver;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::timer::TimerEntry;
-use crate::timer_core::{AfterDisarm, TimerCore};
+use crate::timer_core::{AfterDisarm, Collected, TimerCore};
 
 /// The time source and timing wheel that deadlines run on.
 ///
@@ -118,8 +118,11 @@ impl Clock {
     pub(crate) fn arm(&self, entry: NonNull<TimerEntry>) {
         match &self.inner {
             Inner::System => driver::system().arm(entry),
-            // SAFETY: the contract above is `TimerCore::arm`'s.
-            Inner::Manual(m) => drop(unsafe { m.core.arm(entry) }),
+            Inner::Manual(m) => {
+                // SAFETY: the contract above is `TimerCore::arm`'s. (If it
+                // was disarmed before, `arm` already released it.)
+                unsafe { m.core.arm(entry) };
+            }
         }
     }
 
@@ -132,20 +135,38 @@ impl Clock {
         // SAFETY: the contract above is `TimerCore::disarm`'s.
         match unsafe { self.core().disarm(entry) } {
             None => false,
-            Some(AfterDisarm::Nothing) => true,
-            Some(AfterDisarm::Collect) => {
+            Some(AfterDisarm::Nothing) if !self.is_manual() => true,
+            // A manual clock collects at once: its owner runs only inside
+            // `advance`, and an entry left queued would keep its node, and
+            // the node this clock, alive (a cycle once the user lets go).
+            Some(_) => {
                 self.collect();
                 true
             }
         }
     }
 
-    /// Gets the inbox drained without blocking: drains it now on this
-    /// thread if no one owns the wheel (else the owner is draining it).
-    /// Doing it here rather than waking the driver keeps the frees on the
-    /// thread that allocated, and costs no wake-up.
+    /// True for `Clock::manual()` clocks.
+    pub(crate) fn is_manual(&self) -> bool {
+        matches!(self.inner, Inner::Manual(_))
+    }
+
+    /// Gets the inbox drained without blocking: drains it on this thread if
+    /// no one owns the wheel right now (else the owner will). On the system
+    /// clock the driver is unparked when the wheel was busy, or when this
+    /// drain filed live entries it has not seen (its sleep target may be
+    /// too late now; driver invariant 3).
     pub(crate) fn collect(&self) {
-        self.core().try_collect()
+        match &self.inner {
+            Inner::System => {
+                let driver = driver::system();
+                match driver.core().try_collect() {
+                    Collected::Done { filed: 0 } => {}
+                    Collected::Busy | Collected::Done { .. } => driver.wake(),
+                }
+            }
+            Inner::Manual(m) => drop(m.core.try_collect()),
+        }
     }
 
     /// The timer engine behind this clock.

@@ -372,12 +372,20 @@ impl CancelNode {
         if self.err().is_some() {
             return;
         }
+        let clock = &self.header.clock;
         // Relaxed: the clock's reference is published by `arm` itself.
         self.header.refs.fetch_add(1, Relaxed);
-        self.header.clock.arm(NonNull::from(timer));
+        clock.arm(NonNull::from(timer));
         // A cancel that ran before `arm` could not disarm; disarm now.
         if self.err().is_some() {
-            self.header.clock.disarm(timer);
+            clock.disarm(timer);
+            return;
+        }
+        // A manual clock's `advance` may have passed our deadline while we
+        // armed, and fires nothing until the next `advance`: fire it here
+        // (if the disarm wins, nobody else will).
+        if clock.is_manual() && timer.deadline() <= clock.now() && clock.disarm(timer) {
+            cancel::cancel(self, Error::DeadlineExceeded, self.deadline_record(), true);
         }
     }
 

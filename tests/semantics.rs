@@ -649,7 +649,11 @@ fn s8_s10_registration_does_not_keep_an_abandoned_context_alive() {
         r.fetch_add(1, SeqCst);
     }));
     child_handle.detach();
-    assert_eq!(Arc::strong_count(&runs), 2, "pending while the context lives");
+    assert_eq!(
+        Arc::strong_count(&runs),
+        2,
+        "pending while the context lives"
+    );
     drop(child);
     assert_eq!(Arc::strong_count(&runs), 1, "dropped with the context");
     cancel_root.cancel();
