@@ -278,7 +278,9 @@ fn parent_child() -> ParentChildReport {
         ctx2.wait()
     });
     let (parent_err, child_err) = (ctx1.err(), ctx2.err());
-    println!("ctx2 woke up with `{child_wait}`; ctx1.err() = {parent_err:?}, ctx2.err() = {child_err:?}");
+    println!(
+        "ctx2 woke up with `{child_wait}`; ctx1.err() = {parent_err:?}, ctx2.err() = {child_err:?}"
+    );
     ParentChildReport {
         parent_err_after_sibling_cancel,
         child_wait,
@@ -541,7 +543,10 @@ fn after_func() -> AfterFuncReport {
 
     let record = Arc::clone(&ran_on);
     let first = ctx.after_func(move || {
-        println!("  callback: context is done, running on {:?}", thread::current().name());
+        println!(
+            "  callback: context is done, running on {:?}",
+            thread::current().name()
+        );
         *record.lock().unwrap() = Some(thread::current().id());
     });
     let stopped_ran = Arc::new(Mutex::new(false));
@@ -717,7 +722,9 @@ fn merge() -> MergeReport {
     let deadline_is_requests = work.deadline() == request.deadline();
     let request_id = work.value(&REQUEST_ID).copied();
     let server_name = work.value(&SERVER).copied();
-    println!("merged: deadline from the request, values from both: {request_id:?}, {server_name:?}");
+    println!(
+        "merged: deadline from the request, values from both: {request_id:?}, {server_name:?}"
+    );
 
     shutdown.cancel_with_cause(ShuttingDown);
     let err = work.err();
