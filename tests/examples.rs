@@ -21,6 +21,16 @@ mod async_tokio;
 #[allow(dead_code)]
 mod virtual_time;
 
+/// The README's first example, compiled from the very file the README quotes.
+mod readme {
+    include!("../examples/readme.rs");
+
+    #[test]
+    fn readme_example_runs() {
+        main();
+    }
+}
+
 use gocontext::Error;
 use std::time::Duration;
 
@@ -192,4 +202,14 @@ fn virtual_time_walks_a_session_through_its_deadlines() {
     assert!(r.expiry_ran_on_advancing_thread);
     assert_eq!(r.job_err, Some(Error::DeadlineExceeded));
     assert_eq!(r.timeline.len(), 8);
+}
+
+#[test]
+fn readme_quotes_examples_readme_rs_verbatim() {
+    let readme = include_str!("../README.md");
+    let example = include_str!("../examples/readme.rs");
+    assert!(
+        readme.contains(&format!("```rust\n{example}```")),
+        "README.md's first example must be examples/readme.rs, verbatim"
+    );
 }
