@@ -21,16 +21,8 @@ const EVENTUALLY: Duration = Duration::from_secs(20);
 /// A timeout that never fires during a test.
 const FOREVER: Duration = Duration::from_secs(1_000_000);
 
-#[derive(Debug)]
-struct Named(&'static str);
-
-impl fmt::Display for Named {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Named {}
+mod common;
+use common::Named;
 
 fn cause(name: &'static str) -> Cause {
     Cause::from(Named(name))
