@@ -58,6 +58,13 @@ struct ManualClock {
 impl Clock {
     /// The process-wide real-time clock, the clock of
     /// `Context::background()`. Cheap: no allocation, no reference count.
+    ///
+    /// ```
+    /// use gocontext::{Clock, Context};
+    /// let clock = Clock::system();
+    /// assert!(clock.now() <= std::time::Instant::now());
+    /// assert_eq!(clock.background().to_string(), Context::background().to_string());
+    /// ```
     pub fn system() -> Clock {
         Clock {
             inner: Inner::System,
@@ -67,6 +74,13 @@ impl Clock {
     /// A new virtual clock. Its time starts at the real `Instant::now()` of
     /// this call and moves only through [`advance`](Clock::advance). Clones
     /// share the same time and deadlines.
+    ///
+    /// ```
+    /// let clock = gocontext::Clock::manual();
+    /// let t0 = clock.now();
+    /// std::thread::sleep(std::time::Duration::from_millis(2));
+    /// assert_eq!(clock.now(), t0); // virtual time stands still
+    /// ```
     pub fn manual() -> Clock {
         let origin = Instant::now();
         Clock {
@@ -79,6 +93,14 @@ impl Clock {
     }
 
     /// The clock's current time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let clock = gocontext::Clock::manual();
+    /// let t0 = clock.now();
+    /// clock.advance(Duration::from_millis(5));
+    /// assert_eq!(clock.now() - t0, Duration::from_millis(5));
+    /// ```
     pub fn now(&self) -> Instant {
         match &self.inner {
             Inner::System => Instant::now(),
@@ -93,6 +115,18 @@ impl Clock {
     /// latest representable `Instant` instead of overflowing.
     ///
     /// On the system clock this does nothing: real time cannot be moved.
+    ///
+    /// ```
+    /// use gocontext::{Clock, Error};
+    /// use std::time::Duration;
+    /// let clock = Clock::manual();
+    /// let (ctx, _cancel) = clock.background().with_timeout(Duration::from_millis(1500));
+    /// clock.advance(Duration::from_millis(1499));
+    /// assert_eq!(ctx.err(), None); // never early
+    /// clock.advance(Duration::from_millis(1));
+    /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    /// clock.advance(Duration::MAX); // saturates, never panics
+    /// ```
     pub fn advance(&self, d: Duration) {
         if let Inner::Manual(m) = &self.inner {
             m.advance(d);
