@@ -151,6 +151,12 @@ impl Context {
     /// assert_eq!(parent.err(), None);
     /// ```
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
+        if let Some(scope) = self.scope().filter(|s| s.err().is_some()) {
+            // Done already: a child would be indistinguishable from this
+            // context (same err, cause, deadline, values), so share it.
+            scope.header.acquire();
+            return (self.clone(), CancelHandle::new(NonNull::from(scope)));
+        }
         self.derive(None, false, false, None)
     }
 

@@ -517,6 +517,12 @@ impl CancelNode {
         self.header.refs.fetch_add(1, Relaxed);
     }
 
+    /// Whether a sweeper is walking our list now (list invariants 5, 6).
+    pub(crate) fn sweeper_active(&self) -> bool {
+        // SeqCst: the reader's half of the handshake of list invariant 6.
+        self.sweeping.load(SeqCst)
+    }
+
     /// `merge` only: the second parent.
     pub(crate) fn parent2(&self) -> Option<&Context> {
         // SAFETY: as `Header::parent`.
