@@ -12,9 +12,19 @@
 //!    driver sees the new entry (and does not sleep) or `arm` sees the target
 //!    (and unparks if the new deadline is earlier). An arm with a later
 //!    deadline does not wake it: the driver files the entry when it next
-//!    wakes, which is no later than that deadline.
+//!    wakes, which is no later than that deadline. A disarming thread that
+//!    collects (drains the inbox itself, `Clock::collect`) may file an entry
+//!    the driver has not seen; it then unparks the driver unconditionally
+//!    (the park token makes that safe even before the driver parks).
 //! 4. Hooks run with no lock held and their panics are caught (`TimerCore::run`),
 //!    so a panicking callback cannot stop the thread or the other deadlines.
+//! 5. After a round that had work, an idle driver *lingers*: it sleeps with a
+//!    finite target (`LINGER` from now) instead of indefinitely, so arms of
+//!    deadlines later than that target need not wake it (by invariant 3 it
+//!    files them when the linger ends, before their deadline). Without this,
+//!    a create/cancel loop of long timeouts paid a futex wake per arm (1.7 us
+//!    per op measured). A driver with nothing armed and no recent work still
+//!    parks indefinitely: one extra wake-up after activity, then none.
 //!
 //! This module uses `std::thread` and `std::sync::OnceLock` directly: the
 //! process-wide static and a real thread have no loom model, and loom models
@@ -31,6 +41,9 @@ use crate::timer_core::TimerCore;
 
 /// `sleep_until` while the driver is running (invariant 2).
 const AWAKE: u64 = 0;
+
+/// How long an idle driver keeps a finite sleep target (invariant 5).
+const LINGER: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The system clock's state: its timer engine and driver thread.
 #[derive(Debug)]
@@ -73,7 +86,7 @@ impl Driver {
         }
     }
 
-    /// Asks the driver to drain its inbox now (memory bound; timer_core).
+    /// Unparks the driver: it drains the inbox and recomputes its sleep.
     pub(crate) fn wake(&self) {
         if let Some(thread) = self.thread.get() {
             thread.unpark();
@@ -98,9 +111,10 @@ impl Driver {
             .clone()
     }
 
-    /// The driver loop (invariants 1-4).
+    /// The driver loop (invariants 1-5).
     fn run(&self) {
         loop {
+            let had_work = !self.core.inbox_is_empty();
             let (next, panic) = self.core.run(Instant::now());
             if let Some(payload) = panic {
                 // Dropping a payload runs user code too; keep it contained.
@@ -108,11 +122,17 @@ impl Driver {
                     || drop(payload),
                 )));
             }
-            let target = next.map_or(u64::MAX, |t| self.offset(t));
+            // Invariant 5: linger with a finite target after activity.
+            let wake_at = next.or_else(|| {
+                had_work
+                    .then(|| Instant::now().checked_add(LINGER))
+                    .flatten()
+            });
+            let target = wake_at.map_or(u64::MAX, |t| self.offset(t));
             // SeqCst store, then SeqCst inbox check: invariant 3.
             self.sleep_until.store(target, Ordering::SeqCst);
             if self.core.inbox_is_empty() {
-                sleep(next);
+                sleep(wake_at);
             }
             self.sleep_until.store(AWAKE, Ordering::SeqCst);
         }
