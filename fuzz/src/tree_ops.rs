@@ -471,12 +471,14 @@ impl Harness {
         }
     }
 
-    /// Drops every handle (each cancels), checks, then drops the rest.
+    /// Drops every handle (each cancels), checking after each (a drop can
+    /// orphan another subtree's callbacks), then drops the rest.
     pub fn finish(mut self) {
         while let Some((h, id)) = self.handles.pop() {
             drop(h);
             self.model
                 .cancel(id, ErrKind::Canceled, CauseTag::Default(ErrKind::Canceled));
+            self.check();
         }
         self.check();
         for (c, _) in &self.ctxs {
