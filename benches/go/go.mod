@@ -1,3 +1,3 @@
 module gocontext/benches/go
 
-go 1.23
+go 1.21

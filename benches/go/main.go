@@ -1,6 +1,6 @@
 // Command gobench is gocontext's Go twin: it runs the workloads of
 // benches/context.rs on Go's own context package and prints one line per
-// workload, "<name>\t<nanoseconds>", in the format the Rust side prints in
+// workload, "go\t<name>\t<nanoseconds>", in the format the Rust side prints in
 // its compare mode, so that benches/compare.sh can line the two up.
 //
 // Every throughput workload is calibrated to take about -target per
@@ -41,7 +41,7 @@ func wanted(name string) bool {
 }
 
 func emit(name string, ns float64) {
-	fmt.Printf("%s\t%.3f\n", name, ns)
+	fmt.Printf("go\t%s\t%.3f\n", name, ns)
 }
 
 func median(xs []float64) float64 {
@@ -390,6 +390,7 @@ func firingLateness() {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		cancels = append(cancels, cancel)
 		deadline, _ := ctx.Deadline()
+		i := i
 		context.AfterFunc(ctx, func() {
 			late[i] = float64(time.Since(deadline))
 			wg.Done()
