@@ -54,10 +54,11 @@ EOF
 fi
 
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 rm -f "$OUT"/round-*.txt
 
 echo "building the Go twin with $("$GO" version)" >&2
-(cd benches/go && GOTOOLCHAIN=local GOFLAGS=-mod=mod "$GO" build -o "$PWD/../../$OUT/gobench" .)
+(cd benches/go && GOTOOLCHAIN=local GOFLAGS=-mod=mod "$GO" build -o "$OUT/gobench" .)
 
 echo "building the Rust side (cargo bench --bench context --no-run)" >&2
 RUST_BIN=$(cargo bench --bench context --no-run --message-format=json 2>/dev/null |
