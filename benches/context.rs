@@ -557,7 +557,7 @@ fn run_criterion(list: &[Workload]) {
                 Kind::Throughput { per, make } => {
                     group.throughput(Throughput::Elements(*per));
                     let mut run = make();
-                    group.bench_function(w.imp, |b| b.iter_custom(|iters| run(iters)));
+                    group.bench_function(w.imp, |b| b.iter_custom(&mut run));
                 }
                 Kind::Latency { make } => {
                     group.throughput(Throughput::Elements(1));
