@@ -50,6 +50,9 @@ enum Kind {
     },
     /// Reported as p50 and p99 of the samples.
     Latency { make: Box<dyn Fn() -> Sampler> },
+    /// Not an ns/op measurement: run once, report p50 and p99 of the
+    /// returned samples (`timer/firing_lateness`).
+    Once { run: fn() -> Vec<Duration> },
 }
 
 struct Workload {
@@ -99,6 +102,16 @@ fn latency(
     });
 }
 
+fn once(list: &mut Vec<Workload>, name: &str, imp: &'static str, run: fn() -> Vec<Duration>) {
+    list.push(Workload {
+        name: name.into(),
+        imp,
+        kind: Kind::Once { run },
+        measure: Duration::ZERO,
+        samples: 0,
+    });
+}
+
 /// Overrides criterion's settings for the workload added last.
 fn tune(list: &mut [Workload], measure_ms: u64, samples: usize) {
     let w = list.last_mut().expect("a workload was just added");
@@ -108,6 +121,8 @@ fn tune(list: &mut [Workload], measure_ms: u64, samples: usize) {
 
 fn workloads() -> Vec<Workload> {
     let mut list = Vec::new();
+    #[cfg(any())] // until the engine's API lands on main
+    go_side::register(&mut list);
     tokio_side::register(&mut list);
     baseline::register(&mut list);
     // Keep each workload's lines together, groups in Go's order, workloads
@@ -292,6 +307,301 @@ where
     let t1 = rx.recv().expect("task alive");
     rt.block_on(join).expect("task panicked");
     t1.saturating_duration_since(t0)
+}
+
+// ---------------------------------------------------------------------------
+// gocontext
+// ---------------------------------------------------------------------------
+
+#[cfg(any())] // until the engine's API lands on main
+mod go_side {
+    use super::*;
+    use gocontext::{Context, Key};
+
+    const IMP: &str = "gocontext";
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// 100 distinct keys for `deep_value`, and one that is never stored.
+    static KEYS: [Key<u64>; 100] = [const { Key::new("deep_value") }; 100];
+    static MISSING: Key<u64> = Key::new("missing");
+
+    pub fn register(list: &mut Vec<Workload>) {
+        throughput(list, "check_canceled/err", IMP, 1, || {
+            let (ctx, handle) = Context::background().with_cancel();
+            handle.cancel();
+            Box::new(move |iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(black_box(&ctx).err());
+                }
+                start.elapsed()
+            })
+        });
+        throughput(list, "check_canceled/is_done", IMP, 1, || {
+            let (ctx, handle) = Context::background().with_cancel();
+            handle.cancel();
+            Box::new(move |iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(black_box(&ctx).is_done());
+                }
+                start.elapsed()
+            })
+        });
+
+        throughput(list, "context_cancel_done", IMP, 1, || {
+            let (ctx, handle) = Context::background().with_cancel();
+            Box::new(move |iters| {
+                let _live = &handle;
+                parallel(2, iters, |ops| {
+                    for _ in 0..ops {
+                        black_box(black_box(&ctx).is_done());
+                    }
+                })
+            })
+        });
+
+        for (name, busy) in [
+            ("common_parent_cancel/plain", false),
+            ("common_parent_cancel/busy_work", true),
+        ] {
+            throughput(list, name, IMP, 1, move || {
+                let (root, handle) = Context::background().with_cancel();
+                Box::new(move |iters| {
+                    let _live = &handle;
+                    parallel(2, iters, |ops| {
+                        let mut x = 0;
+                        for _ in 0..ops {
+                            let (child, cancel) = root.with_cancel();
+                            if busy {
+                                x += busy_work();
+                            }
+                            cancel.cancel();
+                            drop(child);
+                        }
+                        black_box(x);
+                    })
+                })
+            });
+        }
+
+        // The chain is kept in a Vec exactly as on the tokio-util side; the
+        // handles are given up, as Go's benchmark drops its cancel funcs.
+        for depth in [1usize, 10, 100, 1000] {
+            for root_kind in ["background", "open", "closed"] {
+                throughput(
+                    list,
+                    format!("cancel_tree/depth={depth}/root={root_kind}"),
+                    IMP,
+                    1,
+                    move || {
+                        let background = Context::background();
+                        let mut chain: Vec<Context> = Vec::with_capacity(depth + 1);
+                        Box::new(move |iters| {
+                            let start = Instant::now();
+                            for _ in 0..iters {
+                                let (root, handle) = match root_kind {
+                                    "background" => (background.clone(), None),
+                                    _ => {
+                                        let (ctx, handle) = background.with_cancel();
+                                        (ctx, Some(handle))
+                                    }
+                                };
+                                let mut handle = handle;
+                                if root_kind == "closed" {
+                                    if let Some(h) = handle.take() {
+                                        h.cancel();
+                                    }
+                                }
+                                chain.push(root);
+                                for _ in 0..depth {
+                                    let (child, h) =
+                                        chain.last().expect("root pushed").with_cancel();
+                                    h.detach();
+                                    chain.push(child);
+                                }
+                                if let Some(h) = handle.take() {
+                                    h.cancel();
+                                }
+                                black_box(chain.last().expect("chain").is_done());
+                                chain.clear();
+                            }
+                            start.elapsed()
+                        })
+                    },
+                );
+                if depth == 1000 {
+                    tune(list, 1000, 20);
+                }
+            }
+        }
+
+        for pending in [40usize, 4_000, 400_000] {
+            for threads in [1usize, 2] {
+                throughput(
+                    list,
+                    format!("with_timeout/concurrency={pending}/threads={threads}"),
+                    IMP,
+                    1,
+                    move || {
+                        let root = Context::background();
+                        let others: Vec<_> =
+                            (0..pending).map(|_| root.with_timeout(HOUR)).collect();
+                        Box::new(move |iters| {
+                            let _pending = &others;
+                            parallel(threads, iters, |ops| {
+                                for _ in 0..ops {
+                                    let (ctx, handle) = root.with_timeout(HOUR);
+                                    handle.cancel();
+                                    drop(ctx);
+                                }
+                            })
+                        })
+                    },
+                );
+                if pending >= 400_000 {
+                    tune(list, 1000, 20);
+                }
+            }
+        }
+
+        for depth in [10usize, 20, 30, 50, 100] {
+            throughput(
+                list,
+                format!("deep_value/depth={depth}"),
+                IMP,
+                1,
+                move || {
+                    let mut ctx = Context::background();
+                    for (i, key) in KEYS.iter().take(depth).enumerate() {
+                        ctx = ctx.with_value(key, i as u64);
+                    }
+                    Box::new(move |iters| {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            black_box(black_box(&ctx).value(&MISSING));
+                        }
+                        start.elapsed()
+                    })
+                },
+            );
+        }
+
+        for (label, n) in [("1k", 1_000u64), ("10k", 10_000), ("100k", 100_000)] {
+            throughput(list, format!("fanout_cancel/{label}"), IMP, n, move || {
+                let background = Context::background();
+                Box::new(move |iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let (parent, handle) = background.with_cancel();
+                        let children: Vec<_> = (0..n).map(|_| parent.with_cancel()).collect();
+                        let start = Instant::now();
+                        handle.cancel();
+                        total += start.elapsed();
+                        black_box(children.last().map(|(c, _)| c.is_done()));
+                        drop(children);
+                    }
+                    total
+                })
+            });
+            if n >= 10_000 {
+                tune(list, 500, 10);
+            }
+        }
+
+        latency(list, "wake_latency/blocking", IMP, || {
+            let waiter = Waiter::spawn(|ctx: Context| {
+                ctx.wait();
+            });
+            let background = Context::background();
+            Box::new(move |samples| {
+                (0..samples)
+                    .map(|_| {
+                        let (ctx, handle) = background.with_cancel();
+                        waiter.sample(ctx, move || handle.cancel())
+                    })
+                    .collect()
+            })
+        });
+
+        latency(list, "wake_latency/async", IMP, || {
+            let rt = async_runtime();
+            let background = Context::background();
+            Box::new(move |samples| {
+                (0..samples)
+                    .map(|_| {
+                        let (ctx, handle) = background.with_cancel();
+                        async_sample(
+                            &rt,
+                            move |ready, tx| async move {
+                                let done = ctx.done();
+                                ready.store(true, Ordering::Release);
+                                black_box(done.await);
+                                let _ = tx.send(Instant::now());
+                            },
+                            move || handle.cancel(),
+                        )
+                    })
+                    .collect()
+            })
+        });
+
+        throughput(list, "timer/arm_cancel", IMP, 1, || {
+            let root = Context::background();
+            Box::new(move |iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let (ctx, handle) = root.with_timeout(HOUR);
+                    handle.cancel();
+                    drop(ctx);
+                }
+                start.elapsed()
+            })
+        });
+
+        once(list, "timer/firing_lateness", IMP, firing_lateness);
+    }
+
+    /// Arms 10,000 timeouts due at random points within the next second
+    /// (the same distribution as the Go twin) and returns how late each one
+    /// fired: the time from its deadline to its `after_func` running.
+    fn firing_lateness() -> Vec<Duration> {
+        use rand::{Rng, SeedableRng};
+        const COUNT: usize = 10_000;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let late: Arc<Vec<std::sync::atomic::AtomicU64>> = Arc::new(
+            (0..COUNT)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+        );
+        let fired = Arc::new(AtomicUsize::new(0));
+        let root = Context::background();
+        let mut keep = Vec::with_capacity(COUNT);
+        for i in 0..COUNT {
+            let d =
+                Duration::from_nanos(rng.gen_range(0..1_000_000_000)) + Duration::from_millis(1);
+            let (ctx, handle) = root.with_timeout(d);
+            let deadline = ctx.deadline().expect("a timeout has a deadline");
+            let (late, fired) = (late.clone(), fired.clone());
+            let after = ctx.after_func(move || {
+                let ns = Instant::now()
+                    .saturating_duration_since(deadline)
+                    .as_nanos() as u64;
+                late[i].store(ns, Ordering::Relaxed);
+                fired.fetch_add(1, Ordering::Release);
+            });
+            keep.push((ctx, handle, after));
+        }
+        let give_up = Instant::now() + Duration::from_secs(30);
+        while fired.load(Ordering::Acquire) < COUNT && Instant::now() < give_up {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let n = fired.load(Ordering::Acquire);
+        assert_eq!(n, COUNT, "only {n} of {COUNT} timers fired within 30 s");
+        late.iter()
+            .map(|x| Duration::from_nanos(x.load(Ordering::Relaxed)))
+            .collect()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -552,6 +862,21 @@ fn run_criterion(list: &[Workload]) {
                 i += 1;
                 continue;
             }
+            if let Kind::Once { run } = &w.kind {
+                let mut xs: Vec<f64> = run().iter().map(|d| d.as_nanos() as f64).collect();
+                xs.sort_by(|a, b| a.total_cmp(b));
+                let p = |q: f64| xs[(q * (xs.len() - 1) as f64) as usize] / 1e3;
+                println!(
+                    "{}/{}: p50 {:.1} us, p99 {:.1} us over {} samples\n",
+                    w.name,
+                    w.imp,
+                    p(0.50),
+                    p(0.99),
+                    xs.len()
+                );
+                i += 1;
+                continue;
+            }
             group.measurement_time(w.measure).sample_size(w.samples);
             match &w.kind {
                 Kind::Throughput { per, make } => {
@@ -566,6 +891,7 @@ fn run_criterion(list: &[Workload]) {
                         b.iter_custom(|iters| sample(iters as usize).into_iter().sum())
                     });
                 }
+                Kind::Once { .. } => unreachable!("handled above"),
             }
             i += 1;
         }
@@ -632,6 +958,10 @@ fn run_compare(list: &[Workload]) {
                     .iter()
                     .map(|d| d.as_nanos() as f64)
                     .collect();
+                print_percentiles(w.imp, &w.name, &mut xs);
+            }
+            Kind::Once { run } => {
+                let mut xs: Vec<f64> = run().iter().map(|d| d.as_nanos() as f64).collect();
                 print_percentiles(w.imp, &w.name, &mut xs);
             }
         }
