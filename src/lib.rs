@@ -1,5 +1,53 @@
-//! gocontext: Go's `context` package as a lock-free cancellation tree.
-//! (Skeleton: the engine lands in the following commits.)
+//! Go's `context` package, rebuilt in Rust as a lock-free cancellation
+//! engine.
+//!
+//! A [`Context`] carries a cancellation signal, maybe a deadline, and
+//! request-scoped values across API boundaries. Contexts form a tree:
+//! deriving one ([`Context::with_cancel`], [`Context::with_timeout`],
+//! [`Context::with_value`], [`Context::merge`], ...) makes a child, and
+//! cancelling a context cancels its whole subtree at once, synchronously.
+//! Deadlines cancel on their own. Async tasks (`ctx.done().await`), blocked
+//! threads (`ctx.wait()`) and callbacks (`ctx.after_func(f)`) all wake when
+//! it happens.
+//!
+//! ```
+//! use gocontext::{Context, Error};
+//! use std::time::Duration;
+//!
+//! let (request, cancel) = Context::background().with_timeout(Duration::from_secs(1));
+//! let (step, _step_cancel) = request.with_cancel();
+//! let worker = std::thread::spawn(move || step.wait());
+//! cancel.cancel(); // the client went away
+//! assert_eq!(worker.join().unwrap(), Error::Canceled);
+//! ```
+//!
+//! Every check (`err`, `is_done`, `cause`) is a lock-free atomic read,
+//! deriving and cancelling take no lock, and cancellation walks the tree
+//! iteratively, so a chain a million deep is fine. See `docs/design.md` for
+//! how the engine works, and `docs/go-mapping.md` for each Go idiom's form.
+#![deny(missing_docs)]
 #![allow(dead_code)]
 
+mod after_func;
+mod cancel;
+mod clock;
+mod context;
+mod done;
+mod error;
+mod handle;
+mod key;
+mod list;
+mod node;
+mod state;
 mod sync;
+mod timer;
+mod value;
+mod waiter;
+
+pub use after_func::AfterFunc;
+pub use clock::Clock;
+pub use context::Context;
+pub use done::Done;
+pub use error::{Cause, Error};
+pub use handle::CancelHandle;
+pub use key::Key;

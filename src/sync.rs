@@ -8,8 +8,7 @@
 
 #[cfg(not(loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-    pub(crate) use std::sync::Arc;
+    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
     pub(crate) use std::thread::{current as current_thread, park, Thread};
 
     /// Parks for at most `d`; spurious wake-ups are allowed, as with `park`.
@@ -63,8 +62,7 @@ mod imp {
 #[cfg(loom)]
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
-    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
-    pub(crate) use loom::sync::Arc;
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
     pub(crate) use loom::thread::{current as current_thread, park, Thread};
 
     /// loom has no timed park; a yield is a legal spurious wake-up.

@@ -1,0 +1,168 @@
+//! `after_func` registrations: a callback as a list entry.
+//!
+//! Invariants:
+//! 1. Whoever marks the entry (list invariant 1) owns the callback: the
+//!    drainer runs it, `stop` drops it. So it runs at most once, and `stop`
+//!    returns true exactly when it prevented the run.
+//! 2. While linked and unclaimed, the registration holds a handle on its
+//!    context's node, so the node stays in the tree and a later
+//!    cancellation (of it or an ancestor) still reaches the callback. The
+//!    owner of the mark gives that handle back.
+//! 3. The callback cell is touched only by the owner of the mark.
+
+use crate::list::{Entry, EntryKind};
+use crate::node::{release_handle, CancelNode};
+use crate::sync::Ordering::{Acquire, Release};
+use crate::sync::{fence, AtomicUsize, LeakTrack, UnsafeCell};
+use std::any::Any;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+
+type Func = Box<dyn FnOnce() + Send + 'static>;
+
+/// A registration (first field: the entry, so the pointers convert).
+#[repr(C)]
+pub(crate) struct Callback {
+    entry: Entry,
+    refs: AtomicUsize,
+    /// The node whose list holds us; we hold a handle on it (invariant 2).
+    owner: Option<NonNull<CancelNode>>,
+    f: UnsafeCell<Option<Func>>,
+    _track: LeakTrack,
+}
+
+impl Callback {
+    /// Takes the callback; only the owner of the mark may (invariant 3).
+    fn take(&self) -> Option<Func> {
+        // SAFETY: invariant 3: we own the mark, so nobody else touches it.
+        self.f.with_mut(|f| unsafe { (*f).take() })
+    }
+
+    /// Runs a callback the drainer claimed; returns its panic, if any.
+    ///
+    /// # Safety
+    /// The caller claimed `cb` and holds a reference on it.
+    pub(crate) unsafe fn run(cb: NonNull<Callback>) -> Option<Box<dyn Any + Send>> {
+        // SAFETY: the caller's reference keeps it alive.
+        let cb = unsafe { cb.as_ref() };
+        let panic = cb
+            .take()
+            .and_then(|f| catch_unwind(AssertUnwindSafe(f)).err());
+        cb.release_owner();
+        panic
+    }
+
+    fn release_owner(&self) {
+        if let Some(owner) = self.owner {
+            // SAFETY: invariant 2: the handle we held is given back once.
+            unsafe { release_handle(owner.as_ref().as_header()) };
+        }
+    }
+
+    /// Drops one memory reference; frees at zero.
+    ///
+    /// # Safety
+    /// The caller owns one reference on `cb`.
+    pub(crate) unsafe fn release(cb: NonNull<Callback>) {
+        // SAFETY: alive until our decrement.
+        let refs = &unsafe { cb.as_ref() }.refs;
+        // Release: our uses happen before the free.
+        if refs.fetch_sub(1, Release) == 1 {
+            // Acquire: pairs with the other holder's Release.
+            fence(Acquire);
+            // SAFETY: last reference; allocated as a Box in `register`.
+            drop(unsafe { Box::from_raw(cb.as_ptr()) });
+        }
+    }
+}
+
+/// Registers `f` on `owner` (or on nothing, for a context that is never
+/// done). Runs `f` at once if `owner` is done already.
+pub(crate) fn register(owner: Option<&CancelNode>, f: Func) -> AfterFunc {
+    if let Some(o) = owner {
+        o.header.acquire();
+    }
+    let cb = NonNull::from(Box::leak(Box::new(Callback {
+        entry: Entry::new(EntryKind::Callback),
+        refs: AtomicUsize::new(1),
+        owner: owner.map(NonNull::from),
+        f: UnsafeCell::new(Some(f)),
+        _track: LeakTrack::new(),
+    })));
+    // SAFETY: just allocated; we hold its only reference.
+    let c = unsafe { cb.as_ref() };
+    let Some(o) = owner else {
+        return AfterFunc { cb };
+    };
+    // SAFETY: the entry is new, and lives while its references do.
+    if unsafe { crate::list::push_counted(&o.state, &c.entry, &c.refs) }.is_err() {
+        // Done already: the mark is ours (push_counted marked it).
+        let f = c.take();
+        c.release_owner();
+        let after = AfterFunc { cb };
+        if let Some(f) = f {
+            f();
+        }
+        return after;
+    }
+    AfterFunc { cb }
+}
+
+/// The registration returned by [`Context::after_func`](crate::Context::after_func).
+///
+/// Dropping it does *not* unregister the callback (as in Go); call
+/// [`stop`](AfterFunc::stop) for that.
+pub struct AfterFunc {
+    cb: NonNull<Callback>,
+}
+
+// SAFETY: the callback is `Send`, and every shared field is atomic or
+// guarded by the mark protocol (invariant 3).
+unsafe impl Send for AfterFunc {}
+// SAFETY: as above; `stop` through `&self` is the mark protocol.
+unsafe impl Sync for AfterFunc {}
+
+impl AfterFunc {
+    /// Unregisters the callback: Go's `stop()`.
+    ///
+    /// Returns true if this call stopped the callback from running; false if
+    /// it has already run (or is running) because the context is done, or
+    /// was stopped already.
+    ///
+    /// ```
+    /// use gocontext::Context;
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// let after = ctx.after_func(|| println!("never printed"));
+    /// assert!(after.stop());
+    /// assert!(!after.stop());
+    /// cancel.cancel();
+    /// ```
+    pub fn stop(&self) -> bool {
+        // SAFETY: we hold a reference on the registration.
+        let cb = unsafe { self.cb.as_ref() };
+        if !cb.entry.mark() {
+            return false;
+        }
+        drop(cb.take());
+        if let Some(owner) = cb.owner {
+            // SAFETY: our registration's handle keeps the owner alive.
+            unsafe { owner.as_ref() }.entry_deleted();
+        }
+        cb.release_owner();
+        true
+    }
+}
+
+impl Drop for AfterFunc {
+    fn drop(&mut self) {
+        // SAFETY: we own one reference.
+        unsafe { Callback::release(self.cb) };
+    }
+}
+
+impl fmt::Debug for AfterFunc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AfterFunc").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,189 @@
+//! Cancellation: closing a node and then its whole subtree, iteratively.
+//!
+//! The canceller that closes a node (list `close`) becomes the drainer of
+//! the chain it detached: it claims each entry (list invariant 1) and
+//! cancels claimed children, wakes claimed waiters and runs claimed
+//! callbacks. Children's chains go on an explicit stack, so depth costs heap,
+//! never call stack. No lock is held anywhere, so callbacks may re-enter
+//! the engine freely; each runs inside `catch_unwind`, and the first panic
+//! is re-raised only after the whole subtree is done.
+//!
+//! Invariants:
+//! 1. Every node of the subtree gets the err and record that were actually
+//!    published on the node it was reached through: a node whose record
+//!    slot a concurrent canceller filled first keeps that canceller's
+//!    record, and passes it on to its own children.
+//! 2. A node is published done before anything in its list is acted on, so
+//!    a woken waiter or a running callback always sees `err()` set.
+
+use crate::list::{self, Entry, EntryKind};
+use crate::node::{entry_node, release_entry, CancelNode, Record};
+use crate::state::{closed_word, CAUSE};
+use crate::Error;
+use crossbeam_epoch::Guard;
+use std::any::Any;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+/// Cancels `node` and its subtree with `err` and, if given, a custom cause.
+/// Returns false if the node was done already (then nothing changes).
+///
+/// `holds_handle`: the caller holds a handle on `node`, so it may withdraw
+/// the node's links from its parents (node `withdraw_links`).
+pub(crate) fn cancel(
+    node: &CancelNode,
+    err: Error,
+    record: Option<Arc<Record>>,
+    holds_handle: bool,
+) -> bool {
+    let Some(closed) = publish(node, err, record) else {
+        return false;
+    };
+    disarm(node);
+    if holds_handle {
+        node.withdraw_links();
+    }
+    if closed.chain != 0 {
+        let mut drain = Drain {
+            guard: crossbeam_epoch::pin(),
+            stack: Vec::new(),
+            panic: None,
+        };
+        drain.run(closed);
+        drain.finish();
+    }
+    true
+}
+
+/// Teardown's close: the node has no observer left (node invariant 1).
+pub(crate) fn close_silently(node: &CancelNode) {
+    cancel(node, Error::Canceled, None, false);
+}
+
+/// A node just closed: its detached chain and what it was closed with.
+struct Closed {
+    chain: usize,
+    err: Error,
+    record: Option<Arc<Record>>,
+    /// The list reference to release once the chain is drained.
+    entry: Option<NonNull<Entry>>,
+}
+
+/// Closes `node` with `err`/`record` unless it is done already.
+fn publish(node: &CancelNode, err: Error, record: Option<Arc<Record>>) -> Option<Closed> {
+    let (word, err, record) = match record {
+        None => (closed_word(err), err, None),
+        Some(r) => {
+            if node.err().is_some() {
+                return None; // do not fill the slot of a done node
+            }
+            // State invariant 2: the record in the slot decides the reason.
+            let r = node.claim_record(r);
+            (closed_word(r.err) | CAUSE, r.err, Some(r))
+        }
+    };
+    let chain = list::close(&node.state, word)?;
+    Some(Closed {
+        chain,
+        err,
+        record,
+        entry: None,
+    })
+}
+
+fn disarm(node: &CancelNode) {
+    if let Some(timer) = node.timer() {
+        node.header.clock.disarm(timer);
+    }
+}
+
+struct Drain {
+    guard: Guard,
+    stack: Vec<Closed>,
+    panic: Option<Box<dyn Any + Send>>,
+}
+
+impl Drain {
+    fn run(&mut self, first: Closed) {
+        let mut next = Some(first);
+        while let Some(closed) = next.take().or_else(|| self.stack.pop()) {
+            self.drain_chain(closed.chain, closed.err, &closed.record);
+            if let Some(entry) = closed.entry {
+                self.release(entry);
+            }
+        }
+    }
+
+    /// Walks one detached chain (list invariant 2), acting on what it claims.
+    fn drain_chain(&mut self, chain: usize, err: Error, record: &Option<Arc<Record>>) {
+        let mut cur = chain;
+        while let Some(entry) = NonNull::new(cur as *mut Entry) {
+            // SAFETY: the entry is on the chain our close detached, and we
+            // have not released it yet.
+            let e = unsafe { entry.as_ref() };
+            // SAFETY: as above.
+            let (claimed, next) = unsafe { list::claim_next(e) };
+            cur = next;
+            if claimed && self.act(entry, e.kind(), err, record) {
+                continue; // the entry's reference now rides on the stack
+            }
+            self.release(entry);
+        }
+    }
+
+    /// Acts on a claimed entry. True if its list reference was moved onto
+    /// the stack with the child's own chain.
+    fn act(
+        &mut self,
+        entry: NonNull<Entry>,
+        kind: EntryKind,
+        err: Error,
+        record: &Option<Arc<Record>>,
+    ) -> bool {
+        match kind {
+            EntryKind::Child | EntryKind::MergeLink => {
+                // SAFETY: our list reference keeps the child alive.
+                let child = unsafe { entry_node(entry).as_ref() };
+                let Some(mut closed) = publish(child, err, record.clone()) else {
+                    return false;
+                };
+                disarm(child);
+                if closed.chain == 0 {
+                    return false;
+                }
+                closed.entry = Some(entry);
+                self.stack.push(closed);
+                true
+            }
+            EntryKind::Waiter => {
+                // SAFETY: claimed here, alive by our list reference.
+                unsafe { crate::waiter::Waiter::wake(entry.cast()) };
+                false
+            }
+            EntryKind::Callback => {
+                // SAFETY: claimed here, alive by our list reference.
+                let panic = unsafe { crate::after_func::Callback::run(entry.cast()) };
+                if self.panic.is_none() {
+                    self.panic = panic;
+                }
+                false
+            }
+        }
+    }
+
+    fn release(&self, entry: NonNull<Entry>) {
+        // SAFETY: we own the list reference of every entry on our chains
+        // (list invariant 3) and release each exactly once.
+        unsafe { list::defer_release(&self.guard, entry, release_entry) };
+    }
+
+    /// Re-raises the first callback panic, now that the subtree is done.
+    fn finish(self) {
+        drop(self.guard);
+        if let Some(panic) = self.panic {
+            if !std::thread::panicking() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Waiting for a context: the `Done` future, blocking waits, and `run`.
+
+use crate::context::Context;
+use crate::state::err_of;
+use crate::sync::{park, park_timeout};
+use crate::waiter::Waiter;
+use crate::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+/// A future that resolves, with the context's `err()`, once the context is
+/// done: `<-ctx.Done()` for async code.
+///
+/// It works on any executor: the waker is stored in an entry of the
+/// context's own list (waiter.rs), woken by whoever cancels. It allocates
+/// only if it has to wait, and dropping it withdraws that entry.
+pub struct Done {
+    ctx: Context,
+    waiter: Option<NonNull<Waiter>>,
+}
+
+// SAFETY: the waiter is owned by this future and shared with the list only
+// through atomics (waiter.rs).
+unsafe impl Send for Done {}
+// SAFETY: `&Done` exposes nothing.
+unsafe impl Sync for Done {}
+
+impl Done {
+    pub(crate) fn new(ctx: Context) -> Done {
+        Done { ctx, waiter: None }
+    }
+}
+
+impl Future for Done {
+    type Output = Error;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
+        let this = self.get_mut();
+        let Some(scope) = this.ctx.scope() else {
+            return Poll::Pending; // never done: nothing will wake us
+        };
+        if let Some(err) = scope.err() {
+            return Poll::Ready(err);
+        }
+        match this.waiter {
+            // SAFETY: we own a reference on our waiter.
+            Some(w) => unsafe { w.as_ref() }.register(cx.waker()),
+            None => {
+                let w = Waiter::for_task(cx.waker());
+                // SAFETY: new entry; its references are counted on `refs`.
+                let pushed = unsafe {
+                    crate::list::push_counted(&scope.state, &w.as_ref().entry, &w.as_ref().refs)
+                };
+                if let Err(word) = pushed {
+                    // SAFETY: our only reference.
+                    unsafe { Waiter::release(w) };
+                    return Poll::Ready(err_of(word).unwrap_or(Error::Canceled));
+                }
+                this.waiter = Some(w);
+            }
+        }
+        // Waiter invariant 2: re-check after registering.
+        match scope.err() {
+            Some(err) => Poll::Ready(err),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(w) = self.waiter.take() {
+            withdraw(&self.ctx, w);
+        }
+    }
+}
+
+impl fmt::Debug for Done {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Done").field("ctx", &self.ctx).finish()
+    }
+}
+
+/// Withdraws and releases a waiter of `ctx`'s scope.
+fn withdraw(ctx: &Context, w: NonNull<Waiter>) {
+    if let Some(scope) = ctx.scope() {
+        // SAFETY: we own a reference on `w`.
+        scope.withdraw(unsafe { &w.as_ref().entry });
+    }
+    // SAFETY: we own that reference.
+    unsafe { Waiter::release(w) };
+}
+
+/// Blocks until `ctx` is done or `deadline` (real time) passes.
+pub(crate) fn wait_until(ctx: &Context, deadline: Option<Instant>) -> Option<Error> {
+    let Some(scope) = ctx.scope() else {
+        sleep_until(deadline);
+        return None;
+    };
+    if let Some(err) = scope.err() {
+        return Some(err);
+    }
+    let w = Waiter::for_thread();
+    // SAFETY: new entry; its references are counted on `refs`.
+    let pushed =
+        unsafe { crate::list::push_counted(&scope.state, &w.as_ref().entry, &w.as_ref().refs) };
+    if let Err(word) = pushed {
+        // SAFETY: our only reference.
+        unsafe { Waiter::release(w) };
+        return err_of(word);
+    }
+    let result = loop {
+        if let Some(err) = scope.err() {
+            break Some(err);
+        }
+        if !park_until(deadline) {
+            break None;
+        }
+    };
+    withdraw(ctx, w);
+    result
+}
+
+/// Parks once, at most until `deadline`; false if it has passed.
+fn park_until(deadline: Option<Instant>) -> bool {
+    match deadline {
+        None => park(),
+        Some(d) => {
+            let now = Instant::now();
+            if now >= d {
+                return false;
+            }
+            park_timeout(d - now);
+        }
+    }
+    true
+}
+
+/// A context that is never done: just wait out the deadline, if any.
+fn sleep_until(deadline: Option<Instant>) {
+    while park_until(deadline) {}
+}
+
+/// `ctx.run(fut)`: the future's output, or the context's error first.
+pub(crate) fn run<F: Future>(
+    mut done: Done,
+    fut: F,
+) -> impl Future<Output = Result<F::Output, Error>> {
+    async move {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(move |cx| {
+            if let Poll::Ready(err) = Pin::new(&mut done).poll(cx) {
+                return Poll::Ready(Err(err));
+            }
+            fut.as_mut().poll(cx).map(Ok)
+        })
+        .await
+    }
+}

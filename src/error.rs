@@ -1,0 +1,179 @@
+//! Why a context is done: the two sentinel errors and the shared cause value.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock};
+
+/// Why a context is done, as Go's `ctx.Err()` reports it.
+///
+/// A context is done for exactly one of two reasons: somebody cancelled it
+/// (or an ancestor), or its deadline passed. Both display exactly as Go's
+/// sentinel errors do, so logs read the same in both languages.
+///
+/// ```
+/// use gocontext::{Context, Error};
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// assert_eq!(ctx.err(), None);
+/// cancel.cancel();
+/// assert_eq!(ctx.err(), Some(Error::Canceled));
+/// assert_eq!(Error::Canceled.to_string(), "context canceled");
+/// assert!(Error::DeadlineExceeded.is_timeout());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Error {
+    /// The context was cancelled: Go's `context.Canceled`.
+    Canceled,
+    /// The context's deadline passed: Go's `context.DeadlineExceeded`.
+    DeadlineExceeded,
+}
+
+impl Error {
+    /// True only for [`Error::DeadlineExceeded`], like Go's `Timeout()` method.
+    ///
+    /// ```
+    /// assert!(!gocontext::Error::Canceled.is_timeout());
+    /// ```
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::DeadlineExceeded)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::Canceled => "context canceled",
+            Error::DeadlineExceeded => "context deadline exceeded",
+        })
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for std::io::Error {
+    /// `Canceled` becomes `Interrupted`, `DeadlineExceeded` becomes `TimedOut`.
+    fn from(e: Error) -> Self {
+        let kind = match e {
+            Error::Canceled => std::io::ErrorKind::Interrupted,
+            Error::DeadlineExceeded => std::io::ErrorKind::TimedOut,
+        };
+        std::io::Error::new(kind, e)
+    }
+}
+
+/// A shared error value explaining *why* a context was cancelled: Go's
+/// `context.Cause`.
+///
+/// `err()` only says "cancelled" or "deadline exceeded"; a cause carries the
+/// application's reason (a shutdown, a failed sibling request, a client that
+/// went away). It is an `Arc` inside, so every descendant shares the one
+/// value and cloning is one atomic increment. Any error type converts into
+/// it.
+///
+/// `Cause` deliberately does not implement `std::error::Error` itself, so
+/// that `impl<E: Error> From<E> for Cause` can exist; it derefs to
+/// `dyn Error + Send + Sync` for `source()` chains and formatting.
+///
+/// ```
+/// use gocontext::{Cause, Context, Error};
+/// #[derive(Debug)]
+/// struct Shutdown;
+/// impl std::fmt::Display for Shutdown {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("server shutting down")
+///     }
+/// }
+/// impl std::error::Error for Shutdown {}
+///
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// cancel.cancel_with_cause(Shutdown);
+/// assert_eq!(ctx.err(), Some(Error::Canceled));
+/// let cause: Cause = ctx.cause().unwrap();
+/// assert!(cause.is::<Shutdown>());
+/// assert_eq!(cause.to_string(), "server shutting down");
+/// ```
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// The cause's error, if it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref::<E>()
+    }
+
+    /// True if the cause's error is an `E`.
+    pub fn is<E: std::error::Error + 'static>(&self) -> bool {
+        self.0.is::<E>()
+    }
+
+    /// True if both are the same shared value (not merely equal errors).
+    pub fn ptr_eq(&self, other: &Cause) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The cause a context gets when it is done without a custom cause: the
+    /// `err()` itself. Shared per reason, so `cause()` never allocates.
+    pub(crate) fn of(err: Error) -> Cause {
+        static CANCELED: OnceLock<Cause> = OnceLock::new();
+        static DEADLINE: OnceLock<Cause> = OnceLock::new();
+        let cell = match err {
+            Error::Canceled => &CANCELED,
+            Error::DeadlineExceeded => &DEADLINE,
+        };
+        cell.get_or_init(|| Cause(Arc::new(err))).clone()
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Cause {
+    fn from(e: E) -> Self {
+        Cause(Arc::new(e))
+    }
+}
+
+impl Deref for Cause {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn displays_like_go() {
+        assert_eq!(Error::Canceled.to_string(), "context canceled");
+        assert_eq!(
+            Error::DeadlineExceeded.to_string(),
+            "context deadline exceeded"
+        );
+    }
+
+    #[test]
+    fn io_error_kinds() {
+        let c: std::io::Error = Error::Canceled.into();
+        assert_eq!(c.kind(), std::io::ErrorKind::Interrupted);
+        let d: std::io::Error = Error::DeadlineExceeded.into();
+        assert_eq!(d.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    #[test]
+    fn default_cause_downcasts_to_error_and_is_shared() {
+        let a = Cause::of(Error::DeadlineExceeded);
+        assert_eq!(a.downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
+        assert!(a.ptr_eq(&Cause::of(Error::DeadlineExceeded)));
+        assert!(!a.is::<std::fmt::Error>());
+    }
+}

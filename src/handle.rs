@@ -1,0 +1,102 @@
+//! `CancelHandle`: the right to cancel one derived context.
+
+use crate::cancel;
+use crate::context::record;
+use crate::node::{release_handle, CancelNode};
+use crate::{Cause, Error};
+use std::fmt;
+use std::ptr::NonNull;
+
+/// The right to cancel one derived context: Go's `CancelFunc` and
+/// `CancelCauseFunc` in one.
+///
+/// Dropping the handle cancels the context, so `let (ctx, _cancel) = ...`
+/// gives Go's `defer cancel()` by construction; [`detach`](Self::detach)
+/// gives the handle up without cancelling.
+///
+/// ```
+/// use gocontext::{Context, Error};
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// {
+///     let _guard = cancel; // cancelled when the scope ends
+/// }
+/// assert_eq!(ctx.err(), Some(Error::Canceled));
+/// ```
+#[must_use = "dropping a CancelHandle cancels its context at once"]
+pub struct CancelHandle {
+    node: NonNull<CancelNode>,
+}
+
+// SAFETY: cancelling is thread-safe (cancel.rs), and the handle is a
+// counted reference on the node.
+unsafe impl Send for CancelHandle {}
+// SAFETY: as above.
+unsafe impl Sync for CancelHandle {}
+
+impl CancelHandle {
+    pub(crate) fn new(node: NonNull<CancelNode>) -> CancelHandle {
+        CancelHandle { node }
+    }
+
+    pub(crate) fn node(&self) -> &CancelNode {
+        // SAFETY: the handle owns a handle count on the node.
+        unsafe { self.node.as_ref() }
+    }
+
+    /// Cancels the context and its descendants with [`Error::Canceled`].
+    /// Idempotent. When it returns, every descendant is done and every
+    /// waiter has been woken (unless another thread was completing the
+    /// same cancellation: see docs/design.md).
+    pub fn cancel(&self) {
+        cancel::cancel(self.node(), Error::Canceled, None, true);
+    }
+
+    /// Cancels with a cause that `cause()` will report (Go's
+    /// `cancel(cause)`). Changes nothing if the context is done already.
+    ///
+    /// ```
+    /// use gocontext::Context;
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// cancel.cancel_with_cause(std::io::Error::other("client went away"));
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "client went away");
+    /// ```
+    pub fn cancel_with_cause(&self, cause: impl Into<Cause>) {
+        if self.node().err().is_some() {
+            return;
+        }
+        let rec = record(Error::Canceled, cause.into());
+        cancel::cancel(self.node(), Error::Canceled, Some(rec), true);
+    }
+
+    /// Gives up the handle without cancelling: the context lives on until
+    /// its parent is done or its deadline passes.
+    pub fn detach(self) {
+        let node = self.node;
+        std::mem::forget(self);
+        // SAFETY: we owned one handle count, now given back.
+        unsafe { release_handle(node.as_ref().as_header()) };
+    }
+}
+
+impl Drop for CancelHandle {
+    fn drop(&mut self) {
+        // Give the handle back even if a callback's panic unwinds through.
+        struct Release(NonNull<CancelNode>);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                // SAFETY: the dropped `CancelHandle` owned one handle count.
+                unsafe { release_handle(self.0.as_ref().as_header()) };
+            }
+        }
+        let _release = Release(self.node);
+        self.cancel();
+    }
+}
+
+impl fmt::Debug for CancelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelHandle")
+            .field("err", &self.node().err())
+            .finish()
+    }
+}

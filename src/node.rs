@@ -1,0 +1,625 @@
+//! Nodes of the context tree and their two reference counts.
+//!
+//! Every derived context is one heap node. All kinds start with a
+//! [`Header`]; cancellable kinds (`with_cancel`, deadlines, `merge`) are a
+//! [`CancelNode`], value kinds a [`ValueNode`]. `Context::background()` and
+//! `Context::todo()` are no node at all (see `context.rs`), so deriving from
+//! them touches no shared memory.
+//!
+//! Invariants:
+//! 1. `handles` counts the owners that keep a node *meaningful*: each
+//!    `Context`, the `CancelHandle`, each derived child (a child holds its
+//!    parent), and each pending `after_func` registration. When it reaches
+//!    zero the node is *torn down*: closed if still open, withdrawn from its
+//!    parents' lists, and its parent handles released. Nothing can observe
+//!    it after that, so closing it is invisible.
+//! 2. `refs` counts holders of the node's *memory*: one for all handles
+//!    together (dropped at teardown), one per list that links it (list
+//!    invariant 3), one while a clock holds its timer. The node is freed
+//!    when `refs` reaches zero. List references are released through the
+//!    epoch (list invariant 4), so a node is never freed under a sweeper.
+//! 3. Teardown and release walk up the tree in a loop, never by recursion:
+//!    a million-deep chain drops on a small stack.
+//! 4. A node's fields other than the atomics are written only before it is
+//!    shared, except the parent cells, which only teardown empties; teardown
+//!    runs once handles are zero, when no reader of those cells is left.
+
+use crate::cancel;
+use crate::clock::Clock;
+use crate::list::{Entry, EntryKind};
+use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::sync::{fence, AtomicBool, AtomicUsize, LeakTrack, UnsafeCell};
+use crate::timer::{TimerEntry, TimerHooks};
+use crate::{Cause, Context, Error};
+use std::mem::{offset_of, MaybeUninit};
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a node is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum NodeKind {
+    /// `clock.background()` of a manual clock.
+    Root,
+    /// `with_cancel` (and deadlines later than the parent's).
+    Cancel,
+    /// `with_deadline`, `with_timeout` with a deadline of its own.
+    Deadline,
+    /// `merge(a, b)`.
+    Merge,
+    /// `with_value`.
+    Value,
+    /// `without_cancel`.
+    Detached,
+}
+
+/// The common head of every node (first field of each node type).
+#[repr(C)]
+pub(crate) struct Header {
+    handles: AtomicUsize,
+    refs: AtomicUsize,
+    pub(crate) kind: NodeKind,
+    /// The context this one was derived from (its handle), until teardown.
+    parent: UnsafeCell<Option<Context>>,
+    /// The nearest cancellable ancestor-or-self; `None` if never done.
+    pub(crate) scope: Option<NonNull<CancelNode>>,
+    /// The nearest ancestor-or-self that answers value lookups.
+    pub(crate) values: Option<NonNull<Header>>,
+    pub(crate) clock: Clock,
+    free: unsafe fn(NonNull<Header>),
+    _track: LeakTrack,
+}
+
+/// A cause given to `cancel_with_cause` or a deadline: the reason and the
+/// error, shared by every node it reaches.
+pub(crate) struct Record {
+    pub(crate) err: Error,
+    pub(crate) cause: Cause,
+}
+
+/// A cancellable node.
+#[repr(C)]
+pub(crate) struct CancelNode {
+    pub(crate) header: Header,
+    /// The state word and list head (`state.rs`).
+    pub(crate) state: AtomicUsize,
+    /// `Arc<Record>` as a raw pointer, or 0; written once (state inv. 2).
+    record: AtomicUsize,
+    /// Entries marked deleted since the last sweep (a trigger, not exact).
+    dead: AtomicUsize,
+    /// Sweep once `dead` reaches this.
+    sweep_at: AtomicUsize,
+    /// Elects one sweeper at a time; nobody ever waits on it.
+    sweeping: AtomicBool,
+    /// Our entry in the first parent's scope list.
+    pub(crate) link: Entry,
+    /// `merge` only: our entry in the second parent's scope list.
+    pub(crate) link2: Entry,
+    /// The scope lists `link` and `link2` went into (immutable).
+    pub(crate) owner: Option<NonNull<CancelNode>>,
+    pub(crate) owner2: Option<NonNull<CancelNode>>,
+    /// `merge` only: the second parent's handle, until teardown.
+    parent2: UnsafeCell<Option<Context>>,
+    /// The effective deadline: the earlier of our own and the parents'.
+    pub(crate) deadline: Option<Instant>,
+    /// Our own timer, initialised iff `has_timer` (our deadline is earlier
+    /// than the parents').
+    timer: MaybeUninit<TimerEntry>,
+    has_timer: bool,
+    /// The cause our own deadline fires with.
+    deadline_cause: Option<Cause>,
+}
+
+/// The fixed head of a value node; the value follows it.
+#[repr(C)]
+pub(crate) struct ValueHead {
+    pub(crate) header: Header,
+    pub(crate) key: usize,
+    pub(crate) key_name: &'static str,
+}
+
+/// A `with_value` node carrying a `T`.
+#[repr(C)]
+pub(crate) struct ValueNode<T> {
+    pub(crate) head: ValueHead,
+    pub(crate) value: T,
+}
+
+// SAFETY: all shared mutation goes through atomics; the parent cells follow
+// node invariant 4; the value is `Send + Sync` (required by `with_value`).
+unsafe impl Send for Header {}
+// SAFETY: as above.
+unsafe impl Sync for Header {}
+// SAFETY: as above; the owner pointers are kept alive by the parent handles.
+unsafe impl Send for CancelNode {}
+// SAFETY: as above.
+unsafe impl Sync for CancelNode {}
+
+/// Frees a node allocated as a `Box<T>` whose first field is the header.
+///
+/// # Safety
+/// `h` must come from `Box::<T>::into_raw` and `refs` must be zero.
+unsafe fn free_box<T>(h: NonNull<Header>) {
+    // SAFETY: the caller guarantees the allocation's type and ownership.
+    drop(unsafe { Box::from_raw(h.as_ptr().cast::<T>()) });
+}
+
+impl Header {
+    fn new(kind: NodeKind, parent: Option<Context>, clock: Clock) -> Header {
+        Header {
+            handles: AtomicUsize::new(1),
+            refs: AtomicUsize::new(1),
+            kind,
+            parent: UnsafeCell::new(parent),
+            scope: None,
+            values: None,
+            clock,
+            free: free_box::<Header>,
+            _track: LeakTrack::new(),
+        }
+    }
+
+    /// A root node for a manual clock.
+    pub(crate) fn new_root(clock: Clock) -> NonNull<Header> {
+        leak(Box::new(Header::new(NodeKind::Root, None, clock)))
+    }
+
+    /// The header of a `with_value` node of type `N`: the parent's scope,
+    /// clock and handle.
+    pub(crate) fn new_value<N>(parent: &Context) -> Header {
+        let mut h = Header::new(NodeKind::Value, Some(parent.clone()), parent.clock());
+        h.scope = parent.scope_ptr();
+        h.free = free_box::<N>;
+        h
+    }
+
+    /// A `without_cancel` node: values of `parent`, never done.
+    pub(crate) fn new_detached(parent: &Context) -> NonNull<Header> {
+        let mut h = Header::new(NodeKind::Detached, Some(parent.clone()), parent.clock());
+        h.values = parent.values();
+        leak(Box::new(h))
+    }
+
+    /// The parent this node was derived from.
+    pub(crate) fn parent(&self) -> Option<&Context> {
+        // SAFETY: a caller with a `&Header` from a live `Context` holds a
+        // handle, so teardown has not emptied the cell (node invariant 4).
+        self.parent.with(|p| unsafe { (*p).as_ref() })
+    }
+
+    /// One more handle (a `Context` clone or a child).
+    pub(crate) fn acquire(&self) {
+        // Relaxed: the caller already holds a handle, so the count cannot
+        // be zero; no memory is published by an increment.
+        self.handles.fetch_add(1, Relaxed);
+    }
+
+    /// As a cancellable node, if it is one.
+    pub(crate) fn as_cancel(&self) -> Option<&CancelNode> {
+        if matches!(
+            self.kind,
+            NodeKind::Cancel | NodeKind::Deadline | NodeKind::Merge
+        ) {
+            // SAFETY: nodes of these kinds are allocated as `CancelNode`,
+            // whose first field is the header (`repr(C)`).
+            Some(unsafe { &*(self as *const Header).cast::<CancelNode>() })
+        } else {
+            None
+        }
+    }
+}
+
+/// Gives up a box, keeping its contents alive as a shared node.
+fn leak<T>(b: Box<T>) -> NonNull<Header> {
+    NonNull::from(Box::leak(b)).cast()
+}
+
+/// Releases one handle; tears down and walks up while counts hit zero.
+///
+/// # Safety
+/// The caller owns one handle on `h`.
+pub(crate) unsafe fn release_handle(h: NonNull<Header>) {
+    let mut more: Vec<NonNull<Header>> = Vec::new();
+    let mut next = Some(h);
+    while let Some(h) = next.take().or_else(|| more.pop()) {
+        // SAFETY: we own a handle on `h`, so it is alive.
+        let node = unsafe { h.as_ref() };
+        // Release: our uses of the node happen before its teardown.
+        if node.handles.fetch_sub(1, Release) != 1 {
+            continue;
+        }
+        // Acquire: pairs with the other releases' Release above.
+        fence(Acquire);
+        let (p1, p2) = teardown(node);
+        next = p1.and_then(Context::into_node);
+        more.extend(p2.and_then(Context::into_node));
+        // SAFETY: the handles' memory reference (node invariant 2).
+        unsafe { release_ref(h) };
+    }
+}
+
+/// Invariant 1: the node's last handle is gone.
+fn teardown(node: &Header) -> (Option<Context>, Option<Context>) {
+    let mut p2 = None;
+    if let Some(c) = node.as_cancel() {
+        cancel::close_silently(c);
+        c.withdraw_links();
+        // SAFETY: handles are zero: nobody else reads the cell (inv. 4).
+        p2 = c.parent2.with_mut(|p| unsafe { (*p).take() });
+    }
+    // SAFETY: as above.
+    let p1 = node.parent.with_mut(|p| unsafe { (*p).take() });
+    (p1, p2)
+}
+
+/// Drops one memory reference; frees the node at zero (node invariant 2).
+///
+/// # Safety
+/// The caller owns one memory reference on `h`.
+pub(crate) unsafe fn release_ref(h: NonNull<Header>) {
+    // SAFETY: our reference keeps the node alive until this decrement.
+    let node = unsafe { h.as_ref() };
+    // Release: our reads of the node happen before its free.
+    if node.refs.fetch_sub(1, Release) == 1 {
+        // Acquire: pairs with every other holder's Release.
+        fence(Acquire);
+        let free = node.free;
+        // SAFETY: refs is zero: we are the last holder.
+        unsafe { free(h) };
+    }
+}
+
+/// What a new cancellable node starts from.
+pub(crate) struct CancelSpec<'a> {
+    pub(crate) parent: &'a Context,
+    pub(crate) parent2: Option<&'a Context>,
+    pub(crate) deadline: Option<Instant>,
+    /// Arm a timer for `deadline` (it is earlier than the parents').
+    pub(crate) own_timer: bool,
+    pub(crate) deadline_cause: Option<Cause>,
+    /// A `with_deadline` node (for display), with or without a timer.
+    pub(crate) deadline_node: bool,
+}
+
+static TIMER_HOOKS: TimerHooks = TimerHooks {
+    fire: fire_timer,
+    release: release_timer,
+};
+
+impl CancelNode {
+    /// Allocates, links and (if needed) arms a new cancellable node. Returns
+    /// it with two handles: one for the `Context`, one for the
+    /// `CancelHandle`.
+    pub(crate) fn create(spec: CancelSpec<'_>) -> NonNull<CancelNode> {
+        let parent = spec.parent;
+        let kind = match (spec.parent2, spec.deadline_node) {
+            (Some(_), _) => NodeKind::Merge,
+            (None, true) => NodeKind::Deadline,
+            (None, false) => NodeKind::Cancel,
+        };
+        let mut header = Header::new(kind, Some(parent.clone()), parent.clock());
+        header.handles = AtomicUsize::new(2);
+        header.free = free_box::<CancelNode>;
+        header.values = match kind {
+            NodeKind::Merge => None, // set to itself below
+            _ => parent.values(),
+        };
+        let (has_timer, timer) = match (spec.own_timer, spec.deadline) {
+            (true, Some(d)) => (true, MaybeUninit::new(TimerEntry::new(d, &TIMER_HOOKS))),
+            _ => (false, MaybeUninit::uninit()),
+        };
+        let node = CancelNode {
+            header,
+            state: AtomicUsize::new(0),
+            record: AtomicUsize::new(0),
+            dead: AtomicUsize::new(0),
+            sweep_at: AtomicUsize::new(SWEEP_MIN),
+            sweeping: AtomicBool::new(false),
+            link: Entry::new(EntryKind::Child),
+            link2: Entry::new(EntryKind::MergeLink),
+            owner: parent.scope_ptr(),
+            owner2: spec.parent2.and_then(Context::scope_ptr),
+            parent2: UnsafeCell::new(spec.parent2.cloned()),
+            deadline: spec.deadline,
+            timer,
+            has_timer,
+            deadline_cause: spec.deadline_cause,
+        };
+        let ptr = NonNull::from(Box::leak(Box::new(node)));
+        // SAFETY: not shared yet; we finish its self-references in place.
+        unsafe {
+            (*ptr.as_ptr()).header.scope = Some(ptr);
+            if kind == NodeKind::Merge {
+                (*ptr.as_ptr()).header.values = Some(ptr.cast());
+            }
+        }
+        // SAFETY: freshly allocated and fully initialised.
+        let node = unsafe { ptr.as_ref() };
+        node.attach();
+        node.arm_timer();
+        ptr
+    }
+
+    /// Links the node into its parents' lists, or inherits a parent's
+    /// cancellation when a list is already closed (contract semantics 3).
+    fn attach(&self) {
+        let first = attach_entry(self, self.owner, &self.link);
+        let closed = first.err().map(|w| (w, self.owner));
+        let closed = closed.or_else(|| {
+            let second = attach_entry(self, self.owner2, &self.link2);
+            second.err().map(|w| (w, self.owner2))
+        });
+        if let Some((word, Some(owner))) = closed {
+            // SAFETY: we hold a handle on the parent owning that list.
+            let owner = unsafe { owner.as_ref() };
+            let (err, record) = owner.published(word);
+            cancel::cancel(self, err, record, true);
+        }
+    }
+
+    /// Arms our own timer, unless we are done already.
+    fn arm_timer(&self) {
+        let Some(timer) = self.timer() else { return };
+        if self.err().is_some() {
+            return;
+        }
+        // Relaxed: the clock's reference is published by `arm` itself.
+        self.header.refs.fetch_add(1, Relaxed);
+        self.header.clock.arm(NonNull::from(timer));
+        // A cancel that ran before `arm` could not disarm; disarm now.
+        if self.err().is_some() {
+            self.header.clock.disarm(timer);
+        }
+    }
+
+    /// Our own timer, if we have one.
+    pub(crate) fn timer(&self) -> Option<&TimerEntry> {
+        // SAFETY: `timer` is initialised iff `has_timer` (set at creation).
+        self.has_timer
+            .then(|| unsafe { self.timer.assume_init_ref() })
+    }
+
+    /// `err()` of this node.
+    #[inline]
+    pub(crate) fn err(&self) -> Option<Error> {
+        // Acquire: a reader that sees the node done may read its cause.
+        crate::state::err_of(self.state.load(Acquire))
+    }
+
+    /// The err and record a closed state word stands for.
+    pub(crate) fn published(&self, word: usize) -> (Error, Option<Arc<Record>>) {
+        let err = crate::state::err_of(word).unwrap_or(Error::Canceled);
+        if word & crate::state::CAUSE == 0 {
+            return (err, None);
+        }
+        (err, Some(self.record_arc()))
+    }
+
+    /// `cause()` of this node.
+    pub(crate) fn cause(&self) -> Option<Cause> {
+        let word = self.state.load(Acquire);
+        let err = crate::state::err_of(word)?;
+        if word & crate::state::CAUSE == 0 {
+            return Some(Cause::of(err));
+        }
+        Some(self.record_ref().cause.clone())
+    }
+
+    fn record_ref(&self) -> &Record {
+        // Acquire: pairs with the slot's publishing compare-exchange.
+        let raw = self.record.load(Acquire) as *const Record;
+        // SAFETY: only called after seeing CAUSE, so the slot is filled
+        // (state inv. 2) and stays so until the node is freed.
+        unsafe { &*raw }
+    }
+
+    fn record_arc(&self) -> Arc<Record> {
+        let raw = self.record_ref() as *const Record;
+        // SAFETY: the slot owns one strong count of this `Arc`; we add one.
+        unsafe {
+            Arc::increment_strong_count(raw);
+            Arc::from_raw(raw)
+        }
+    }
+
+    /// Fills the record slot if empty; returns the record it holds now.
+    pub(crate) fn claim_record(&self, record: Arc<Record>) -> Arc<Record> {
+        let raw = Arc::into_raw(record);
+        // AcqRel: Release publishes the record to readers of CAUSE;
+        // Acquire reads a competitor's record if it was first.
+        match self
+            .record
+            .compare_exchange(0, raw as usize, crate::sync::Ordering::AcqRel, Acquire)
+        {
+            // SAFETY: the slot keeps the count we gave it; we add ours.
+            Ok(_) => unsafe {
+                Arc::increment_strong_count(raw);
+                Arc::from_raw(raw)
+            },
+            Err(_) => {
+                // SAFETY: ours was not stored; take it back to drop it.
+                drop(unsafe { Arc::from_raw(raw) });
+                self.record_arc()
+            }
+        }
+    }
+
+    /// The cause our own deadline fires with.
+    pub(crate) fn deadline_record(&self) -> Option<Arc<Record>> {
+        let cause = self.deadline_cause.clone()?;
+        Some(Arc::new(Record {
+            err: Error::DeadlineExceeded,
+            cause,
+        }))
+    }
+
+    /// Withdraws our links from the parents' lists (each at most once).
+    ///
+    /// Only a thread holding a handle on this node may call it: the handle
+    /// keeps the parents, and so the lists' owners, alive.
+    pub(crate) fn withdraw_links(&self) {
+        for (entry, owner) in [(&self.link, self.owner), (&self.link2, self.owner2)] {
+            match owner {
+                // SAFETY: our handle holds the parent that owns the list.
+                Some(owner) => unsafe { owner.as_ref() }.withdraw(entry),
+                None => debug_assert!(!entry.mark()),
+            }
+        }
+    }
+
+    /// An entry of our list was marked by its owner: sweep once enough are.
+    pub(crate) fn entry_deleted(&self) {
+        // Relaxed: `dead` only triggers sweeps; correctness never reads it.
+        let dead = self.dead.fetch_add(1, Relaxed).wrapping_add(1) as isize;
+        if dead < self.sweep_at.load(Relaxed) as isize {
+            return;
+        }
+        // Acquire: the previous sweeper's updates happen before ours.
+        if self.sweeping.swap(true, Acquire) {
+            return; // somebody is sweeping; they or the next delete will do
+        }
+        let guard = crossbeam_epoch::pin();
+        // SAFETY: our list's entries follow list invariant 3.
+        let swept = unsafe { crate::list::sweep(&self.state, &guard, defer_entry_release) };
+        if let Some(s) = swept {
+            self.dead.fetch_sub(s.removed, Relaxed);
+            self.sweep_at.store(s.kept.max(SWEEP_MIN), Relaxed);
+        }
+        // Release: pairs with the next sweeper's Acquire.
+        self.sweeping.store(false, Release);
+    }
+
+    /// `merge` only: the second parent.
+    pub(crate) fn parent2(&self) -> Option<&Context> {
+        // SAFETY: as `Header::parent`.
+        self.parent2.with(|p| unsafe { (*p).as_ref() })
+    }
+
+    /// Withdraws one of our list entries: marks it, and counts it dead in
+    /// this list if the mark was ours (list invariant 1).
+    pub(crate) fn withdraw(&self, entry: &Entry) {
+        if entry.mark() {
+            self.entry_deleted();
+        }
+    }
+
+    pub(crate) fn as_header(&self) -> NonNull<Header> {
+        NonNull::from(&self.header)
+    }
+}
+
+impl Drop for CancelNode {
+    fn drop(&mut self) {
+        if self.has_timer {
+            // SAFETY: initialised at creation; dropped only here.
+            unsafe { self.timer.assume_init_drop() };
+        }
+        // Acquire: we are the last holder (refs reached zero).
+        let raw = self.record.load(Acquire) as *const Record;
+        if !raw.is_null() {
+            // SAFETY: the slot owned one strong count; we are freeing.
+            drop(unsafe { Arc::from_raw(raw) });
+        }
+    }
+}
+
+/// Sweep at least this many dead entries at a time.
+const SWEEP_MIN: usize = 64;
+
+/// Links `entry` of `node` into `owner`'s list, taking the list's memory
+/// reference; marks it unlinked when there is no list or it is closed.
+fn attach_entry(
+    node: &CancelNode,
+    owner: Option<NonNull<CancelNode>>,
+    entry: &Entry,
+) -> Result<(), usize> {
+    let Some(owner) = owner else {
+        entry.mark_unlinked();
+        return Ok(());
+    };
+    // Relaxed: the list's reference is published by the push's Release.
+    node.header.refs.fetch_add(1, Relaxed);
+    // SAFETY: `node` holds a handle on the parent that owns `owner`.
+    let owner = unsafe { owner.as_ref() };
+    // SAFETY: the entry is unlinked and lives as long as the node's memory,
+    // which the reference just taken keeps (list invariant 3).
+    match unsafe { crate::list::push(&owner.state, entry) } {
+        Ok(()) => Ok(()),
+        Err(word) => {
+            entry.mark_unlinked();
+            // Relaxed: we still hold the handles' reference.
+            node.header.refs.fetch_sub(1, Relaxed);
+            Err(word)
+        }
+    }
+}
+
+/// The container of an entry, by its kind.
+pub(crate) fn entry_node(entry: NonNull<Entry>) -> NonNull<CancelNode> {
+    // SAFETY: only called for Child / MergeLink entries, which live at
+    // these offsets inside a `CancelNode`.
+    let offset = match unsafe { entry.as_ref() }.kind() {
+        EntryKind::Child => offset_of!(CancelNode, link),
+        EntryKind::MergeLink => offset_of!(CancelNode, link2),
+        _ => unreachable!("not a node entry"),
+    };
+    // SAFETY: the entry is a field of a live `CancelNode` at `offset`.
+    unsafe { NonNull::new_unchecked(entry.as_ptr().cast::<u8>().sub(offset).cast()) }
+}
+
+/// Releases the list's reference on whatever contains `entry`.
+///
+/// # Safety
+/// The caller owns that reference (list invariant 3).
+pub(crate) unsafe fn release_entry(entry: NonNull<Entry>) {
+    // SAFETY: the reference we own keeps the entry alive.
+    match unsafe { entry.as_ref() }.kind() {
+        EntryKind::Child | EntryKind::MergeLink => {
+            // SAFETY: as above; the node's memory reference is ours.
+            unsafe { release_ref(entry_node(entry).cast()) }
+        }
+        EntryKind::Waiter => {
+            // SAFETY: as above.
+            unsafe { crate::waiter::Waiter::release(entry.cast()) }
+        }
+        EntryKind::Callback => {
+            // SAFETY: as above.
+            unsafe { crate::after_func::Callback::release(entry.cast()) }
+        }
+    }
+}
+
+/// Sweeper's hand-off: release through the epoch (list invariant 4).
+fn defer_entry_release(entry: NonNull<Entry>, guard: &crossbeam_epoch::Guard) {
+    // SAFETY: the sweeper that unlinked `entry` owns its list reference.
+    unsafe { crate::list::defer_release(guard, entry, release_entry) }
+}
+
+/// Timer hook: our deadline is due.
+unsafe fn fire_timer(timer: NonNull<TimerEntry>) {
+    // SAFETY: the clock holds a memory reference for the timer until it
+    // calls `release_timer`, so the node is alive.
+    let node = unsafe { timer_node(timer).as_ref() };
+    let record = node.deadline_record();
+    cancel::cancel(node, Error::DeadlineExceeded, record, false);
+}
+
+/// Timer hook: the clock is done with our timer.
+unsafe fn release_timer(timer: NonNull<TimerEntry>) {
+    // SAFETY: the clock owned this memory reference (node invariant 2).
+    unsafe { release_ref(timer_node(timer).cast()) }
+}
+
+fn timer_node(timer: NonNull<TimerEntry>) -> NonNull<CancelNode> {
+    // SAFETY: every armed `TimerEntry` is the `timer` field of a live
+    // `CancelNode` (a `MaybeUninit` holds its payload at offset 0).
+    unsafe {
+        NonNull::new_unchecked(
+            timer
+                .as_ptr()
+                .cast::<u8>()
+                .sub(offset_of!(CancelNode, timer))
+                .cast(),
+        )
+    }
+}

@@ -1,0 +1,91 @@
+//! Waiters: a `Done` future or a blocked thread, as a list entry.
+//!
+//! A waiter is an entry of its context's list (list.rs), so cancellation
+//! finds it by the same walk that finds children, and a dropped `Done` or a
+//! timed-out wait withdraws it like a dropped child: nothing is left behind.
+//!
+//! Invariants:
+//! 1. A waiter holds two memory references while linked: its owner's (the
+//!    future or the waiting call) and the list's (list invariant 3).
+//! 2. No lost wake-up: the waiter is registered (waker stored or thread
+//!    recorded) before it is pushed, the push and the close are ordered on
+//!    the state word (state invariant 3), and a future re-checks `err()`
+//!    after every re-registration (atomic-waker's protocol).
+
+use crate::list::{Entry, EntryKind};
+use crate::sync::Ordering::{Acquire, Release};
+use crate::sync::{current_thread, fence, AtomicUsize, AtomicWaker, LeakTrack, Thread};
+use std::ptr::NonNull;
+use std::task::Waker;
+
+enum Wake {
+    Task(AtomicWaker),
+    Thread(Thread),
+}
+
+/// A waiter entry (first field: the entry, so the pointers convert).
+#[repr(C)]
+pub(crate) struct Waiter {
+    pub(crate) entry: Entry,
+    pub(crate) refs: AtomicUsize,
+    wake: Wake,
+    _track: LeakTrack,
+}
+
+impl Waiter {
+    fn alloc(wake: Wake) -> NonNull<Waiter> {
+        NonNull::from(Box::leak(Box::new(Waiter {
+            entry: Entry::new(EntryKind::Waiter),
+            refs: AtomicUsize::new(1),
+            wake,
+            _track: LeakTrack::new(),
+        })))
+    }
+
+    /// A waiter for a task, with its waker already registered.
+    pub(crate) fn for_task(waker: &Waker) -> NonNull<Waiter> {
+        let slot = AtomicWaker::new();
+        slot.register(waker);
+        Self::alloc(Wake::Task(slot))
+    }
+
+    /// A waiter for the calling thread.
+    pub(crate) fn for_thread() -> NonNull<Waiter> {
+        Self::alloc(Wake::Thread(current_thread()))
+    }
+
+    /// Replaces the task's waker (a task may move between polls).
+    pub(crate) fn register(&self, waker: &Waker) {
+        if let Wake::Task(slot) = &self.wake {
+            slot.register(waker);
+        }
+    }
+
+    /// Wakes the waiter; called by the drainer that claimed it.
+    ///
+    /// # Safety
+    /// `w` is alive (the caller holds a reference).
+    pub(crate) unsafe fn wake(w: NonNull<Waiter>) {
+        // SAFETY: the caller's reference keeps it alive.
+        match &unsafe { w.as_ref() }.wake {
+            Wake::Task(slot) => slot.wake(),
+            Wake::Thread(t) => t.unpark(),
+        }
+    }
+
+    /// Drops one memory reference (invariant 1); frees at zero.
+    ///
+    /// # Safety
+    /// The caller owns one reference on `w`.
+    pub(crate) unsafe fn release(w: NonNull<Waiter>) {
+        // SAFETY: alive until our decrement.
+        let refs = &unsafe { w.as_ref() }.refs;
+        // Release: our uses happen before the free.
+        if refs.fetch_sub(1, Release) == 1 {
+            // Acquire: pairs with the other holder's Release.
+            fence(Acquire);
+            // SAFETY: last reference; allocated by `alloc` as a Box.
+            drop(unsafe { Box::from_raw(w.as_ptr()) });
+        }
+    }
+}
