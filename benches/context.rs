@@ -52,6 +52,7 @@ enum Kind {
     Latency { make: Box<dyn Fn() -> Sampler> },
     /// Not an ns/op measurement: run once, report p50 and p99 of the
     /// returned samples (`timer/firing_lateness`).
+    #[allow(dead_code)] // used by the timer workloads, until deadlines land
     Once { run: fn() -> Vec<Duration> },
 }
 
@@ -102,6 +103,7 @@ fn latency(
     });
 }
 
+#[allow(dead_code)] // used by the timer workloads, until deadlines land
 fn once(list: &mut Vec<Workload>, name: &str, imp: &'static str, run: fn() -> Vec<Duration>) {
     list.push(Workload {
         name: name.into(),
@@ -121,8 +123,9 @@ fn tune(list: &mut [Workload], measure_ms: u64, samples: usize) {
 
 fn workloads() -> Vec<Workload> {
     let mut list = Vec::new();
-    #[cfg(any())] // until the engine's API lands on main
     go_side::register(&mut list);
+    #[cfg(any())] // until deadlines (the `timers:` merge) land on main
+    go_side::register_timers(&mut list);
     tokio_side::register(&mut list);
     baseline::register(&mut list);
     // Keep each workload's lines together, groups in Go's order, workloads
@@ -313,12 +316,12 @@ where
 // gocontext
 // ---------------------------------------------------------------------------
 
-#[cfg(any())] // until the engine's API lands on main
 mod go_side {
     use super::*;
     use gocontext::{Context, Key};
 
     const IMP: &str = "gocontext";
+    #[allow(dead_code)] // until deadlines land
     const HOUR: Duration = Duration::from_secs(3600);
 
     /// 100 distinct keys for `deep_value`, and one that is never stored.
@@ -436,35 +439,6 @@ mod go_side {
             }
         }
 
-        for pending in [40usize, 4_000, 400_000] {
-            for threads in [1usize, 2] {
-                throughput(
-                    list,
-                    format!("with_timeout/concurrency={pending}/threads={threads}"),
-                    IMP,
-                    1,
-                    move || {
-                        let root = Context::background();
-                        let others: Vec<_> =
-                            (0..pending).map(|_| root.with_timeout(HOUR)).collect();
-                        Box::new(move |iters| {
-                            let _pending = &others;
-                            parallel(threads, iters, |ops| {
-                                for _ in 0..ops {
-                                    let (ctx, handle) = root.with_timeout(HOUR);
-                                    handle.cancel();
-                                    drop(ctx);
-                                }
-                            })
-                        })
-                    },
-                );
-                if pending >= 400_000 {
-                    tune(list, 1000, 20);
-                }
-            }
-        }
-
         for depth in [10usize, 20, 30, 50, 100] {
             throughput(
                 list,
@@ -545,6 +519,39 @@ mod go_side {
                     .collect()
             })
         });
+    }
+
+    /// The deadline workloads: `with_timeout/*` and `timer/*`.
+    #[allow(dead_code)] // until deadlines land
+    pub fn register_timers(list: &mut Vec<Workload>) {
+        for pending in [40usize, 4_000, 400_000] {
+            for threads in [1usize, 2] {
+                throughput(
+                    list,
+                    format!("with_timeout/concurrency={pending}/threads={threads}"),
+                    IMP,
+                    1,
+                    move || {
+                        let root = Context::background();
+                        let others: Vec<_> =
+                            (0..pending).map(|_| root.with_timeout(HOUR)).collect();
+                        Box::new(move |iters| {
+                            let _pending = &others;
+                            parallel(threads, iters, |ops| {
+                                for _ in 0..ops {
+                                    let (ctx, handle) = root.with_timeout(HOUR);
+                                    handle.cancel();
+                                    drop(ctx);
+                                }
+                            })
+                        })
+                    },
+                );
+                if pending >= 400_000 {
+                    tune(list, 1000, 20);
+                }
+            }
+        }
 
         throughput(list, "timer/arm_cancel", IMP, 1, || {
             let root = Context::background();
@@ -565,6 +572,7 @@ mod go_side {
     /// Arms 10,000 timeouts due at random points within the next second
     /// (the same distribution as the Go twin) and returns how late each one
     /// fired: the time from its deadline to its `after_func` running.
+    #[allow(dead_code)] // until deadlines land
     fn firing_lateness() -> Vec<Duration> {
         use rand::{Rng, SeedableRng};
         const COUNT: usize = 10_000;
