@@ -935,16 +935,33 @@ fn print_percentiles(imp: &str, name: &str, xs: &mut [f64]) {
 /// Runs every workload the way the Go twin does: calibrate the iteration
 /// count to about `target` per repetition, run `reps` repetitions, print the
 /// median ns/op; latency workloads print p50/p99 over `samples` samples.
+/// `GOCONTEXT_BENCH_ITERS=n` skips the calibration and runs each throughput
+/// workload exactly once for n operations: the mode to run under
+/// `valgrind --tool=callgrind`.
 fn run_compare(list: &[Workload]) {
     let reps: usize = env_or("GOCONTEXT_BENCH_REPS", 5);
     let target = Duration::from_millis(env_or("GOCONTEXT_BENCH_TARGET_MS", 50));
     let samples: usize = env_or("GOCONTEXT_BENCH_SAMPLES", 2000);
     let filter = std::env::var("GOCONTEXT_BENCH_FILTER").unwrap_or_default();
+    let fixed_iters: Option<u64> = std::env::var("GOCONTEXT_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok());
     println!("# rust\t{}", env!("CARGO_PKG_NAME"));
     for w in list.iter().filter(|w| w.name.contains(&filter)) {
         match &w.kind {
             Kind::Throughput { per, make } => {
                 let mut run = make();
+                if let Some(n) = fixed_iters {
+                    // Profiling (callgrind): exactly n operations, once.
+                    let d = run(n);
+                    println!(
+                        "{}\t{}\t{:.3}",
+                        w.imp,
+                        w.name,
+                        d.as_nanos() as f64 / (n * per) as f64
+                    );
+                    continue;
+                }
                 let mut n = 1u64;
                 loop {
                     let d = run(n);
