@@ -937,7 +937,9 @@ fn print_percentiles(imp: &str, name: &str, xs: &mut [f64]) {
 /// median ns/op; latency workloads print p50/p99 over `samples` samples.
 /// `GOCONTEXT_BENCH_ITERS=n` skips the calibration and runs each throughput
 /// workload exactly once for n operations: the mode to run under
-/// `valgrind --tool=callgrind`.
+/// `valgrind --tool=callgrind` (see `benches/profile.sh`).
+/// `GOCONTEXT_BENCH_FILTER` and `GOCONTEXT_BENCH_IMPL` select workloads by
+/// substrings of their name and implementation.
 fn run_compare(list: &[Workload]) {
     let reps: usize = env_or("GOCONTEXT_BENCH_REPS", 5);
     let target = Duration::from_millis(env_or("GOCONTEXT_BENCH_TARGET_MS", 50));
@@ -947,7 +949,11 @@ fn run_compare(list: &[Workload]) {
         .ok()
         .and_then(|v| v.parse().ok());
     println!("# rust\t{}", env!("CARGO_PKG_NAME"));
-    for w in list.iter().filter(|w| w.name.contains(&filter)) {
+    let imp = std::env::var("GOCONTEXT_BENCH_IMPL").unwrap_or_default();
+    for w in list
+        .iter()
+        .filter(|w| w.name.contains(&filter) && w.imp.contains(&imp))
+    {
         match &w.kind {
             Kind::Throughput { per, make } => {
                 let mut run = make();
