@@ -179,6 +179,8 @@ impl Drain {
 
     /// Re-raises the first callback panic, now that the subtree is done.
     fn finish(self) {
+        // Hand over our deferred frees and collect (see entry_deleted).
+        self.guard.flush();
         drop(self.guard);
         if let Some(panic) = self.panic {
             if !std::thread::panicking() {

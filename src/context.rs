@@ -151,16 +151,16 @@ impl Context {
     /// assert_eq!(parent.err(), None);
     /// ```
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
-        self.derive(None, false, None)
+        self.derive(None, false, false, None)
     }
 
     fn derive(
         &self,
         deadline: Option<Instant>,
+        deadline_node: bool,
         own_timer: bool,
         cause: Option<Cause>,
     ) -> (Context, CancelHandle) {
-        let deadline_node = own_timer;
         let node = CancelNode::create(CancelSpec {
             parent: self,
             parent2: None,
@@ -236,7 +236,7 @@ impl Context {
             return self.with_cancel(); // Go's shortcut: the parent fires first
         }
         let expired = deadline <= self.clock().now();
-        let (ctx, handle) = self.derive(Some(deadline), !expired, cause);
+        let (ctx, handle) = self.derive(Some(deadline), true, !expired, cause);
         if expired {
             handle.expire();
         }
@@ -257,13 +257,16 @@ impl Context {
     /// assert_eq!(ctx.value(&USER).map(String::as_str), Some("gopher"));
     /// ```
     pub fn with_value<T: Send + Sync + 'static>(&self, key: &'static Key<T>, value: T) -> Context {
-        let mut header = Header::new_value::<ValueNode<T>>(self);
-        header.values = None; // set to itself below
+        let header = Header::new_value::<ValueNode<T>>(self);
+        let outer = self.values();
         let node = Box::new(ValueNode {
             head: ValueHead {
                 header,
                 key: key.id(),
                 key_name: key.name(),
+                outer,
+                // SAFETY: `outer` is kept alive by our handle on `self`.
+                filter: unsafe { crate::value::filter_of(outer) }.with(key.slot()),
             },
             value,
         });
@@ -423,7 +426,7 @@ impl Context {
     pub fn value<T: 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         // SAFETY: our handle keeps the whole path alive for `&self`'s life,
         // and the key's address fixes the type.
-        unsafe { crate::value::lookup(self.values(), key.id()) }
+        unsafe { crate::value::lookup(self.values(), key.id(), key.slot()) }
     }
 
     /// Runs `fut` until it completes or the context is done, whichever is

@@ -2,6 +2,9 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+// Not the loom facade: a key's slot is a cache filled once per key, read
+// only to skip lookups, and keys are `static`s (loom atomics are not const).
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A typed key for values carried by a context: Go's `WithValue` key, made
 /// type-safe.
@@ -20,8 +23,10 @@ use std::marker::PhantomData;
 /// ```
 pub struct Key<T> {
     name: &'static str,
-    // Never zero-sized, so every `static Key` has an address of its own.
-    _anchor: u8,
+    /// A small number given to the key on first use (0 = not yet); also
+    /// makes the key non-zero-sized, so every `static Key` has its own
+    /// address.
+    slot: AtomicU32,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -30,7 +35,7 @@ impl<T> Key<T> {
     pub const fn new(name: &'static str) -> Key<T> {
         Key {
             name,
-            _anchor: 0,
+            slot: AtomicU32::new(0),
             _type: PhantomData,
         }
     }
@@ -43,6 +48,26 @@ impl<T> Key<T> {
     /// The key's identity: its address.
     pub(crate) fn id(&'static self) -> usize {
         self as *const Self as usize
+    }
+
+    /// The key's slot number, 1-based, handed out in first-use order so the
+    /// first 128 keys of a program never share a filter bit (value.rs).
+    pub(crate) fn slot(&'static self) -> u32 {
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        // Relaxed: the slot is a hint; any number is correct, just slower.
+        match self.slot.load(Ordering::Relaxed) {
+            0 => {
+                let mine = NEXT.fetch_add(1, Ordering::Relaxed).max(1);
+                match self
+                    .slot
+                    .compare_exchange(0, mine, Ordering::Relaxed, Ordering::Relaxed)
+                {
+                    Ok(_) => mine,
+                    Err(theirs) => theirs,
+                }
+            }
+            s => s,
+        }
     }
 }
 

@@ -31,6 +31,17 @@
 //!    deferred through that guard, so memory a sweeper may still read is not
 //!    freed before the sweeper unpins.
 //!
+//! 5. An owner whose marked entry is still the head may unlink it itself
+//!    (`unlink_head`) and then free it without the epoch, provided no
+//!    sweeper is running: the owner's head compare-exchange and its later
+//!    load of the node's sweeper flag, and the sweeper's raising of that
+//!    flag and its first head load, are all SeqCst. So either the owner
+//!    sees the flag raised (and defers the release through the epoch), or
+//!    the sweeper's first head load comes after the unlink in the single
+//!    SeqCst order and never sees the entry. A sweeper that finished before
+//!    the owner looked lowered the flag with Release, so its reads of the
+//!    entry happen before the owner's free.
+//!
 //! Why a sweeper and a drainer cannot both release an entry `X` with
 //! predecessor `P`: the sweeper releases `X` only after its compare-exchange
 //! `P.next: X -> X.next` succeeds, which requires `P.next` unmarked; the
@@ -41,7 +52,7 @@
 
 use crate::state::{CLOSED, TAGS};
 use crate::sync::AtomicUsize;
-use crate::sync::Ordering::{AcqRel, Acquire, Relaxed};
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
 use crossbeam_epoch::Guard;
 use std::ptr::NonNull;
 
@@ -85,6 +96,11 @@ impl Entry {
 
     /// Claims the entry (invariant 1). True iff this call set the mark.
     pub(crate) fn mark(&self) -> bool {
+        // Acquire: a mark seen here was set by the claimer; skipping the RMW
+        // is then safe because marks are never cleared (invariant 1).
+        if self.next.load(Acquire) & MARK != 0 {
+            return false;
+        }
         // AcqRel: the mark is the single decision point between owner and
         // drainer; each side must see what the other did before deciding.
         self.next.fetch_or(MARK, AcqRel) & MARK == 0
@@ -162,6 +178,21 @@ pub(crate) unsafe fn claim_next(entry: &Entry) -> (bool, usize) {
     (next & MARK == 0, next & !MARK)
 }
 
+/// The owner's fast path after marking its own entry: if the entry is still
+/// the list's head, unlink it with one compare-exchange (invariant 5).
+/// True if this call unlinked it; the caller then owns its list reference.
+///
+/// # Safety
+/// `entry` must be marked by the caller and linked in the list of `state`.
+pub(crate) unsafe fn unlink_head(state: &AtomicUsize, entry: &Entry) -> bool {
+    let succ = entry.next.load(Relaxed) & !MARK;
+    // SeqCst: one half of the Dekker handshake with the sweeper flag
+    // (invariant 5); the Acquire load above is ordered by the mark.
+    state
+        .compare_exchange(entry.addr(), succ, SeqCst, Relaxed)
+        .is_ok()
+}
+
 /// Outcome of a sweep.
 pub(crate) struct Swept {
     /// Entries this sweep unlinked.
@@ -185,8 +216,9 @@ pub(crate) unsafe fn sweep(
     'restart: loop {
         let mut kept = 0;
         let mut prev: &AtomicUsize = state;
-        // Acquire: entries are read through the pointers we load.
-        let mut cur = prev.load(Acquire);
+        // SeqCst: the sweeper's half of the handshake of invariant 5 (the
+        // flag was raised by a SeqCst swap); also Acquire for the entries.
+        let mut cur = prev.load(SeqCst);
         if cur & CLOSED != 0 {
             return None;
         }

@@ -27,7 +27,7 @@
 use crate::cancel;
 use crate::clock::Clock;
 use crate::list::{Entry, EntryKind};
-use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use crate::sync::{fence, AtomicBool, AtomicUsize, LeakTrack, UnsafeCell};
 use crate::timer::{TimerEntry, TimerHooks};
 use crate::{Cause, Context, Error};
@@ -116,6 +116,10 @@ pub(crate) struct ValueHead {
     pub(crate) header: Header,
     pub(crate) key: usize,
     pub(crate) key_name: &'static str,
+    /// The parent's `values` (kept alive by the parent handle).
+    pub(crate) outer: Option<NonNull<Header>>,
+    /// Which key slots occur from here outward (value.rs).
+    pub(crate) filter: crate::value::KeyFilter,
 }
 
 /// A `with_value` node carrying a `T`.
@@ -474,8 +478,9 @@ impl CancelNode {
         if dead < self.sweep_at.load(Relaxed) as isize {
             return;
         }
-        // Acquire: the previous sweeper's updates happen before ours.
-        if self.sweeping.swap(true, Acquire) {
+        // SeqCst: raises the flag of list invariant 5 before the sweep's
+        // first head load; also orders us after the previous sweeper.
+        if self.sweeping.swap(true, SeqCst) {
             return; // somebody is sweeping; they or the next delete will do
         }
         let guard = crossbeam_epoch::pin();
@@ -485,6 +490,9 @@ impl CancelNode {
             self.dead.fetch_sub(s.removed, Relaxed);
             self.sweep_at.store(s.kept.max(SWEEP_MIN), Relaxed);
         }
+        // We pin rarely, so help the epoch along: hand our deferred frees
+        // over and collect, or garbage would outpace collection.
+        guard.flush();
         // Release: pairs with the next sweeper's Acquire.
         self.sweeping.store(false, Release);
     }
@@ -498,8 +506,24 @@ impl CancelNode {
     /// Withdraws one of our list entries: marks it, and counts it dead in
     /// this list if the mark was ours (list invariant 1).
     pub(crate) fn withdraw(&self, entry: &Entry) {
-        if entry.mark() {
-            self.entry_deleted();
+        if !entry.mark() {
+            return; // the drainer claimed it, and owns its list reference
+        }
+        // SAFETY: we marked our own linked entry.
+        if !unsafe { crate::list::unlink_head(&self.state, entry) } {
+            self.entry_deleted(); // a sweep will unlink it
+            return;
+        }
+        // The list reference is ours now (list invariant 5).
+        let ptr = NonNull::from(entry);
+        // SeqCst: the owner's second half of list invariant 5.
+        if self.sweeping.load(SeqCst) {
+            let guard = crossbeam_epoch::pin();
+            defer_entry_release(ptr, &guard);
+        } else {
+            // SAFETY: no sweeper can reach the entry (list invariant 5), and
+            // the drainer never will: it left the list before any close.
+            unsafe { release_entry(ptr) };
         }
     }
 

@@ -1,5 +1,17 @@
 //! Value lookup: walking outward through value and merge nodes only.
 //!
+//! Each value node also carries a 128-bit filter of the key slots that occur
+//! from it outward (keys get slot numbers in first-use order, so up to 128
+//! keys never collide). A lookup of a key whose bit is clear returns at
+//! once: a miss through a hundred value layers is one load, not a hundred
+//! hops. A merge on the path makes the filter all ones (no shortcut).
+//!
+//! Each value node also carries a 128-bit filter of the key slots that occur
+//! from it outward (keys get slot numbers in first-use order, so up to 128
+//! keys never collide). A lookup of a key whose bit is clear returns at
+//! once: a miss through a hundred value layers is one load, not a hundred
+//! hops. A merge on the path makes the filter all ones (no shortcut).
+//!
 //! Every node records its nearest ancestor-or-self that can answer a lookup
 //! (`Header::values`): a value node or a merge. Cancellable and detached
 //! nodes are skipped without being visited, so a lookup costs one hop per
@@ -18,7 +30,12 @@ use std::ptr::NonNull;
 pub(crate) unsafe fn lookup<'a, T: 'static>(
     start: Option<NonNull<Header>>,
     key: usize,
+    slot: u32,
 ) -> Option<&'a T> {
+    // SAFETY: the caller keeps `start` alive.
+    if !unsafe { filter_of(start) }.may_contain(slot) {
+        return None;
+    }
     let mut forks: Vec<NonNull<Header>> = Vec::new();
     let mut cur = start;
     loop {
@@ -27,27 +44,53 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
         };
         // SAFETY: kept alive by the caller's handle (see above).
         let node = unsafe { h.as_ref() };
-        let parent = node.parent().and_then(|p| p.values());
-        match node.kind {
-            NodeKind::Value => {
-                // SAFETY: value nodes are allocated as `ValueNode<_>`, whose
-                // head comes first (`repr(C)`).
-                let head = unsafe { h.cast::<ValueHead>().as_ref() };
-                if head.key == key {
-                    // SAFETY: keys are unique statics of one type, so the
-                    // node holding this key was created with a `T`.
-                    return Some(unsafe { &h.cast::<ValueNode<T>>().as_ref().value });
-                }
+        if node.kind == NodeKind::Value {
+            // SAFETY: value nodes are allocated as `ValueNode<_>`, whose
+            // head comes first (`repr(C)`).
+            let head = unsafe { h.cast::<ValueHead>().as_ref() };
+            if head.key == key {
+                // SAFETY: keys are unique statics of one type, so the node
+                // holding this key was created with a `T`.
+                return Some(unsafe { &h.cast::<ValueNode<T>>().as_ref().value });
             }
-            NodeKind::Merge => {
-                let second = node
-                    .as_cancel()
-                    .and_then(|c| c.parent2())
-                    .and_then(|p| p.values());
-                forks.extend(second);
-            }
-            _ => {}
+            cur = head.outer;
+        } else {
+            // A merge: its first parent now, its second parent later.
+            let second = node.as_cancel().and_then(|c| c.parent2());
+            forks.extend(second.and_then(|p| p.values()));
+            cur = node.parent().and_then(|p| p.values());
         }
-        cur = parent;
+    }
+}
+
+/// A set of key slots (bit `slot % 128`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KeyFilter(u128);
+
+impl KeyFilter {
+    const ALL: KeyFilter = KeyFilter(u128::MAX);
+
+    pub(crate) fn with(self, slot: u32) -> KeyFilter {
+        KeyFilter(self.0 | 1 << (slot % 128))
+    }
+
+    fn may_contain(self, slot: u32) -> bool {
+        self.0 & (1 << (slot % 128)) != 0
+    }
+}
+
+/// The filter of the lookups that start at `values`.
+///
+/// # Safety
+/// `values` must be alive.
+pub(crate) unsafe fn filter_of(values: Option<NonNull<Header>>) -> KeyFilter {
+    let Some(h) = values else {
+        return KeyFilter::default();
+    };
+    // SAFETY: alive by the caller's guarantee.
+    match unsafe { h.as_ref() }.kind {
+        // SAFETY: value nodes start with a `ValueHead`.
+        NodeKind::Value => unsafe { h.cast::<ValueHead>().as_ref() }.filter,
+        _ => KeyFilter::ALL,
     }
 }
