@@ -11,7 +11,11 @@
 #
 # Knobs (environment): ROUNDS (3), REPS per round (5), TARGET_MS per
 # repetition (50), SAMPLES per latency workload (2000), FILTER (substring of
-# workload names), GO (the go binary), OUT (target/compare).
+# workload names), GO (the go binary), OUT (target/compare), QUIET (15):
+# before each run, wait until other processes use less than this percentage
+# of the CPUs over one second, for at most QUIET_WAIT seconds (120); the busy
+# share measured just before each run is recorded in the round's file. Set
+# QUIET=100 to never wait.
 #
 # Each round prints, per workload, the median ns/op of REPS repetitions
 # (latency workloads: p50/p99 of SAMPLES samples); the table shows the median
@@ -77,14 +81,41 @@ if [ -z "$RUST_BIN" ]; then
     exit 1
 fi
 
+QUIET=${QUIET:-15}
+QUIET_WAIT=${QUIET_WAIT:-120}
+# Percentage of all CPUs busy over the next second, from /proc/stat.
+busy_percent() {
+    local a b
+    a=($(head -1 /proc/stat))
+    sleep 1
+    b=($(head -1 /proc/stat))
+    local total=0 idle i
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+    idle=$((b[4] - a[4] + b[5] - a[5]))
+    echo $(( total > 0 ? 100 * (total - idle) / total : 0 ))
+}
+# Waits (bounded) for the machine to be quiet; prints the last busy share.
+wait_quiet() {
+    local start=$SECONDS busy
+    busy=$(busy_percent)
+    while [ "$busy" -gt "$QUIET" ] && [ $((SECONDS - start)) -lt "$QUIET_WAIT" ]; do
+        busy=$(busy_percent)
+    done
+    echo "$busy"
+}
+
 for r in $(seq 1 "$ROUNDS"); do
-    echo "round $r/$ROUNDS: go" >&2
+    busy=$(wait_quiet)
+    echo "round $r/$ROUNDS: go (machine ${busy}% busy before the run)" >&2
+    echo "# busy-before-run ${busy}%" >"$OUT/round-$r-go.txt"
     "$OUT/gobench" -reps "$REPS" -target "${TARGET_MS}ms" -samples "$SAMPLES" -filter "$FILTER" \
-        >"$OUT/round-$r-go.txt"
-    echo "round $r/$ROUNDS: rust" >&2
+        >>"$OUT/round-$r-go.txt"
+    busy=$(wait_quiet)
+    echo "round $r/$ROUNDS: rust (machine ${busy}% busy before the run)" >&2
+    echo "# busy-before-run ${busy}%" >"$OUT/round-$r-rust.txt"
     GOCONTEXT_BENCH_COMPARE=1 GOCONTEXT_BENCH_REPS="$REPS" GOCONTEXT_BENCH_TARGET_MS="$TARGET_MS" \
         GOCONTEXT_BENCH_SAMPLES="$SAMPLES" GOCONTEXT_BENCH_FILTER="$FILTER" \
-        "$RUST_BIN" >"$OUT/round-$r-rust.txt"
+        "$RUST_BIN" >>"$OUT/round-$r-rust.txt"
 done
 
 python3 - "$OUT" <<'EOF'
@@ -92,9 +123,13 @@ import glob, os, re, statistics, sys
 
 out = sys.argv[1]
 vals = {}  # (imp, workload) -> [per-round values]
+busy = []  # CPU busy share measured just before each run
 order = []
 for path in sorted(glob.glob(os.path.join(out, "round-*.txt"))):
     for line in open(path):
+        if line.startswith("# busy-before-run"):
+            busy.append(line.split()[-1])
+            continue
         if line.startswith("#") or not line.strip():
             continue
         imp, name, ns = line.rstrip("\n").split("\t")
@@ -149,7 +184,12 @@ for n in base:
     o = med.get(("gocontext", n))
     rel = f"; gocontext is {o / b * 100:.0f}% of it" if o else ""
     notes.append(f"- bare thread park/unpark hand-off, {n}: {fmt(b)} ns{rel}")
-text = table + "\n\n" + "\n".join(notes) + f"\n\nmedian over {rounds} interleaved rounds\n"
+text = (
+    table
+    + "\n\n"
+    + "\n".join(notes)
+    + f"\n\nmedian over {rounds} interleaved rounds; CPU busy just before each run: {', '.join(busy)}\n"
+)
 open(os.path.join(out, "table.md"), "w").write(text)
 print(text)
 EOF
