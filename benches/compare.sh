@@ -175,15 +175,18 @@ for name, div in rows:
     tsv.write("\t".join([label] + ["" if x is None else f"{x:.3f}" for x in (g, t, o)]) + "\n")
 tsv.close()
 
-base = [n for n in order if ("park-unpark", n) in med]
 rounds = len(glob.glob(os.path.join(out, "round-*-go.txt")))
 table = "\n".join(lines)
 notes = []
-for n in base:
-    b = med[("park-unpark", n)]
-    o = med.get(("gocontext", n))
-    rel = f"; gocontext is {o / b * 100:.0f}% of it" if o else ""
-    notes.append(f"- bare thread park/unpark hand-off, {n}: {fmt(b)} ns{rel}")
+baselines = {"park-unpark": "bare thread park/unpark hand-off", "atomic-load": "bare Acquire load behind one pointer"}
+for imp, what in baselines.items():
+    for n in order:
+        if (imp, n) not in med:
+            continue
+        b = med[(imp, n)]
+        o = med.get(("gocontext", n))
+        rel = f"; gocontext is {o / b * 100:.0f}% of it" if o else ""
+        notes.append(f"- {what}, {n}: {fmt(b)} ns{rel}")
 text = (
     table
     + "\n\n"

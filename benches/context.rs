@@ -781,13 +781,27 @@ mod tokio_side {
 }
 
 // ---------------------------------------------------------------------------
-// The bare park/unpark hand-off that blocking wake-ups are compared with
+// Baselines: a bare atomic load, and the bare park/unpark hand-off that
+// blocking wake-ups are compared with
 // ---------------------------------------------------------------------------
 
 mod baseline {
     use super::*;
 
     pub fn register(list: &mut Vec<Workload>) {
+        // The floor of the check workloads in this harness: one Acquire load
+        // of an atomic word behind one pointer, and nothing else.
+        throughput(list, "check_canceled/is_done", "atomic-load", 1, || {
+            let word = Box::new(AtomicUsize::new(1));
+            Box::new(move |iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(black_box(&word).load(Ordering::Acquire) != 0);
+                }
+                start.elapsed()
+            })
+        });
+
         latency(list, "wake_latency/blocking", "park-unpark", || {
             let waiter = Waiter::spawn(|flag: Arc<AtomicBool>| {
                 while !flag.load(Ordering::Acquire) {
