@@ -1,40 +1,224 @@
-//! Placeholder clock; replaced by the timer subsystem branch.
-use crate::timer::TimerEntry;
+//! The time source that deadlines run on.
+//!
+//! A `Clock` is either the process-wide real-time clock or a manual clock
+//! whose time moves only when the program says so. Every context derived
+//! from a root uses the root's clock, so tests can drive deadlines
+//! deterministically with a manual clock, and production code pays nothing
+//! for the choice: `Clock::system()` is a unit variant, free to clone and to
+//! compare.
+
+use std::fmt;
 use std::ptr::NonNull;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The time source deadlines run on.
-#[derive(Clone, Debug)]
-pub struct Clock(Option<Arc<Instant>>);
+use crate::driver;
+use crate::sync::{Arc, AtomicU64, Ordering};
+use crate::timer::TimerEntry;
+use crate::timer_core::{AfterDisarm, TimerCore};
+
+/// The time source and timing wheel that deadlines run on.
+///
+/// `Clock::system()` is real time: deadlines fire on a background driver
+/// thread that the first deadline starts. `Clock::manual()` is virtual time
+/// that stands still until [`advance`](Clock::advance) moves it; every
+/// deadline that falls due fires on the thread that called `advance`, before
+/// `advance` returns. Neither ever fires a deadline early.
+///
+/// ```
+/// use gocontext::{Clock, Error};
+/// use std::time::Duration;
+/// let clock = Clock::manual();
+/// let (ctx, _cancel) = clock.background().with_timeout(Duration::from_secs(5));
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+/// ```
+#[derive(Clone)]
+pub struct Clock {
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    /// The process-wide clock; its state lives in a static (see `driver`).
+    System,
+    /// A virtual clock; clones share it.
+    Manual(Arc<ManualClock>),
+}
+
+/// Shared state of one manual clock.
+#[derive(Debug)]
+struct ManualClock {
+    core: TimerCore,
+    /// Virtual nanoseconds since `core.origin()`.
+    nanos: AtomicU64,
+    /// The largest `nanos` for which `origin + nanos` is an `Instant`.
+    max_nanos: u64,
+}
 
 impl Clock {
-    /// The real-time clock.
+    /// The process-wide real-time clock, the clock of
+    /// `Context::background()`. Cheap: no allocation, no reference count.
     pub fn system() -> Clock {
-        Clock(None)
+        Clock {
+            inner: Inner::System,
+        }
     }
-    /// Virtual time.
+
+    /// A new virtual clock. Its time starts at the real `Instant::now()` of
+    /// this call and moves only through [`advance`](Clock::advance). Clones
+    /// share the same time and deadlines.
     pub fn manual() -> Clock {
-        Clock(Some(Arc::new(Instant::now())))
+        let origin = Instant::now();
+        Clock {
+            inner: Inner::Manual(Arc::new(ManualClock {
+                core: TimerCore::new(origin),
+                nanos: AtomicU64::new(0),
+                max_nanos: max_offset(origin),
+            })),
+        }
     }
-    /// Now.
+
+    /// The clock's current time.
     pub fn now(&self) -> Instant {
-        Instant::now()
+        match &self.inner {
+            Inner::System => Instant::now(),
+            Inner::Manual(m) => m.now(),
+        }
     }
-    /// Moves virtual time.
-    pub fn advance(&self, _d: Duration) {}
+
+    /// Moves a manual clock forward by `d` and, before returning, fires on
+    /// the calling thread every deadline at or before the new time, earliest
+    /// first. If a deadline's callbacks panic, the remaining deadlines still
+    /// fire and the first panic is then resumed. Time saturates at the
+    /// latest representable `Instant` instead of overflowing.
+    ///
+    /// On the system clock this does nothing: real time cannot be moved.
+    pub fn advance(&self, d: Duration) {
+        if let Inner::Manual(m) = &self.inner {
+            m.advance(d);
+        }
+    }
+
+    /// Whether both are the same clock.
     pub(crate) fn ptr_eq(&self, other: &Clock) -> bool {
-        match (&self.0, &other.0) {
-            (None, None) => true,
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        match (&self.inner, &other.inner) {
+            (Inner::System, Inner::System) => true,
+            (Inner::Manual(a), Inner::Manual(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
     }
+
+    /// Hands an entry to this clock: one lock-free push, plus an unpark of
+    /// the driver only if the deadline is earlier than its sleep target.
+    ///
+    /// Contract (unchecked; internal API): `entry` points to a live, idle
+    /// `TimerEntry` that is never moved until its `release` hook runs, was
+    /// never armed before, and the caller took one reference for the clock.
+    /// If the entry was disarmed before this call, `release` runs here.
     pub(crate) fn arm(&self, entry: NonNull<TimerEntry>) {
-        // SAFETY: placeholder: hands the clock's reference straight back.
-        unsafe { (entry.as_ref().hooks().release)(entry) }
+        match &self.inner {
+            Inner::System => driver::system().arm(entry),
+            // SAFETY: the contract above is `TimerCore::arm`'s.
+            Inner::Manual(m) => drop(unsafe { m.core.arm(entry) }),
+        }
     }
-    pub(crate) fn disarm(&self, _entry: &TimerEntry) -> bool {
-        false
+
+    /// Cancels `entry`: true iff this call prevented `fire`. An atomic state
+    /// change plus at most one lock-free push; safe from any thread, also
+    /// from inside a hook, any number of times (later calls return false).
+    ///
+    /// Contract: `entry` is live and was armed on this clock (or not at all).
+    pub(crate) fn disarm(&self, entry: &TimerEntry) -> bool {
+        // SAFETY: the contract above is `TimerCore::disarm`'s.
+        match unsafe { self.core().disarm(entry) } {
+            None => false,
+            Some(AfterDisarm::Nothing) => true,
+            Some(AfterDisarm::Collect) => {
+                self.collect();
+                true
+            }
+        }
+    }
+
+    /// Gets the inbox drained without blocking: drains it now on this
+    /// thread if no one owns the wheel (else the owner is draining it).
+    /// Doing it here rather than waking the driver keeps the frees on the
+    /// thread that allocated, and costs no wake-up.
+    pub(crate) fn collect(&self) {
+        self.core().try_collect()
+    }
+
+    /// The timer engine behind this clock.
+    pub(crate) fn core(&self) -> &TimerCore {
+        match &self.inner {
+            Inner::System => driver::system().core(),
+            Inner::Manual(m) => &m.core,
+        }
     }
 }
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            Inner::System => f.write_str("Clock::system"),
+            Inner::Manual(m) => f
+                .debug_struct("Clock::manual")
+                .field(
+                    "elapsed",
+                    &Duration::from_nanos(m.nanos.load(Ordering::Relaxed)),
+                )
+                .finish(),
+        }
+    }
+}
+
+impl ManualClock {
+    fn now(&self) -> Instant {
+        // Acquire: pairs with `advance`'s Release (time read after a fire
+        // that an observer synchronised with is at least that deadline).
+        let nanos = self.nanos.load(Ordering::Acquire);
+        self.at(nanos)
+    }
+
+    fn at(&self, nanos: u64) -> Instant {
+        let origin = self.core.origin();
+        // `max_nanos` guarantees the addition fits.
+        origin
+            .checked_add(Duration::from_nanos(nanos))
+            .unwrap_or(origin)
+    }
+
+    fn advance(&self, d: Duration) {
+        let step = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        // Relaxed: only the seed of the CAS loop.
+        let mut cur = self.nanos.load(Ordering::Relaxed);
+        let new = loop {
+            let new = cur.saturating_add(step).min(self.max_nanos);
+            // AcqRel: time is monotonic across concurrent advances; Release
+            // publishes it to `now` (see there).
+            match self
+                .nanos
+                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break new,
+                Err(actual) => cur = actual,
+            }
+        };
+        let (_, panic) = self.core.run(self.at(new));
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
+
+/// The largest offset (ns) that `origin` can be moved by, up to `u64::MAX`.
+fn max_offset(origin: Instant) -> u64 {
+    let mut n = u64::MAX;
+    while n > 0 && origin.checked_add(Duration::from_nanos(n)).is_none() {
+        n /= 2;
+    }
+    n
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -184,7 +184,7 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
-        self.deadline_child(deadline, None)
+        self.deadline_child(deadline, None, None)
     }
 
     /// [`with_deadline`](Context::with_deadline), and when the deadline
@@ -195,7 +195,7 @@ impl Context {
         deadline: Instant,
         cause: impl Into<Cause>,
     ) -> (Context, CancelHandle) {
-        self.deadline_child(deadline, Some(cause.into()))
+        self.deadline_child(deadline, Some(cause.into()), None)
     }
 
     /// A child that is done after `timeout` on this context's clock:
@@ -225,17 +225,24 @@ impl Context {
     }
 
     fn timeout_child(&self, timeout: Duration, cause: Option<Cause>) -> (Context, CancelHandle) {
-        match self.clock().now().checked_add(timeout) {
-            Some(deadline) => self.deadline_child(deadline, cause),
+        let now = self.clock().now();
+        match now.checked_add(timeout) {
+            Some(deadline) => self.deadline_child(deadline, cause, Some(now)),
             None => self.with_cancel(),
         }
     }
 
-    fn deadline_child(&self, deadline: Instant, cause: Option<Cause>) -> (Context, CancelHandle) {
+    /// `now`: the clock's time if the caller just read it.
+    fn deadline_child(
+        &self,
+        deadline: Instant,
+        cause: Option<Cause>,
+        now: Option<Instant>,
+    ) -> (Context, CancelHandle) {
         if self.deadline().is_some_and(|d| d <= deadline) {
             return self.with_cancel(); // Go's shortcut: the parent fires first
         }
-        let expired = deadline <= self.clock().now();
+        let expired = deadline <= now.unwrap_or_else(|| self.clock().now());
         let (ctx, handle) = self.derive(Some(deadline), true, !expired, cause);
         if expired {
             handle.expire();

@@ -146,18 +146,13 @@ fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// `ctx.run(fut)`: the future's output, or the context's error first.
-pub(crate) fn run<F: Future>(
-    mut done: Done,
-    fut: F,
-) -> impl Future<Output = Result<F::Output, Error>> {
-    async move {
-        let mut fut = std::pin::pin!(fut);
-        std::future::poll_fn(move |cx| {
-            if let Poll::Ready(err) = Pin::new(&mut done).poll(cx) {
-                return Poll::Ready(Err(err));
-            }
-            fut.as_mut().poll(cx).map(Ok)
-        })
-        .await
-    }
+pub(crate) async fn run<F: Future>(mut done: Done, fut: F) -> Result<F::Output, Error> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(err) = Pin::new(&mut done).poll(cx) {
+            return Poll::Ready(Err(err));
+        }
+        fut.as_mut().poll(cx).map(Ok)
+    })
+    .await
 }

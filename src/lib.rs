@@ -33,6 +33,7 @@ mod cancel;
 mod clock;
 mod context;
 mod done;
+mod driver;
 mod error;
 mod handle;
 mod key;
@@ -41,8 +42,13 @@ mod node;
 mod state;
 mod sync;
 mod timer;
+mod timer_core;
 mod value;
 mod waiter;
+mod wheel;
+
+#[cfg(test)]
+mod timer_probe;
 
 pub use after_func::AfterFunc;
 pub use clock::Clock;

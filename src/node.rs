@@ -347,14 +347,18 @@ impl CancelNode {
     /// Links the node into its parents' lists, or inherits a parent's
     /// cancellation when a list is already closed (contract semantics 3).
     fn attach(&self) {
-        let first = attach_entry(self, self.owner, &self.link);
-        let closed = first.err().map(|w| (w, self.owner));
-        let closed = closed.or_else(|| {
-            let second = attach_entry(self, self.owner2, &self.link2);
-            second.err().map(|w| (w, self.owner2))
-        });
+        let closed = match attach_entry(self, self.owner, &self.link) {
+            Err(word) => {
+                // Never tried: mark it so nobody withdraws it later.
+                self.link2.mark_unlinked();
+                Some((word, self.owner))
+            }
+            Ok(()) => attach_entry(self, self.owner2, &self.link2)
+                .err()
+                .map(|word| (word, self.owner2)),
+        };
         if let Some((word, Some(owner))) = closed {
-            // SAFETY: we hold a handle on the parent owning that list.
+            // SAFETY: we hold a handle on the parent that owns that list.
             let owner = unsafe { owner.as_ref() };
             let (err, record) = owner.published(word);
             cancel::cancel(self, err, record, true);

@@ -6,9 +6,15 @@
 //! `loom-tests/` exercise the very code that ships (the pattern of tokio's
 //! `src/loom/`). crossbeam-epoch switches itself under `--cfg crossbeam_loom`.
 
+// The facade exports the whole set; not every build uses every item.
+#![allow(unused_imports)]
+
 #[cfg(not(loom))]
 mod imp {
-    pub(crate) use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+    pub(crate) use std::sync::atomic::{
+        fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    };
+    pub(crate) use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
     pub(crate) use std::thread::{current as current_thread, park, Thread};
 
     /// Parks for at most `d`; spurious wake-ups are allowed, as with `park`.
@@ -62,8 +68,12 @@ mod imp {
 #[cfg(loom)]
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
-    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+    pub(crate) use loom::sync::atomic::{
+        fence, AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+    };
+    pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
     pub(crate) use loom::thread::{current as current_thread, park, Thread};
+    pub(crate) use std::sync::TryLockError;
 
     /// loom has no timed park; a yield is a legal spurious wake-up.
     pub(crate) fn park_timeout(_d: std::time::Duration) {

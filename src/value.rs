@@ -39,9 +39,7 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
     let mut forks: Vec<NonNull<Header>> = Vec::new();
     let mut cur = start;
     loop {
-        let Some(h) = cur.or_else(|| forks.pop()) else {
-            return None;
-        };
+        let h = cur.or_else(|| forks.pop())?;
         // SAFETY: kept alive by the caller's handle (see above).
         let node = unsafe { h.as_ref() };
         if node.kind == NodeKind::Value {

@@ -1,0 +1,249 @@
+//! The timer engine of one clock: the lock-free inbox that any thread feeds,
+//! and the wheel that one owner at a time drains it into and fires from.
+//!
+//! # Why the wheel sits behind a `Mutex`, and why that is not a lock on arm
+//! or disarm
+//!
+//! `arm` and `disarm` never touch the mutex: they are a CAS on the entry plus
+//! at most one push onto the inbox (timer.rs). The mutex only decides which
+//! thread is the wheel's owner right now: the system clock's driver thread
+//! (the only thread that ever locks it, so it is never contended), or a
+//! thread inside a manual clock's `advance`. It is held only while draining
+//! the inbox and moving entries between lists, bounded work with no user
+//! code, and it is always dropped before any `fire` or `release` hook runs,
+//! so a hook may arm, disarm or `advance` the same clock without deadlock.
+//! The one place outside an owner that touches it is `try_collect`, a
+//! `try_lock` that never waits: when it finds the lock taken it simply
+//! leaves the work to the holder.
+//!
+//! # Memory bound
+//!
+//! A cancelled entry is held by the clock (through the node reference the
+//! caller gave `arm`) only until the owner next drains the inbox. Every
+//! successful disarm counts itself in `cancelled`; each `COLLECT_EVERY`-th
+//! one asks for a drain (the driver is unparked; on a manual clock the
+//! disarming thread runs `try_collect`). So at any time the clock holds the
+//! live entries plus at most about `COLLECT_EVERY` cancelled ones per
+//! concurrently disarming thread, however long the driver would otherwise
+//! sleep. The wheel itself is intrusive: its memory is a fixed 6 x 64 list
+//! heads, whatever the number of timers.
+
+use std::any::Any;
+use std::ptr::NonNull;
+use std::time::Instant;
+
+use crate::sync::{AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
+use crate::timer::{call_hook, Disarmed, Graveyard, Inbox, Pos, TimerEntry};
+use crate::wheel::Wheel;
+
+/// Every this many successful disarms, someone drains the inbox.
+pub(crate) const COLLECT_EVERY: usize = 256;
+
+/// A caught panic from a hook.
+pub(crate) type Panic = Box<dyn Any + Send>;
+
+/// What a successful disarm asks of the clock.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum AfterDisarm {
+    /// Nothing more.
+    Nothing,
+    /// Enough cancelled entries wait: get the owner to drain the inbox.
+    Collect,
+}
+
+/// The timer engine of one clock.
+#[derive(Debug)]
+pub(crate) struct TimerCore {
+    origin: Instant,
+    inbox: Inbox,
+    /// Successful disarms so far (wrapping); drives collection.
+    cancelled: AtomicUsize,
+    /// The wheel and the right to own it (see the module doc).
+    wheel: Mutex<Wheel>,
+}
+
+impl TimerCore {
+    /// An engine whose tick 0 is `origin`.
+    pub(crate) fn new(origin: Instant) -> TimerCore {
+        TimerCore {
+            origin,
+            inbox: Inbox::new(),
+            cancelled: AtomicUsize::new(0),
+            wheel: Mutex::new(Wheel::new(origin)),
+        }
+    }
+
+    /// The instant of tick 0.
+    pub(crate) fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// Hands `entry` to the owner. Returns false if the entry had been
+    /// disarmed before it was armed; it has then already been released.
+    ///
+    /// # Safety
+    /// `entry` points to a live, idle `TimerEntry` that stays in place until
+    /// its `release` hook runs; the caller took one reference for the clock.
+    pub(crate) unsafe fn arm(&self, entry: NonNull<TimerEntry>) -> bool {
+        // SAFETY: live (caller).
+        if !unsafe { entry.as_ref() }.begin_arm() {
+            drop(call_hook(entry, |e| e.hooks().release)); // timer.rs inv. 7
+            return false;
+        }
+        // SAFETY: QUEUED and not yet pushed: ours to push (timer.rs inv. 2).
+        unsafe { self.inbox.push(entry) };
+        true
+    }
+
+    /// Cancels `entry`. `Some` iff this call prevented `fire`.
+    ///
+    /// # Safety
+    /// `entry` was armed on this engine (or never armed) and is live.
+    pub(crate) unsafe fn disarm(&self, entry: &TimerEntry) -> Option<AfterDisarm> {
+        let won = entry.cancel()?;
+        match won {
+            Disarmed::BeforeArm => return Some(AfterDisarm::Nothing),
+            Disarmed::Queued => {}
+            // SAFETY: we won FILED -> CANCELLED, so the entry is off the
+            // inbox and its `queue_next` is ours (timer.rs inv. 2, 3).
+            Disarmed::Filed => unsafe { self.inbox.push(NonNull::from(entry)) },
+        }
+        // Relaxed: only a counter; the drain it triggers synchronises
+        // through the inbox.
+        let n = self
+            .cancelled
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+        Some(if n % COLLECT_EVERY == 0 {
+            AfterDisarm::Collect
+        } else {
+            AfterDisarm::Nothing
+        })
+    }
+
+    /// Whether the inbox is empty (SeqCst: the driver's handshake).
+    pub(crate) fn inbox_is_empty(&self) -> bool {
+        self.inbox.is_empty()
+    }
+
+    /// Drains the inbox if no one owns the wheel right now; never waits.
+    pub(crate) fn try_collect(&self) {
+        let mut graves = Graveyard::default();
+        match self.wheel.try_lock() {
+            Ok(mut wheel) => self.drain(&mut wheel, &mut graves),
+            Err(TryLockError::Poisoned(p)) => self.drain(&mut p.into_inner(), &mut graves),
+            // The holder drains before it lets go of the wheel.
+            Err(TryLockError::WouldBlock) => return,
+        }
+        drop(graves.release_all());
+    }
+
+    /// Fires every entry due at `now`, earliest deadline first, one at a
+    /// time, with the lock dropped around each hook. Returns the next expiry
+    /// and the first panic a hook raised (the rest still ran).
+    pub(crate) fn run(&self, now: Instant) -> (Option<Instant>, Option<Panic>) {
+        let mut first_panic = None;
+        loop {
+            let mut graves = Graveyard::default();
+            let step = {
+                let mut wheel = self.lock();
+                self.drain(&mut wheel, &mut graves);
+                wheel.turn(now);
+                self.claim_due(&mut wheel, now)
+            };
+            first_panic = first_panic.or(graves.release_all());
+            match step {
+                Step::Fire(entry) => {
+                    first_panic = first_panic.or(call_hook(entry, |e| e.hooks().fire));
+                    first_panic = first_panic.or(call_hook(entry, |e| e.hooks().release));
+                }
+                Step::Lost => {}
+                Step::Idle(next) => return (next, first_panic),
+            }
+        }
+    }
+
+    /// Number of entries in the wheel (tests, diagnostics).
+    pub(crate) fn filed(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Wheel> {
+        // A panic can only come from the wheel's own code; its lists are
+        // still consistent at every await-free step, so keep going.
+        self.wheel.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Owner: takes the inbox and files, unlinks or buries each entry.
+    fn drain(&self, wheel: &mut Wheel, graves: &mut Graveyard) {
+        for entry in self.inbox.take_all() {
+            // SAFETY: we own the wheel; the clock holds the entry (inv. 7).
+            let pos = unsafe { TimerEntry::with_links(entry, |l| l.pos) };
+            if pos == Pos::Unfiled {
+                // The arming push. SAFETY: live (the clock's reference).
+                if unsafe { entry.as_ref() }.try_file() {
+                    // SAFETY: arm-time pointer, in no list (inv. 2, 4).
+                    unsafe { wheel.insert(entry) };
+                } else {
+                    // Disarmed while queued: never filed (inv. 5).
+                    // SAFETY: arm-time pointer; we alone release it (inv. 7).
+                    unsafe { graves.bury(entry) };
+                }
+            } else {
+                // The disarm push of a filed entry: unlink, then release.
+                // SAFETY: we own the wheel and the entry was inserted here.
+                let original = unsafe { wheel.remove(entry) };
+                // SAFETY: CANCELLED and off the inbox; we alone release it.
+                unsafe { graves.bury(original) };
+            }
+        }
+    }
+
+    /// Owner: pops the earliest due entry and claims it for firing. The
+    /// claim happens under the lock, so a concurrent disarmer's push cannot
+    /// be drained (and released) by another owner while we still look at it.
+    fn claim_due(&self, wheel: &mut Wheel, now: Instant) -> Step {
+        let Some(entry) = wheel.pop_due(now) else {
+            return Step::Idle(wheel.next_expiry());
+        };
+        // SAFETY: live: the clock's reference is not released yet.
+        if unsafe { entry.as_ref() }.try_claim() {
+            Step::Fire(entry)
+        } else {
+            // A disarm won; its push (maybe still to come) makes a later
+            // drain release the now-`Detached` entry (timer.rs inv. 7).
+            Step::Lost
+        }
+    }
+}
+
+/// One step of `run`.
+enum Step {
+    Fire(NonNull<TimerEntry>),
+    Lost,
+    Idle(Option<Instant>),
+}
+
+impl Drop for TimerCore {
+    /// A clock that goes away releases what it still holds. (A node keeps
+    /// its clock alive while its entry is armed, so in practice this only
+    /// finds entries whose nodes were already given up.)
+    fn drop(&mut self) {
+        let mut graves = Graveyard::default();
+        {
+            let mut wheel = self.lock();
+            self.drain(&mut wheel, &mut graves);
+            while let Some(entry) = wheel.pop_any() {
+                // SAFETY: arm-time pointer of an entry only we still hold.
+                unsafe { graves.bury(entry) };
+            }
+        }
+        drop(graves.release_all());
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+#[cfg(all(test, loom))]
+mod loom_models;

@@ -1,0 +1,75 @@
+//! Loom models of the entry state machine against a manual clock's owner
+//! (`RUSTFLAGS="--cfg loom" cargo test --lib --release loom_models`).
+//! Two threads each, so they run at any preemption bound quickly.
+
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::timer_probe::{Board, ProbeRef};
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(f);
+}
+
+/// Disarm races the owner's drain + fire of a due entry: exactly one of
+/// "fired" and "disarm returned true", and exactly one release.
+#[test]
+fn disarm_races_fire() {
+    model(|| {
+        let clock = Clock::manual();
+        let board = Board::new();
+        let p = ProbeRef::new(&board, 0, clock.now());
+        p.arm(&clock);
+        let owner = {
+            let clock = clock.clone();
+            loom::thread::spawn(move || clock.advance(Duration::from_millis(1)))
+        };
+        let won = p.disarm(&clock);
+        owner.join().unwrap();
+        clock.advance(Duration::ZERO); // drain a late cancel push
+        assert_eq!(p.fires() + usize::from(won), 1);
+        assert_eq!(p.releases(), 1);
+    });
+}
+
+/// Disarm races the owner's first sight of the entry (QUEUED vs FILED): a
+/// cancelled entry is never fired, released once, and nothing stays filed.
+#[test]
+fn disarm_races_filing() {
+    model(|| {
+        let clock = Clock::manual();
+        let board = Board::new();
+        let p = ProbeRef::new(&board, 0, clock.now() + Duration::from_millis(5));
+        p.arm(&clock);
+        let owner = {
+            let clock = clock.clone();
+            loom::thread::spawn(move || clock.advance(Duration::ZERO))
+        };
+        assert!(p.disarm(&clock));
+        owner.join().unwrap();
+        clock.advance(Duration::from_millis(10));
+        assert_eq!((p.fires(), p.releases()), (0, 1));
+        assert_eq!(clock.core().filed(), 0);
+    });
+}
+
+/// Arm races an advance that makes it due: it fires exactly once, by the
+/// end of the second advance at the latest.
+#[test]
+fn arm_races_advance() {
+    model(|| {
+        let clock = Clock::manual();
+        let board = Board::new();
+        let p = ProbeRef::new(&board, 0, clock.now());
+        let owner = {
+            let clock = clock.clone();
+            loom::thread::spawn(move || clock.advance(Duration::ZERO))
+        };
+        p.arm(&clock);
+        owner.join().unwrap();
+        clock.advance(Duration::ZERO);
+        assert_eq!((p.fires(), p.releases()), (1, 1));
+    });
+}
