@@ -52,7 +52,6 @@ enum Kind {
     Latency { make: Box<dyn Fn() -> Sampler> },
     /// Not an ns/op measurement: run once, report p50 and p99 of the
     /// returned samples (`timer/firing_lateness`).
-    #[allow(dead_code)] // used by the timer workloads, until deadlines land
     Once { run: fn() -> Vec<Duration> },
 }
 
@@ -103,7 +102,6 @@ fn latency(
     });
 }
 
-#[allow(dead_code)] // used by the timer workloads, until deadlines land
 fn once(list: &mut Vec<Workload>, name: &str, imp: &'static str, run: fn() -> Vec<Duration>) {
     list.push(Workload {
         name: name.into(),
@@ -124,7 +122,6 @@ fn tune(list: &mut [Workload], measure_ms: u64, samples: usize) {
 fn workloads() -> Vec<Workload> {
     let mut list = Vec::new();
     go_side::register(&mut list);
-    #[cfg(any())] // until deadlines (the `timers:` merge) land on main
     go_side::register_timers(&mut list);
     tokio_side::register(&mut list);
     baseline::register(&mut list);
@@ -321,7 +318,6 @@ mod go_side {
     use gocontext::{Context, Key};
 
     const IMP: &str = "gocontext";
-    #[allow(dead_code)] // until deadlines land
     const HOUR: Duration = Duration::from_secs(3600);
 
     /// 100 distinct keys for `deep_value`, and one that is never stored.
@@ -522,7 +518,6 @@ mod go_side {
     }
 
     /// The deadline workloads: `with_timeout/*` and `timer/*`.
-    #[allow(dead_code)] // until deadlines land
     pub fn register_timers(list: &mut Vec<Workload>) {
         for pending in [40usize, 4_000, 400_000] {
             for threads in [1usize, 2] {
@@ -572,7 +567,6 @@ mod go_side {
     /// Arms 10,000 timeouts due at random points within the next second
     /// (the same distribution as the Go twin) and returns how late each one
     /// fired: the time from its deadline to its `after_func` running.
-    #[allow(dead_code)] // until deadlines land
     fn firing_lateness() -> Vec<Duration> {
         use rand::{Rng, SeedableRng};
         const COUNT: usize = 10_000;
