@@ -410,11 +410,12 @@ func main() {
 	contextCancelDone()
 	commonParentCancel()
 	cancelTree()
-	withTimeout()
 	deepValue()
 	fanoutCancel()
 	wakeLatency("wake_latency/async")
 	wakeLatency("wake_latency/blocking")
+	// The deadline workloads last, in the same order as the Rust side.
+	withTimeout()
 	timerArmCancel()
 	firingLateness()
 	os.Stdout.Sync()
