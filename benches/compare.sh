@@ -15,7 +15,8 @@
 # before each run, wait until other processes use less than this percentage
 # of the CPUs over one second, for at most QUIET_WAIT seconds (120); the busy
 # share measured just before each run is recorded in the round's file. Set
-# QUIET=100 to never wait.
+# QUIET=100 to never wait. TABLE_ONLY=1 skips building and running and
+# only tabulates the round files already in OUT.
 #
 # Each round prints, per workload, the median ns/op of REPS repetitions
 # (latency workloads: p50/p99 of SAMPLES samples); the table shows the median
@@ -59,6 +60,7 @@ fi
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+if [ -z "${TABLE_ONLY:-}" ]; then
 rm -f "$OUT"/round-*.txt
 
 echo "building the Go twin with $("$GO" version)" >&2
@@ -117,6 +119,8 @@ for r in $(seq 1 "$ROUNDS"); do
         GOCONTEXT_BENCH_SAMPLES="$SAMPLES" GOCONTEXT_BENCH_FILTER="$FILTER" \
         "$RUST_BIN" >>"$OUT/round-$r-rust.txt"
 done
+
+fi # TABLE_ONLY
 
 python3 - "$OUT" <<'EOF'
 import glob, os, re, statistics, sys
@@ -194,6 +198,29 @@ text = (
     + f"\n\nmedian over {rounds} interleaved rounds; CPU busy just before each run: {', '.join(busy)}\n"
 )
 open(os.path.join(out, "table.md"), "w").write(text)
+
+# The README's headline rows: a few workloads, the same medians.
+headline = [
+    ("check_canceled/is_done", 1, "is_done() on a cancelled context"),
+    ("context_cancel_done", 1, "is_done() polled by 2 threads"),
+    ("common_parent_cancel/plain", 1, "create + cancel a child of a shared parent, 2 threads"),
+    ("cancel_tree/depth=1000/root=open", 1000, "1000-deep chain built then cancelled, per node"),
+    ("deep_value/depth=100", 1, "value miss at depth 100"),
+    ("fanout_cancel/10k", 1, "cancel a parent with 10k children, per child"),
+    ("timer/arm_cancel", 1, "with_timeout(1h) + cancel"),
+    ("wake_latency/blocking/p50", 1, "wake a blocked thread, p50"),
+]
+h = [
+    "| workload (ns, lower is better) | Go | tokio-util | gocontext |",
+    "|---|---:|---:|---:|",
+]
+for name, div, what in headline:
+    if not any((imp, name) in med for imp in ("go", "tokio-util", "gocontext")):
+        continue
+    g, t, o = (med.get((imp, name)) for imp in ("go", "tokio-util", "gocontext"))
+    g, t, o = (None if x is None else x / div for x in (g, t, o))
+    h.append(f"| {what} | {fmt(g)} | {fmt(t)} | {fmt(o)} |")
+open(os.path.join(out, "headline.md"), "w").write("\n".join(h) + "\n")
 print(text)
 EOF
-echo "raw rounds, table.md and results.tsv are in $OUT/" >&2
+echo "raw rounds, table.md, headline.md and results.tsv are in $OUT/" >&2
