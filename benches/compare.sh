@@ -208,7 +208,7 @@ headline = [
     ("deep_value/depth=100", 1, "value miss at depth 100"),
     ("fanout_cancel/10k", 1, "cancel a parent with 10k children, per child"),
     ("timer/arm_cancel", 1, "with_timeout(1h) + cancel"),
-    ("wake_latency/blocking/p50", 1, "wake a blocked thread, p50"),
+    ("wake_latency/blocking/p50", 1, "wake a blocked waiter, p50 (Go: a goroutine)"),
 ]
 h = [
     "| workload (ns, lower is better) | Go | tokio-util | gocontext |",
