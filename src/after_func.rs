@@ -4,14 +4,17 @@
 //! 1. Whoever marks the entry (list invariant 1) owns the callback: the
 //!    drainer runs it, `stop` drops it. So it runs at most once, and `stop`
 //!    returns true exactly when it prevented the run.
-//! 2. While linked and unclaimed, the registration holds a handle on its
-//!    context's node, so the node stays in the tree and a later
-//!    cancellation (of it or an ancestor) still reaches the callback. The
-//!    owner of the mark gives that handle back.
+//! 2. The registration holds a *memory* reference on its context's node, not
+//!    a handle: it does not keep the context alive (contract semantics 10).
+//!    If every `Context` and `CancelHandle` of the context is dropped before
+//!    it is done, teardown claims the registration and drops the callback
+//!    without running it: the context can no longer be done observably.
+//!    The memory reference lets `stop` reach the node's list safely, and is
+//!    given back when the registration is freed.
 //! 3. The callback cell is touched only by the owner of the mark.
 
 use crate::list::{Entry, EntryKind};
-use crate::node::{release_handle, CancelNode};
+use crate::node::{release_ref, CancelNode};
 use crate::sync::Ordering::{Acquire, Release};
 use crate::sync::{fence, AtomicUsize, LeakTrack, UnsafeCell};
 use std::any::Any;
@@ -26,7 +29,7 @@ type Func = Box<dyn FnOnce() + Send + 'static>;
 pub(crate) struct Callback {
     entry: Entry,
     refs: AtomicUsize,
-    /// The node whose list holds us; we hold a handle on it (invariant 2).
+    /// The node whose list holds us; we hold a memory reference (inv. 2).
     owner: Option<NonNull<CancelNode>>,
     f: UnsafeCell<Option<Func>>,
     _track: LeakTrack,
@@ -45,19 +48,17 @@ impl Callback {
     /// The caller claimed `cb` and holds a reference on it.
     pub(crate) unsafe fn run(cb: NonNull<Callback>) -> Option<Box<dyn Any + Send>> {
         // SAFETY: the caller's reference keeps it alive.
-        let cb = unsafe { cb.as_ref() };
-        let panic = cb
-            .take()
-            .and_then(|f| catch_unwind(AssertUnwindSafe(f)).err());
-        cb.release_owner();
-        panic
+        let f = unsafe { cb.as_ref() }.take()?;
+        catch_unwind(AssertUnwindSafe(f)).err()
     }
 
-    fn release_owner(&self) {
-        if let Some(owner) = self.owner {
-            // SAFETY: invariant 2: the handle we held is given back once.
-            unsafe { release_handle(owner.as_ref().as_header()) };
-        }
+    /// Drops a callback that teardown claimed, unrun (invariant 2).
+    ///
+    /// # Safety
+    /// The caller claimed `cb` and holds a reference on it.
+    pub(crate) unsafe fn discard(cb: NonNull<Callback>) {
+        // SAFETY: the caller's reference keeps it alive.
+        drop(unsafe { cb.as_ref() }.take());
     }
 
     /// Drops one memory reference; frees at zero.
@@ -72,7 +73,11 @@ impl Callback {
             // Acquire: pairs with the other holder's Release.
             fence(Acquire);
             // SAFETY: last reference; allocated as a Box in `register`.
-            drop(unsafe { Box::from_raw(cb.as_ptr()) });
+            let cb = unsafe { Box::from_raw(cb.as_ptr()) };
+            if let Some(owner) = cb.owner {
+                // SAFETY: invariant 2: our memory reference, given back once.
+                unsafe { release_ref(owner.as_ref().as_header()) };
+            }
         }
     }
 }
@@ -81,7 +86,7 @@ impl Callback {
 /// done). Runs `f` at once if `owner` is done already.
 pub(crate) fn register(owner: Option<&CancelNode>, f: Func) -> AfterFunc {
     if let Some(o) = owner {
-        o.header.acquire();
+        o.acquire_ref();
     }
     let cb = NonNull::from(Box::leak(Box::new(Callback {
         entry: Entry::new(EntryKind::Callback),
@@ -99,7 +104,6 @@ pub(crate) fn register(owner: Option<&CancelNode>, f: Func) -> AfterFunc {
     if unsafe { crate::list::push_counted(&o.state, &c.entry, &c.refs) }.is_err() {
         // Done already: the mark is ours (push_counted marked it).
         let f = c.take();
-        c.release_owner();
         let after = AfterFunc { cb };
         if let Some(f) = f {
             f();
@@ -146,10 +150,9 @@ impl AfterFunc {
         }
         drop(cb.take());
         if let Some(owner) = cb.owner {
-            // SAFETY: our registration's handle keeps the owner alive.
+            // SAFETY: our memory reference keeps the owner alive (inv. 2).
             unsafe { owner.as_ref() }.entry_deleted();
         }
-        cb.release_owner();
         true
     }
 }

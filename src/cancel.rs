@@ -36,6 +36,22 @@ pub(crate) fn cancel(
     record: Option<Arc<Record>>,
     holds_handle: bool,
 ) -> bool {
+    close(node, err, record, holds_handle, false)
+}
+
+/// Teardown's close: the node has no observer left (node invariant 1), so
+/// its callbacks are dropped unrun (after_func invariant 2).
+pub(crate) fn close_silently(node: &CancelNode) {
+    close(node, Error::Canceled, None, false, true);
+}
+
+fn close(
+    node: &CancelNode,
+    err: Error,
+    record: Option<Arc<Record>>,
+    holds_handle: bool,
+    silent: bool,
+) -> bool {
     let Some(closed) = publish(node, err, record) else {
         return false;
     };
@@ -45,9 +61,10 @@ pub(crate) fn cancel(
     }
     if closed.chain != 0 {
         let mut drain = Drain {
-            guard: crossbeam_epoch::pin(),
+            guard: None,
             stack: Vec::new(),
             panic: None,
+            silent,
         };
         drain.run(closed);
         drain.finish();
@@ -55,18 +72,17 @@ pub(crate) fn cancel(
     true
 }
 
-/// Teardown's close: the node has no observer left (node invariant 1).
-pub(crate) fn close_silently(node: &CancelNode) {
-    cancel(node, Error::Canceled, None, false);
-}
-
 /// A node just closed: its detached chain and what it was closed with.
 struct Closed {
     chain: usize,
     err: Error,
     record: Option<Arc<Record>>,
-    /// The list reference to release once the chain is drained.
-    entry: Option<NonNull<Entry>>,
+    /// No sweeper was on the list at the close: its entries may be freed
+    /// without the epoch (list invariant 6).
+    direct: bool,
+    /// The list reference to release once the chain is drained, and
+    /// whether the chain it came from allows a direct free.
+    entry: Option<(NonNull<Entry>, bool)>,
 }
 
 /// Closes `node` with `err`/`record` unless it is done already.
@@ -87,6 +103,7 @@ fn publish(node: &CancelNode, err: Error, record: Option<Arc<Record>>) -> Option
         chain,
         err,
         record,
+        direct: chain == 0 || !node.sweeper_active(),
         entry: None,
     })
 }
@@ -98,25 +115,28 @@ fn disarm(node: &CancelNode) {
 }
 
 struct Drain {
-    guard: Guard,
+    /// Pinned only once some release must go through the epoch.
+    guard: Option<Guard>,
     stack: Vec<Closed>,
     panic: Option<Box<dyn Any + Send>>,
+    /// Teardown: drop callbacks instead of running them.
+    silent: bool,
 }
 
 impl Drain {
     fn run(&mut self, first: Closed) {
         let mut next = Some(first);
         while let Some(closed) = next.take().or_else(|| self.stack.pop()) {
-            self.drain_chain(closed.chain, closed.err, &closed.record);
-            if let Some(entry) = closed.entry {
-                self.release(entry);
+            self.drain_chain(&closed);
+            if let Some((entry, direct)) = closed.entry {
+                self.release(entry, direct);
             }
         }
     }
 
     /// Walks one detached chain (list invariant 2), acting on what it claims.
-    fn drain_chain(&mut self, chain: usize, err: Error, record: &Option<Arc<Record>>) {
-        let mut cur = chain;
+    fn drain_chain(&mut self, closed: &Closed) {
+        let mut cur = closed.chain;
         while let Some(entry) = NonNull::new(cur as *mut Entry) {
             // SAFETY: the entry is on the chain our close detached, and we
             // have not released it yet.
@@ -124,40 +144,39 @@ impl Drain {
             // SAFETY: as above.
             let (claimed, next) = unsafe { list::claim_next(e) };
             cur = next;
-            if claimed && self.act(entry, e.kind(), err, record) {
+            if claimed && self.act(entry, e.kind(), closed) {
                 continue; // the entry's reference now rides on the stack
             }
-            self.release(entry);
+            self.release(entry, closed.direct);
         }
     }
 
     /// Acts on a claimed entry. True if its list reference was moved onto
     /// the stack with the child's own chain.
-    fn act(
-        &mut self,
-        entry: NonNull<Entry>,
-        kind: EntryKind,
-        err: Error,
-        record: &Option<Arc<Record>>,
-    ) -> bool {
+    fn act(&mut self, entry: NonNull<Entry>, kind: EntryKind, parent: &Closed) -> bool {
         match kind {
             EntryKind::Child | EntryKind::MergeLink => {
                 // SAFETY: our list reference keeps the child alive.
                 let child = unsafe { entry_node(entry).as_ref() };
-                let Some(mut closed) = publish(child, err, record.clone()) else {
+                let Some(mut closed) = publish(child, parent.err, parent.record.clone()) else {
                     return false;
                 };
                 disarm(child);
                 if closed.chain == 0 {
                     return false;
                 }
-                closed.entry = Some(entry);
+                closed.entry = Some((entry, parent.direct));
                 self.stack.push(closed);
                 true
             }
             EntryKind::Waiter => {
                 // SAFETY: claimed here, alive by our list reference.
                 unsafe { crate::waiter::Waiter::wake(entry.cast()) };
+                false
+            }
+            EntryKind::Callback if self.silent => {
+                // SAFETY: claimed here, alive by our list reference.
+                unsafe { crate::after_func::Callback::discard(entry.cast()) };
                 false
             }
             EntryKind::Callback => {
@@ -171,17 +190,25 @@ impl Drain {
         }
     }
 
-    fn release(&self, entry: NonNull<Entry>) {
+    fn release(&mut self, entry: NonNull<Entry>, direct: bool) {
+        if direct {
+            // SAFETY: we own the entry's list reference (list invariant 3),
+            // and no sweeper can reach it (list invariant 6).
+            unsafe { release_entry(entry) };
+            return;
+        }
+        let guard = self.guard.get_or_insert_with(crossbeam_epoch::pin);
         // SAFETY: we own the list reference of every entry on our chains
         // (list invariant 3) and release each exactly once.
-        unsafe { list::defer_release(&self.guard, entry, release_entry) };
+        unsafe { list::defer_release(guard, entry, release_entry) };
     }
 
     /// Re-raises the first callback panic, now that the subtree is done.
     fn finish(self) {
         // Hand over our deferred frees and collect (see entry_deleted).
-        self.guard.flush();
-        drop(self.guard);
+        if let Some(guard) = self.guard {
+            guard.flush();
+        }
         if let Some(panic) = self.panic {
             if !std::thread::panicking() {
                 std::panic::resume_unwind(panic);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use crate::driver;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::timer::TimerEntry;
-use crate::timer_core::{AfterDisarm, TimerCore};
+use crate::timer_core::{AfterDisarm, Collected, TimerCore};
 
 /// The time source and timing wheel that deadlines run on.
 ///
@@ -58,6 +58,13 @@ struct ManualClock {
 impl Clock {
     /// The process-wide real-time clock, the clock of
     /// `Context::background()`. Cheap: no allocation, no reference count.
+    ///
+    /// ```
+    /// use gocontext::{Clock, Context};
+    /// let clock = Clock::system();
+    /// assert!(clock.now() <= std::time::Instant::now());
+    /// assert_eq!(clock.background().to_string(), Context::background().to_string());
+    /// ```
     pub fn system() -> Clock {
         Clock {
             inner: Inner::System,
@@ -67,6 +74,13 @@ impl Clock {
     /// A new virtual clock. Its time starts at the real `Instant::now()` of
     /// this call and moves only through [`advance`](Clock::advance). Clones
     /// share the same time and deadlines.
+    ///
+    /// ```
+    /// let clock = gocontext::Clock::manual();
+    /// let t0 = clock.now();
+    /// std::thread::sleep(std::time::Duration::from_millis(2));
+    /// assert_eq!(clock.now(), t0); // virtual time stands still
+    /// ```
     pub fn manual() -> Clock {
         let origin = Instant::now();
         Clock {
@@ -79,6 +93,14 @@ impl Clock {
     }
 
     /// The clock's current time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let clock = gocontext::Clock::manual();
+    /// let t0 = clock.now();
+    /// clock.advance(Duration::from_millis(5));
+    /// assert_eq!(clock.now() - t0, Duration::from_millis(5));
+    /// ```
     pub fn now(&self) -> Instant {
         match &self.inner {
             Inner::System => Instant::now(),
@@ -93,6 +115,18 @@ impl Clock {
     /// latest representable `Instant` instead of overflowing.
     ///
     /// On the system clock this does nothing: real time cannot be moved.
+    ///
+    /// ```
+    /// use gocontext::{Clock, Error};
+    /// use std::time::Duration;
+    /// let clock = Clock::manual();
+    /// let (ctx, _cancel) = clock.background().with_timeout(Duration::from_millis(1500));
+    /// clock.advance(Duration::from_millis(1499));
+    /// assert_eq!(ctx.err(), None); // never early
+    /// clock.advance(Duration::from_millis(1));
+    /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    /// clock.advance(Duration::MAX); // saturates, never panics
+    /// ```
     pub fn advance(&self, d: Duration) {
         if let Inner::Manual(m) = &self.inner {
             m.advance(d);
@@ -118,8 +152,11 @@ impl Clock {
     pub(crate) fn arm(&self, entry: NonNull<TimerEntry>) {
         match &self.inner {
             Inner::System => driver::system().arm(entry),
-            // SAFETY: the contract above is `TimerCore::arm`'s.
-            Inner::Manual(m) => drop(unsafe { m.core.arm(entry) }),
+            Inner::Manual(m) => {
+                // SAFETY: the contract above is `TimerCore::arm`'s. (If it
+                // was disarmed before, `arm` already released it.)
+                unsafe { m.core.arm(entry) };
+            }
         }
     }
 
@@ -132,20 +169,38 @@ impl Clock {
         // SAFETY: the contract above is `TimerCore::disarm`'s.
         match unsafe { self.core().disarm(entry) } {
             None => false,
-            Some(AfterDisarm::Nothing) => true,
-            Some(AfterDisarm::Collect) => {
+            Some(AfterDisarm::Nothing) if !self.is_manual() => true,
+            // A manual clock collects at once: its owner runs only inside
+            // `advance`, and an entry left queued would keep its node, and
+            // the node this clock, alive (a cycle once the user lets go).
+            Some(_) => {
                 self.collect();
                 true
             }
         }
     }
 
-    /// Gets the inbox drained without blocking: drains it now on this
-    /// thread if no one owns the wheel (else the owner is draining it).
-    /// Doing it here rather than waking the driver keeps the frees on the
-    /// thread that allocated, and costs no wake-up.
+    /// True for `Clock::manual()` clocks.
+    pub(crate) fn is_manual(&self) -> bool {
+        matches!(self.inner, Inner::Manual(_))
+    }
+
+    /// Gets the inbox drained without blocking: drains it on this thread if
+    /// no one owns the wheel right now (else the owner will). On the system
+    /// clock the driver is unparked when the wheel was busy, or when this
+    /// drain filed live entries it has not seen (its sleep target may be
+    /// too late now; driver invariant 3).
     pub(crate) fn collect(&self) {
-        self.core().try_collect()
+        match &self.inner {
+            Inner::System => {
+                let driver = driver::system();
+                match driver.core().try_collect() {
+                    Collected::Done { filed: 0 } => {}
+                    Collected::Busy | Collected::Done { .. } => driver.wake(),
+                }
+            }
+            Inner::Manual(m) => drop(m.core.try_collect()),
+        }
     }
 
     /// The timer engine behind this clock.

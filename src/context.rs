@@ -151,6 +151,12 @@ impl Context {
     /// assert_eq!(parent.err(), None);
     /// ```
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
+        if let Some(scope) = self.scope().filter(|s| s.err().is_some()) {
+            // Done already: a child would be indistinguishable from this
+            // context (same err, cause, deadline, values), so share it.
+            scope.header.acquire();
+            return (self.clone(), CancelHandle::new(NonNull::from(scope)));
+        }
         self.derive(None, false, false, None)
     }
 
@@ -190,6 +196,18 @@ impl Context {
     /// [`with_deadline`](Context::with_deadline), and when the deadline
     /// fires, `cause()` reports `cause` (an explicit cancel still reports
     /// its own).
+    ///
+    /// ```
+    /// use gocontext::{Clock, Error};
+    /// use std::time::Duration;
+    /// let clock = Clock::manual();
+    /// let deadline = clock.now() + Duration::from_secs(1);
+    /// let cause = std::io::Error::other("backend too slow");
+    /// let (ctx, _cancel) = clock.background().with_deadline_cause(deadline, cause);
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "backend too slow");
+    /// ```
     pub fn with_deadline_cause(
         &self,
         deadline: Instant,
@@ -216,6 +234,18 @@ impl Context {
 
     /// [`with_timeout`](Context::with_timeout) with a cause reported when
     /// the timeout fires.
+    ///
+    /// ```
+    /// use gocontext::{Clock, Error};
+    /// use std::time::Duration;
+    /// let clock = Clock::manual();
+    /// let (ctx, cancel) = clock
+    ///     .background()
+    ///     .with_timeout_cause(Duration::from_secs(1), std::io::Error::other("slow"));
+    /// cancel.cancel(); // an explicit cancel keeps its own cause
+    /// assert_eq!(ctx.err(), Some(Error::Canceled));
+    /// assert!(ctx.cause().unwrap().is::<Error>());
+    /// ```
     pub fn with_timeout_cause(
         &self,
         timeout: Duration,
@@ -307,6 +337,10 @@ impl Context {
     /// re-raised to the canceller afterwards. Dropping the returned
     /// [`AfterFunc`] does not unregister `f`; [`AfterFunc::stop`] does.
     ///
+    /// The registration does not keep the context alive: if every
+    /// `Context` and `CancelHandle` of it is dropped before it is done (a
+    /// detached handle), the context is freed and `f` is dropped unrun.
+    ///
     /// ```
     /// use gocontext::Context;
     /// use std::sync::atomic::{AtomicBool, Ordering};
@@ -354,12 +388,26 @@ impl Context {
 
     /// `None` while the context is live; once it is done, why: and then it
     /// never changes. One atomic load.
+    ///
+    /// ```
+    /// use gocontext::{Context, Error};
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// assert_eq!(ctx.err(), None);
+    /// drop(cancel);
+    /// assert_eq!(ctx.err(), Some(Error::Canceled));
+    /// ```
     #[inline]
     pub fn err(&self) -> Option<Error> {
         self.scope()?.err()
     }
 
     /// True once the context is done. One atomic load.
+    ///
+    /// ```
+    /// let (ctx, cancel) = gocontext::Context::background().with_cancel();
+    /// cancel.cancel();
+    /// assert!(ctx.is_done());
+    /// ```
     #[inline]
     pub fn is_done(&self) -> bool {
         self.err().is_some()
@@ -368,12 +416,29 @@ impl Context {
     /// Why the context is done, in the application's words: the cause
     /// given to `cancel_with_cause` or `with_*_cause`, or else the `err()`
     /// itself. `None` while live (Go's `context.Cause`).
+    ///
+    /// ```
+    /// use gocontext::{Context, Error};
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// assert!(ctx.cause().is_none());
+    /// cancel.cancel();
+    /// assert_eq!(ctx.cause().unwrap().downcast_ref::<Error>(), Some(&Error::Canceled));
+    /// ```
     pub fn cause(&self) -> Option<Cause> {
         self.scope()?.cause()
     }
 
     /// When the context will be done by itself, if ever: the earliest
     /// deadline on its path to the root.
+    ///
+    /// ```
+    /// use gocontext::Context;
+    /// use std::time::Duration;
+    /// let (outer, _c1) = Context::background().with_timeout(Duration::from_secs(1));
+    /// let (inner, _c2) = outer.with_timeout(Duration::from_secs(60));
+    /// assert_eq!(inner.deadline(), outer.deadline()); // the earlier one wins
+    /// assert_eq!(Context::background().deadline(), None);
+    /// ```
     pub fn deadline(&self) -> Option<Instant> {
         self.scope()?.deadline
     }
@@ -430,6 +495,15 @@ impl Context {
 
     /// The value stored under `key` by the nearest `with_value` on the path
     /// to the root.
+    ///
+    /// ```
+    /// use gocontext::{Context, Key};
+    /// static TRACE: Key<u64> = Key::new("trace");
+    /// let outer = Context::background().with_value(&TRACE, 1);
+    /// let (inner, _cancel) = outer.with_value(&TRACE, 2).with_cancel();
+    /// assert_eq!(inner.value(&TRACE), Some(&2)); // the nearest one shadows
+    /// assert_eq!(outer.value(&TRACE), Some(&1));
+    /// ```
     pub fn value<T: 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         // SAFETY: our handle keeps the whole path alive for `&self`'s life,
         // and the key's address fixes the type.
@@ -454,6 +528,13 @@ impl Context {
     }
 
     /// The clock this context's deadlines run on: its root's.
+    ///
+    /// ```
+    /// use gocontext::Clock;
+    /// let clock = Clock::manual();
+    /// let (ctx, _cancel) = clock.background().with_cancel();
+    /// assert_eq!(ctx.clock().now(), clock.now());
+    /// ```
     pub fn clock(&self) -> Clock {
         match self.node() {
             Some(n) => n.clock.clone(),

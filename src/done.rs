@@ -18,6 +18,35 @@ use std::time::Instant;
 /// It works on any executor: the waker is stored in an entry of the
 /// context's own list (waiter.rs), woken by whoever cancels. It allocates
 /// only if it has to wait, and dropping it withdraws that entry.
+///
+/// ```
+/// use gocontext::{Context, Error};
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// let waiter = std::thread::spawn(move || {
+///     // any executor works; here a one-line block_on
+///     futures_lite_block_on(ctx.done())
+/// });
+/// cancel.cancel();
+/// assert_eq!(waiter.join().unwrap(), Error::Canceled);
+///
+/// fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+///     use std::task::{Context as Cx, Poll, Wake, Waker};
+///     struct Unpark(std::thread::Thread);
+///     impl Wake for Unpark {
+///         fn wake(self: std::sync::Arc<Self>) {
+///             self.0.unpark()
+///         }
+///     }
+///     let waker = Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+///     let mut f = std::pin::pin!(f);
+///     loop {
+///         if let Poll::Ready(v) = f.as_mut().poll(&mut Cx::from_waker(&waker)) {
+///             return v;
+///         }
+///         std::thread::park();
+///     }
+/// }
+/// ```
 pub struct Done {
     ctx: Context,
     waiter: Option<NonNull<Waiter>>,

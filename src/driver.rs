@@ -12,7 +12,10 @@
 //!    driver sees the new entry (and does not sleep) or `arm` sees the target
 //!    (and unparks if the new deadline is earlier). An arm with a later
 //!    deadline does not wake it: the driver files the entry when it next
-//!    wakes, which is no later than that deadline.
+//!    wakes, which is no later than that deadline. A disarming thread that
+//!    collects (drains the inbox itself, `Clock::collect`) may file an entry
+//!    the driver has not seen; it then unparks the driver unconditionally
+//!    (the park token makes that safe even before the driver parks).
 //! 4. Hooks run with no lock held and their panics are caught (`TimerCore::run`),
 //!    so a panicking callback cannot stop the thread or the other deadlines.
 //! 5. After a round that had work, an idle driver *lingers*: it sleeps with a
@@ -83,7 +86,7 @@ impl Driver {
         }
     }
 
-    /// Asks the driver to drain its inbox now (memory bound; timer_core).
+    /// Unparks the driver: it drains the inbox and recomputes its sleep.
     pub(crate) fn wake(&self) {
         if let Some(thread) = self.thread.get() {
             thread.unpark();

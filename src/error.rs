@@ -96,16 +96,34 @@ pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
 
 impl Cause {
     /// The cause's error, if it is an `E`.
+    ///
+    /// ```
+    /// use gocontext::Cause;
+    /// let cause = Cause::from(std::fmt::Error);
+    /// assert!(cause.downcast_ref::<std::fmt::Error>().is_some());
+    /// assert!(cause.downcast_ref::<std::io::Error>().is_none());
+    /// ```
     pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
         self.0.downcast_ref::<E>()
     }
 
     /// True if the cause's error is an `E`.
+    ///
+    /// ```
+    /// assert!(gocontext::Cause::from(std::fmt::Error).is::<std::fmt::Error>());
+    /// ```
     pub fn is<E: std::error::Error + 'static>(&self) -> bool {
         self.0.is::<E>()
     }
 
     /// True if both are the same shared value (not merely equal errors).
+    ///
+    /// ```
+    /// use gocontext::Cause;
+    /// let a = Cause::from(std::fmt::Error);
+    /// assert!(a.ptr_eq(&a.clone()));
+    /// assert!(!a.ptr_eq(&Cause::from(std::fmt::Error)));
+    /// ```
     pub fn ptr_eq(&self, other: &Cause) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }

@@ -47,6 +47,15 @@ impl CancelHandle {
     /// Idempotent. When it returns, every descendant is done and every
     /// waiter has been woken (unless another thread was completing the
     /// same cancellation: see docs/design.md).
+    ///
+    /// ```
+    /// use gocontext::{Context, Error};
+    /// let (parent, cancel) = Context::background().with_cancel();
+    /// let (child, _c) = parent.with_cancel();
+    /// cancel.cancel();
+    /// cancel.cancel(); // idempotent
+    /// assert_eq!(child.err(), Some(Error::Canceled));
+    /// ```
     pub fn cancel(&self) {
         cancel::cancel(self.node(), Error::Canceled, None, true);
     }
@@ -70,6 +79,16 @@ impl CancelHandle {
 
     /// Gives up the handle without cancelling: the context lives on until
     /// its parent is done or its deadline passes.
+    ///
+    /// ```
+    /// use gocontext::Context;
+    /// let (parent, cancel_parent) = Context::background().with_cancel();
+    /// let (child, cancel_child) = parent.with_cancel();
+    /// cancel_child.detach();
+    /// assert!(!child.is_done());
+    /// cancel_parent.cancel();
+    /// assert!(child.is_done());
+    /// ```
     pub fn detach(self) {
         let node = self.node;
         std::mem::forget(self);

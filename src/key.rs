@@ -32,6 +32,10 @@ pub struct Key<T> {
 
 impl<T> Key<T> {
     /// A key with a name used when the context is displayed.
+    ///
+    /// ```
+    /// static USER_ID: gocontext::Key<u32> = gocontext::Key::new("user-id");
+    /// ```
     pub const fn new(name: &'static str) -> Key<T> {
         Key {
             name,
@@ -41,6 +45,11 @@ impl<T> Key<T> {
     }
 
     /// The name given to [`Key::new`].
+    ///
+    /// ```
+    /// static K: gocontext::Key<u8> = gocontext::Key::new("k");
+    /// assert_eq!(K.name(), "k");
+    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }

@@ -42,6 +42,12 @@
 //!    the owner looked lowered the flag with Release, so its reads of the
 //!    entry happen before the owner's free.
 //!
+//! 6. Likewise, a drainer that finds no sweeper running right after its close
+//!    (SeqCst close, then SeqCst load of the flag) may free the detached
+//!    chain's entries without the epoch: any later sweeper's first head load
+//!    sees the node closed and stops, and an earlier one lowered the flag
+//!    with Release after its last read.
+//!
 //! Why a sweeper and a drainer cannot both release an entry `X` with
 //! predecessor `P`: the sweeper releases `X` only after its compare-exchange
 //! `P.next: X -> X.next` succeeds, which requires `P.next` unmarked; the
@@ -156,9 +162,10 @@ pub(crate) fn close(state: &AtomicUsize, closed: usize) -> Option<usize> {
         if cur & CLOSED != 0 {
             return None;
         }
-        // AcqRel: Release publishes the cause record written before the
-        // close to every reader that sees CLOSED; Acquire takes the chain.
-        match state.compare_exchange_weak(cur, closed, AcqRel, Acquire) {
+        // SeqCst: Release publishes the cause record to every reader that
+        // sees CLOSED, Acquire takes the chain, and SeqCst is the drainer's
+        // half of the sweeper-flag handshake (invariant 6).
+        match state.compare_exchange_weak(cur, closed, SeqCst, Acquire) {
             Ok(_) => return Some(cur & !TAGS),
             Err(seen) => cur = seen,
         }

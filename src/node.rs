@@ -9,13 +9,14 @@
 //! Invariants:
 //! 1. `handles` counts the owners that keep a node *meaningful*: each
 //!    `Context`, the `CancelHandle`, each derived child (a child holds its
-//!    parent), and each pending `after_func` registration. When it reaches
-//!    zero the node is *torn down*: closed if still open, withdrawn from its
-//!    parents' lists, and its parent handles released. Nothing can observe
-//!    it after that, so closing it is invisible.
+//!    parent). When it reaches zero the node is *torn down*: closed if still
+//!    open, withdrawn from its parents' lists, and its parent handles
+//!    released. Nothing can observe it after that, so closing it is
+//!    invisible; pending `after_func` callbacks are dropped unrun.
 //! 2. `refs` counts holders of the node's *memory*: one for all handles
 //!    together (dropped at teardown), one per list that links it (list
-//!    invariant 3), one while a clock holds its timer. The node is freed
+//!    invariant 3), one while a clock holds its timer, one per `after_func`
+//!    registration (after_func invariant 2). The node is freed
 //!    when `refs` reaches zero. List references are released through the
 //!    epoch (list invariant 4), so a node is never freed under a sweeper.
 //! 3. Teardown and release walk up the tree in a loop, never by recursion:
@@ -371,12 +372,20 @@ impl CancelNode {
         if self.err().is_some() {
             return;
         }
+        let clock = &self.header.clock;
         // Relaxed: the clock's reference is published by `arm` itself.
         self.header.refs.fetch_add(1, Relaxed);
-        self.header.clock.arm(NonNull::from(timer));
+        clock.arm(NonNull::from(timer));
         // A cancel that ran before `arm` could not disarm; disarm now.
         if self.err().is_some() {
-            self.header.clock.disarm(timer);
+            clock.disarm(timer);
+            return;
+        }
+        // A manual clock's `advance` may have passed our deadline while we
+        // armed, and fires nothing until the next `advance`: fire it here
+        // (if the disarm wins, nobody else will).
+        if clock.is_manual() && timer.deadline() <= clock.now() && clock.disarm(timer) {
+            cancel::cancel(self, Error::DeadlineExceeded, self.deadline_record(), true);
         }
     }
 
@@ -499,6 +508,19 @@ impl CancelNode {
         guard.flush();
         // Release: pairs with the next sweeper's Acquire.
         self.sweeping.store(false, Release);
+    }
+
+    /// One more memory reference (node invariant 2), for a holder that
+    /// must reach the node's list without keeping the context alive.
+    pub(crate) fn acquire_ref(&self) {
+        // Relaxed: the caller holds a handle, so the count is not zero.
+        self.header.refs.fetch_add(1, Relaxed);
+    }
+
+    /// Whether a sweeper is walking our list now (list invariants 5, 6).
+    pub(crate) fn sweeper_active(&self) -> bool {
+        // SeqCst: the reader's half of the handshake of list invariant 6.
+        self.sweeping.load(SeqCst)
     }
 
     /// `merge` only: the second parent.

@@ -4,29 +4,31 @@
 //! # Why the wheel sits behind a `Mutex`, and why that is not a lock on arm
 //! or disarm
 //!
-//! `arm` and `disarm` never touch the mutex: they are a CAS on the entry plus
-//! at most one push onto the inbox (timer.rs). The mutex only decides which
-//! thread is the wheel's owner right now: the system clock's driver thread
-//! (the only thread that ever locks it, so it is never contended), or a
-//! thread inside a manual clock's `advance`. It is held only while draining
-//! the inbox and moving entries between lists, bounded work with no user
-//! code, and it is always dropped before any `fire` or `release` hook runs,
-//! so a hook may arm, disarm or `advance` the same clock without deadlock.
-//! The one place outside an owner that touches it is `try_collect`, a
-//! `try_lock` that never waits: when it finds the lock taken it simply
-//! leaves the work to the holder.
+//! `arm` and `disarm` never wait on the mutex: they are a CAS on the entry
+//! plus at most one push onto the inbox (timer.rs). The mutex only decides
+//! which thread is the wheel's owner right now: the system clock's driver
+//! thread, a thread inside a manual clock's `advance`, or a *collector* (see
+//! below). It is held only while draining the inbox and moving entries
+//! between lists, bounded work with no user code, and it is always dropped
+//! before any `fire` or `release` hook runs, so a hook may arm, disarm or
+//! `advance` the same clock without deadlock. The collector takes it with
+//! `try_lock`, which never waits: when the lock is taken it leaves the work
+//! to the holder (and, on the system clock, unparks the driver).
 //!
 //! # Memory bound
 //!
 //! A cancelled entry is held by the clock (through the node reference the
-//! caller gave `arm`) only until the owner next drains the inbox. Every
+//! caller gave `arm`) only until the next drain of the inbox. Every
 //! successful disarm counts itself in `cancelled`; each `COLLECT_EVERY`-th
-//! one asks for a drain (the driver is unparked; on a manual clock the
-//! disarming thread runs `try_collect`). So at any time the clock holds the
-//! live entries plus at most about `COLLECT_EVERY` cancelled ones per
-//! concurrently disarming thread, however long the driver would otherwise
-//! sleep. The wheel itself is intrusive: its memory is a fixed 6 x 64 list
-//! heads, whatever the number of timers.
+//! one makes the disarming thread a collector: `try_collect` drains the
+//! inbox and releases the cancelled entries right there (so nodes are freed
+//! on the thread that most likely allocated them, without waking anyone).
+//! If the wheel is busy, the holder is draining anyway (the system clock's
+//! driver is unparked to be sure). So at any time the clock holds the live
+//! entries plus about `COLLECT_EVERY` cancelled ones per concurrently
+//! disarming thread, however long the driver would otherwise sleep. The
+//! wheel itself is intrusive: its memory is a fixed 6 x 64 list heads,
+//! whatever the number of timers.
 
 use std::any::Any;
 use std::ptr::NonNull;
@@ -36,11 +38,25 @@ use crate::sync::{AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
 use crate::timer::{call_hook, Disarmed, Graveyard, Inbox, Pos, TimerEntry};
 use crate::wheel::Wheel;
 
-/// Every this many successful disarms, someone drains the inbox.
-pub(crate) const COLLECT_EVERY: usize = 256;
+/// Every this many successful disarms, someone drains the inbox. Under loom
+/// every disarm collects, so the models explore the collector's races too.
+pub(crate) const COLLECT_EVERY: usize = if cfg!(loom) { 1 } else { 1024 };
 
 /// A caught panic from a hook.
 pub(crate) type Panic = Box<dyn Any + Send>;
+
+/// The outcome of `try_collect`.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Collected {
+    /// Someone else owns the wheel right now.
+    Busy,
+    /// Drained; `filed` live entries went into the wheel, so a sleeping
+    /// driver may need to recompute its wake-up time.
+    Done {
+        /// Live entries filed by this drain.
+        filed: usize,
+    },
+}
 
 /// What a successful disarm asks of the clock.
 #[derive(Debug, PartialEq, Eq)]
@@ -114,7 +130,7 @@ impl TimerCore {
             .cancelled
             .fetch_add(1, Ordering::Relaxed)
             .wrapping_add(1);
-        Some(if n % COLLECT_EVERY == 0 {
+        Some(if collection_due(n) {
             AfterDisarm::Collect
         } else {
             AfterDisarm::Nothing
@@ -127,15 +143,17 @@ impl TimerCore {
     }
 
     /// Drains the inbox if no one owns the wheel right now; never waits.
-    pub(crate) fn try_collect(&self) {
+    /// Releases what was cancelled on the calling thread, after unlocking.
+    pub(crate) fn try_collect(&self) -> Collected {
         let mut graves = Graveyard::default();
-        match self.wheel.try_lock() {
+        let filed = match self.wheel.try_lock() {
             Ok(mut wheel) => self.drain(&mut wheel, &mut graves),
             Err(TryLockError::Poisoned(p)) => self.drain(&mut p.into_inner(), &mut graves),
-            // The holder drains before it lets go of the wheel.
-            Err(TryLockError::WouldBlock) => return,
-        }
+            // The holder is the owner; it drains before it sleeps.
+            Err(TryLockError::WouldBlock) => return Collected::Busy,
+        };
         drop(graves.release_all());
+        Collected::Done { filed }
     }
 
     /// Fires every entry due at `now`, earliest deadline first, one at a
@@ -169,13 +187,15 @@ impl TimerCore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Wheel> {
-        // A panic can only come from the wheel's own code; its lists are
-        // still consistent at every await-free step, so keep going.
+        // Poisoning can only come from a bug in the wheel's own code: hooks
+        // never run under the lock, so no user state is behind it.
         self.wheel.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Owner: takes the inbox and files, unlinks or buries each entry.
-    fn drain(&self, wheel: &mut Wheel, graves: &mut Graveyard) {
+    /// Returns how many live entries it filed.
+    fn drain(&self, wheel: &mut Wheel, graves: &mut Graveyard) -> usize {
+        let mut filed = 0;
         for entry in self.inbox.take_all() {
             // SAFETY: we own the wheel; the clock holds the entry (inv. 7).
             let pos = unsafe { TimerEntry::with_links(entry, |l| l.pos) };
@@ -184,6 +204,7 @@ impl TimerCore {
                 if unsafe { entry.as_ref() }.try_file() {
                     // SAFETY: arm-time pointer, in no list (inv. 2, 4).
                     unsafe { wheel.insert(entry) };
+                    filed += 1;
                 } else {
                     // Disarmed while queued: never filed (inv. 5).
                     // SAFETY: arm-time pointer; we alone release it (inv. 7).
@@ -197,6 +218,7 @@ impl TimerCore {
                 unsafe { graves.bury(original) };
             }
         }
+        filed
     }
 
     /// Owner: pops the earliest due entry and claims it for firing. The
@@ -215,6 +237,12 @@ impl TimerCore {
             Step::Lost
         }
     }
+}
+
+/// Whether the `n`-th successful disarm should collect.
+#[allow(clippy::modulo_one)] // COLLECT_EVERY is 1 under loom, on purpose.
+fn collection_due(n: usize) -> bool {
+    n % COLLECT_EVERY == 0
 }
 
 /// One step of `run`.

@@ -7,7 +7,6 @@ use gocontext::{CancelHandle, Cause, Context, Error, Key};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
@@ -21,16 +20,8 @@ const EVENTUALLY: Duration = Duration::from_secs(20);
 /// A timeout that never fires during a test.
 const FOREVER: Duration = Duration::from_secs(1_000_000);
 
-#[derive(Debug)]
-struct Named(&'static str);
-
-impl fmt::Display for Named {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Named {}
+mod common;
+use common::Named;
 
 fn cause(name: &'static str) -> Cause {
     Cause::from(Named(name))

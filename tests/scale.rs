@@ -3,7 +3,6 @@
 //! with a 256 KiB stack, so any recursion on depth would overflow.
 
 use gocontext::{CancelHandle, Cause, Context, Error, Key};
-use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -11,16 +10,8 @@ use std::thread;
 const DEPTH: usize = 1_000_000;
 const SMALL_STACK: usize = 256 * 1024;
 
-#[derive(Debug)]
-struct Named(&'static str);
-
-impl fmt::Display for Named {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for Named {}
+mod common;
+use common::Named;
 
 struct DropCount(Arc<AtomicUsize>);
 

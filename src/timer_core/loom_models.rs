@@ -73,3 +73,33 @@ fn arm_races_advance() {
         assert_eq!((p.fires(), p.releases()), (1, 1));
     });
 }
+
+/// Two disarms (each a collector under loom) race an advance that fires
+/// one of the entries: every entry is released exactly once, fires at most
+/// once, and never after a disarm that returned true.
+#[test]
+fn collectors_race_the_owner() {
+    model(|| {
+        let clock = Clock::manual();
+        let board = Board::new();
+        let a = ProbeRef::new(&board, 0, clock.now());
+        let b = ProbeRef::new(&board, 1, clock.now() + Duration::from_millis(5));
+        a.arm(&clock);
+        b.arm(&clock);
+        let other = {
+            let clock = clock.clone();
+            loom::thread::spawn(move || {
+                let won = b.disarm(&clock);
+                (b, won)
+            })
+        };
+        clock.advance(Duration::from_millis(1));
+        let won_a = a.disarm(&clock);
+        let (b, won_b) = other.join().unwrap();
+        clock.advance(Duration::from_millis(10));
+        assert!(won_b);
+        assert_eq!((b.fires(), b.releases()), (0, 1));
+        assert_eq!(a.fires() + usize::from(won_a), 1);
+        assert_eq!(a.releases(), 1);
+    });
+}

@@ -225,10 +225,10 @@ fn wheel_matches_model_across_2_pow_36_ms() {
     for seed in 200..206 {
         model_run(seed, ms((1 << 36) - 3), STEPS);
     }
-    assert!(
-        FIRED_FAR.with(|f| f.get()) > 1000,
-        "the runs reach past 2^36 ms"
-    );
+    if !cfg!(miri) {
+        let far = FIRED_FAR.with(|f| f.get());
+        assert!(far > 1000, "the runs reach past 2^36 ms");
+    }
 }
 
 #[test]

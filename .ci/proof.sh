@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The proof suite (issue 5), run by .ci/run after the ordinary tests:
+#   1. the loom models (bound LOOM_MAX_PREEMPTIONS, default 2; < 10 min);
+#   2. valgrind --leak-check=full over the integration test binaries;
+#   3. a 30-second `cargo fuzz run` smoke of every fuzz target.
+# Knobs: FUZZ_SECONDS (default 30), SKIP_LOOM=1, SKIP_VALGRIND=1, SKIP_FUZZ=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n==> proof: %s (%s)\n' "$*" "$(date +%T)"; }
+
+# ---------------------------------------------------------------- loom
+if [ "${SKIP_LOOM:-}" != 1 ]; then
+  step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2})"
+  (
+    cd loom-tests
+    export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
+    # --no-fail-fast: one group failing must not hide the others.
+    time RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release --no-fail-fast
+  )
+fi
+
+# ---------------------------------------------------------------- valgrind
+if [ "${SKIP_VALGRIND:-}" != 1 ]; then
+  step "valgrind over the integration tests"
+  if ! command -v valgrind >/dev/null 2>&1; then
+    echo "NOTICE: valgrind is not installed; the valgrind step is SKIPPED."
+  else
+    # Integration test binaries (tests/*.rs), as cargo builds them.
+    mapfile -t bins < <(
+      cargo test --tests --no-run --message-format=json 2>/dev/null |
+        python3 -c '
+import json, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("executable") \
+            and m["target"]["kind"] == ["test"]:
+        print(m["target"]["name"] + " " + m["executable"])
+')
+    # Under valgrind (~50x slower) a few tests are cut down or left out;
+    # each is named here and runs in full in `cargo test`.
+    for entry in "${bins[@]}"; do
+      name="${entry%% *}"
+      exe="${entry#* }"
+      envs=()
+      case "$name" in
+        stress)
+          envs=(GOCONTEXT_STRESS_CHILDREN=200000)
+          echo "valgrind: $name with GOCONTEXT_STRESS_CHILDREN=200000 (full run: 2M children)"
+          ;;
+        fuzz_replay)
+          envs=(GOCONTEXT_FUZZ_REPLAY_ITERS=0)
+          echo "valgrind: $name replays the seed corpus only (no random inputs)"
+          ;;
+      esac
+      echo "valgrind: $exe"
+      env "${envs[@]}" valgrind --leak-check=full --error-exitcode=1 --quiet "$exe" --test-threads=2
+    done
+  fi
+fi
+
+# ---------------------------------------------------------------- fuzz smoke
+if [ "${SKIP_FUZZ:-}" != 1 ]; then
+  step "cargo fuzz smoke (${FUZZ_SECONDS:-30} s per target)"
+  if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+  fi
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    fuzz=(cargo +nightly fuzz run) # AddressSanitizer (cargo-fuzz's default)
+  else
+    echo "NOTICE: no nightly toolchain: fuzzing on stable without a sanitizer (-s none)"
+    fuzz=(cargo fuzz run -s none)
+  fi
+  (
+    cd fuzz
+    for t in $(cargo fuzz list); do
+      # A scratch copy of the seeds, so that the smoke run does not grow the
+      # checked-in corpus.
+      work="target/smoke-corpus/$t"
+      rm -rf "$work" && mkdir -p "$work"
+      cp corpus/"$t"/seed-* "$work"/
+      echo "fuzz: $t"
+      log="target/smoke-$t.log"
+      rc=0
+      "${fuzz[@]}" "$t" "$work" -- -max_total_time="${FUZZ_SECONDS:-30}" -print_final_stats=1 \
+        >"$log" 2>&1 || rc=$?
+      grep -E 'Done [0-9]+ runs|stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+ +DONE' "$log" || true
+      if [ "$rc" -ne 0 ]; then
+        tail -n 60 "$log"
+        echo "fuzz: $t FAILED (exit $rc); the crashing input is under fuzz/artifacts/$t/"
+        exit 1
+      fi
+    done
+  )
+fi
+
+step "proof suite green"

@@ -1,0 +1,14 @@
+//! The differential fuzzing harness of gocontext, shared by the cargo-fuzz
+//! targets in `fuzz_targets/` and by the stable replay test
+//! `tests/fuzz_replay.rs` (which `#[path]`-includes these same files).
+//!
+//! - [`model`]: a plain single-threaded reference model of Go's semantics;
+//! - [`tree_ops`]: op sequences checked against the model after every step;
+//! - [`wheel`]: deadlines on a manual clock against a `BTreeMap`;
+//! - [`threads`]: ops on two threads, then a final invariant check.
+
+pub mod common;
+pub mod model;
+pub mod threads;
+pub mod tree_ops;
+pub mod wheel;

@@ -1,0 +1,95 @@
+//! The shared runner and helpers of the loom models (`tests/*.rs`, one
+//! binary per group, so that a model that fails and aborts hides no other
+//! group) of every race in gocontext's engine, run against the real
+//! engine through its `sync` facade (and crossbeam-epoch in its loom mode).
+//!
+//! Run: `cd loom-tests && RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release`
+//! (`LOOM_MAX_PREEMPTIONS` overrides the default bound of 2; add
+//! `-- --test-threads=1` for undisturbed timings). Every model prints its wall
+//! time and the number of interleavings loom explored, straight to stderr.
+//!
+//! Only manual clocks: `Clock::manual().background()`. Bookkeeping that the
+//! engine must not see (counters) uses `std` atomics, which loom does not
+//! schedule on, so they add no interleavings.
+#![cfg(loom)]
+
+use gocontext::{Cause, Clock, Context};
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug)]
+pub struct Tag(pub u32);
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "tag {}", self.0)
+    }
+}
+
+impl std::error::Error for Tag {}
+
+pub fn cause(n: u32) -> Cause {
+    Cause::from(Tag(n))
+}
+
+/// Runs `f` under loom at the configured preemption bound and reports.
+pub fn model<F>(name: &str, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    let bound = std::env::var("LOOM_MAX_PREEMPTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(bound);
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let start = Instant::now();
+    b.check(move || {
+        r.fetch_add(1, SeqCst);
+        f();
+    });
+    let line = format!(
+        "loom model {name:<40} bound {bound}: {:>9} interleavings in {:>8.2?}\n",
+        runs.load(SeqCst),
+        start.elapsed()
+    );
+    // Straight to the file descriptor: libtest's capture does not hide it.
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// A callback counter: `(counter, f)`.
+pub fn counter() -> (Arc<AtomicUsize>, impl FnOnce() + Send + 'static) {
+    let n = Arc::new(AtomicUsize::new(0));
+    let m = n.clone();
+    (n, move || {
+        m.fetch_add(1, SeqCst);
+    })
+}
+
+pub fn root() -> Context {
+    Clock::manual().background()
+}
+
+pub fn is(c: &Context, want: &Cause) -> bool {
+    c.cause().is_some_and(|c| c.ptr_eq(want))
+}
+
+/// Polls a future once with the caller's waker.
+pub struct PollOnce<'a, F>(pub &'a mut F);
+
+impl<F: std::future::Future + Unpin> std::future::Future for PollOnce<'_, F> {
+    type Output = Option<F::Output>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(match std::pin::Pin::new(&mut *self.0).poll(cx) {
+            std::task::Poll::Ready(v) => Some(v),
+            std::task::Poll::Pending => None,
+        })
+    }
+}

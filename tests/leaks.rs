@@ -1,0 +1,434 @@
+//! Leak checks with a counting global allocator: each scenario runs once to
+//! warm up (lazy statics, thread-locals, the epoch collector), then again
+//! between two measurements; once everything it made is dropped and
+//! crossbeam-epoch's deferred frees have run, live bytes must be back at the
+//! baseline.
+//!
+//! The scenarios run one after another inside a single `#[test]`, because
+//! libtest's own threads would otherwise allocate in the middle of a
+//! measurement. `GOCONTEXT_LEAKS_ONLY=<name>` runs one scenario.
+
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+
+use counting_alloc::{settle, Counting};
+use gocontext::{CancelHandle, Cause, Clock, Context, Error, Key};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::task::{Poll, Wake, Waker};
+use std::time::Duration;
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+#[derive(Debug)]
+struct Tag(#[allow(dead_code)] Vec<u8>);
+
+impl std::fmt::Display for Tag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("tag")
+    }
+}
+
+impl std::error::Error for Tag {}
+
+/// A cause that owns a kilobyte, so that a leaked cause shows.
+fn big_cause() -> Cause {
+    Cause::from(Tag(vec![7; 1024]))
+}
+
+static NAME: Key<String> = Key::new("name");
+static NUM: Key<u64> = Key::new("num");
+
+struct CountWake(AtomicUsize);
+
+impl Wake for CountWake {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+fn waker() -> (Arc<CountWake>, Waker) {
+    let w = Arc::new(CountWake(AtomicUsize::new(0)));
+    (w.clone(), Waker::from(w))
+}
+
+fn poll_once<F: Future + Unpin>(f: &mut F, w: &Waker) -> Poll<F::Output> {
+    Pin::new(f).poll(&mut std::task::Context::from_waker(w))
+}
+
+/// A deterministic tree of 600 nodes of every kind under one root.
+fn build_tree(root: &Context) -> (Vec<Context>, Vec<CancelHandle>) {
+    let mut ctxs = vec![root.clone()];
+    let mut handles = vec![];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in 0..600u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let p = ctxs[(x % ctxs.len() as u64) as usize].clone();
+        let c = match i % 5 {
+            0 | 1 => {
+                let (c, h) = p.with_cancel();
+                handles.push(h);
+                c
+            }
+            2 => p.with_value(&NAME, format!("node {i}")),
+            3 => p.with_value(&NUM, i).without_cancel(),
+            _ => {
+                let q = ctxs[(x / 7 % ctxs.len() as u64) as usize].clone();
+                let (c, h) = Context::merge(&p, &q);
+                handles.push(h);
+                c
+            }
+        };
+        ctxs.push(c);
+    }
+    (ctxs, handles)
+}
+
+fn tree_cancel_and_drop() {
+    let root = Clock::manual().background();
+    let (ctxs, handles) = build_tree(&root);
+    for (i, h) in handles.iter().enumerate() {
+        if i % 2 == 0 {
+            h.cancel_with_cause(big_cause());
+        }
+    }
+    drop(handles);
+    let done = ctxs.iter().filter(|c| c.is_done()).count();
+    assert!(done > 100, "only {done} contexts done after cancelling");
+}
+
+fn tree_detach_and_drop() {
+    let root = Clock::manual().background();
+    let (ctxs, handles) = build_tree(&root);
+    for h in handles {
+        h.detach();
+    }
+    assert!(ctxs.iter().all(|c| c.err().is_none()));
+    // Contexts first, root last, then the other way round.
+    drop(ctxs);
+    let (ctxs, handles) = build_tree(&root);
+    drop(root);
+    for h in handles {
+        h.detach();
+    }
+    drop(ctxs);
+}
+
+fn deep_chain() {
+    let root = Clock::manual().background();
+    let mut c = root.clone();
+    let mut handles = Vec::new();
+    for _ in 0..100_000 {
+        let (n, h) = c.with_cancel();
+        handles.push(h);
+        c = n;
+    }
+    let leaf = c.clone();
+    drop(c);
+    handles[0].cancel();
+    assert_eq!(leaf.err(), Some(Error::Canceled));
+    drop(handles);
+    drop(leaf);
+    // And a chain given up without cancelling, dropped from the root end.
+    let mut c = root;
+    for _ in 0..100_000 {
+        let (n, h) = c.with_cancel();
+        h.detach();
+        c = n;
+    }
+}
+
+fn deadlines_manual() {
+    let clock = Clock::manual();
+    let root = clock.background();
+    let mut keep = vec![];
+    let mut ctxs = vec![];
+    for i in 0..300u64 {
+        let (c, h) = root.with_timeout(Duration::from_millis(1 + i * 7));
+        let (g, gh) = c.with_timeout_cause(Duration::from_millis(i * 3 + 2), big_cause());
+        match i % 4 {
+            0 => drop(h), // cancelled before firing
+            1 => h.detach(),
+            _ => keep.push(h),
+        }
+        if i % 3 == 0 {
+            gh.detach();
+        } else {
+            keep.push(gh);
+        }
+        if i % 5 == 0 {
+            ctxs.push(c);
+            ctxs.push(g);
+        }
+    }
+    clock.advance(Duration::from_millis(3000));
+    assert!(ctxs
+        .iter()
+        .all(|c| c.err() == Some(Error::DeadlineExceeded) || c.err() == Some(Error::Canceled)));
+    drop(keep);
+    drop(ctxs);
+    // Timers still pending when everything (clock included) goes away.
+    let (c, h) = root.with_timeout(Duration::from_secs(3600));
+    let (d, dh) = c.with_deadline(clock.now() + Duration::from_secs(86_400 * 365));
+    dh.detach();
+    drop((c, d));
+    h.detach();
+    drop(root);
+    drop(clock);
+}
+
+fn deadlines_fired_then_dropped() {
+    let clock = Clock::manual();
+    let root = clock.background();
+    let (c, h) = root.with_timeout(Duration::from_millis(5));
+    let (g, _gh) = c.with_timeout_cause(Duration::from_millis(1), big_cause());
+    clock.advance(Duration::from_millis(2));
+    assert_eq!(g.err(), Some(Error::DeadlineExceeded));
+    assert_eq!(c.err(), None);
+    clock.advance(Duration::from_millis(10));
+    assert_eq!(c.err(), Some(Error::DeadlineExceeded));
+    drop(h);
+}
+
+fn deadline_system_clock() {
+    let (c, h) = Context::background().with_timeout(Duration::from_secs(3600));
+    let (g, gh) = c.with_timeout(Duration::from_secs(7200));
+    gh.detach();
+    drop(g);
+    drop(h);
+    assert_eq!(c.err(), Some(Error::Canceled));
+    let (c, h) = Context::background().with_timeout(Duration::from_secs(3600));
+    h.detach();
+    drop(c);
+}
+
+fn waiters() {
+    let root = Clock::manual().background();
+    let (c, h) = root.with_cancel();
+    // Dropped while pending, before the cancel.
+    for _ in 0..100 {
+        let (_, w) = waker();
+        let mut d = c.done();
+        assert!(poll_once(&mut d, &w).is_pending());
+        drop(d);
+    }
+    // Pending across the cancel, woken, then dropped.
+    let mut kept = vec![];
+    for _ in 0..100 {
+        let (n, w) = waker();
+        let mut d = c.done();
+        assert!(poll_once(&mut d, &w).is_pending());
+        kept.push((d, n, w));
+    }
+    // Timed-out waits leave nothing behind.
+    for _ in 0..20 {
+        assert_eq!(c.wait_timeout(Duration::from_micros(50)), None);
+    }
+    // A thread blocked in wait() is woken by the cancel.
+    let c2 = c.clone();
+    let t = std::thread::spawn(move || c2.wait());
+    std::thread::sleep(Duration::from_millis(5));
+    h.cancel();
+    assert_eq!(t.join().unwrap(), Error::Canceled);
+    for (mut d, n, w) in kept {
+        assert!(n.0.load(SeqCst) > 0, "pending Done not woken by cancel");
+        assert_eq!(poll_once(&mut d, &w), Poll::Ready(Error::Canceled));
+    }
+    // Futures and waits on a context that is never cancelled.
+    let (c, h) = root.with_cancel();
+    let (_, w) = waker();
+    let mut d = c.done();
+    assert!(poll_once(&mut d, &w).is_pending());
+    h.detach();
+    drop(c);
+    drop(d);
+    let mut run = Box::pin(root.run(std::future::pending::<()>()));
+    assert!(run
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(&w))
+        .is_pending());
+    drop(run);
+}
+
+fn callbacks() {
+    let root = Clock::manual().background();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let payload = Arc::new(vec![1u8; 4096]);
+    let (c, h) = root.with_cancel();
+    let mut stops = vec![];
+    for i in 0..100 {
+        let (r, p) = (ran.clone(), payload.clone());
+        let af = c.after_func(move || {
+            r.fetch_add(p.len() / 4096, SeqCst);
+        });
+        if i % 3 == 0 {
+            assert!(af.stop());
+        } else if i % 3 == 1 {
+            stops.push(af);
+        } // else: dropped, still registered
+    }
+    h.cancel();
+    assert_eq!(ran.load(SeqCst), 66);
+    for af in stops {
+        assert!(!af.stop());
+    }
+    // Registered on a context that is never done, then everything dropped:
+    // the closure (and the payload it owns) must be freed.
+    let (c, h) = root.with_cancel();
+    for _ in 0..50 {
+        let p = payload.clone();
+        drop(c.after_func(move || drop(p)));
+    }
+    h.detach();
+    drop(c);
+    let v = root.with_value(&NUM, 1);
+    let p = payload.clone();
+    let af = v.after_func(move || drop(p));
+    drop(v);
+    assert!(af.stop());
+    // Already done: runs at once.
+    let (c, h) = root.with_cancel();
+    h.cancel();
+    let r = ran.clone();
+    drop(c.after_func(move || {
+        r.fetch_add(1, SeqCst);
+    }));
+    assert_eq!(ran.load(SeqCst), 67);
+    drop(root);
+    // Nodes are freed through the epoch: give it its turns.
+    for _ in 0..10_000 {
+        if Arc::strong_count(&payload) == 1 {
+            break;
+        }
+        crossbeam_epoch::pin().flush();
+    }
+    assert_eq!(Arc::strong_count(&payload), 1, "a callback closure leaked");
+}
+
+fn merges() {
+    let root = Clock::manual().background();
+    for round in 0..50 {
+        let (a, ah) = root.with_cancel();
+        let (b, bh) = root.with_timeout(Duration::from_secs(10));
+        let (m, mh) = Context::merge(&a, &b);
+        let (mm, mmh) = Context::merge(&m, &a.with_value(&NUM, round));
+        match round % 4 {
+            0 => ah.cancel_with_cause(big_cause()),
+            1 => bh.cancel(),
+            2 => mh.cancel(),
+            _ => {
+                mmh.detach();
+                drop((ah, bh, mh, m, mm));
+                continue;
+            }
+        }
+        assert!(
+            m.is_done() && mm.is_done(),
+            "merge not done after a parent's cancel"
+        );
+        drop((ah, bh, mh, mmh, a, b, m, mm));
+    }
+}
+
+fn panics_in_callbacks() {
+    let root = Clock::manual().background();
+    let (c, h) = root.with_cancel();
+    let (g, _gh) = c.with_cancel();
+    let ran = Arc::new(AtomicUsize::new(0));
+    for i in 0..10 {
+        let r = ran.clone();
+        let payload = vec![0u8; 512];
+        drop(c.after_func(move || {
+            r.fetch_add(payload.len() / 512, SeqCst);
+            if i % 2 == 0 {
+                panic!("callback {i} panics on purpose");
+            }
+        }));
+    }
+    let r = ran.clone();
+    drop(g.after_func(move || {
+        r.fetch_add(100, SeqCst);
+    }));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.cancel()));
+    assert!(g.is_done(), "a panicking callback stopped the cancellation");
+    assert_eq!(
+        ran.load(SeqCst),
+        110,
+        "a panicking callback stopped the others"
+    );
+}
+
+fn values_and_causes() {
+    let root = Clock::manual().background();
+    let mut c = root.clone();
+    for i in 0..1000 {
+        c = c.with_value(&NAME, "x".repeat(i % 64));
+    }
+    let (d, h) = c.with_cancel();
+    h.cancel_with_cause(big_cause());
+    let cause = d.cause().unwrap();
+    assert!(cause.is::<Tag>());
+    drop((c, d, cause));
+}
+
+type Scenario = (&'static str, fn());
+
+const SCENARIOS: &[Scenario] = &[
+    ("tree_cancel_and_drop", tree_cancel_and_drop),
+    ("tree_detach_and_drop", tree_detach_and_drop),
+    ("deep_chain", deep_chain),
+    ("deadlines_manual", deadlines_manual),
+    ("deadlines_fired_then_dropped", deadlines_fired_then_dropped),
+    ("deadline_system_clock", deadline_system_clock),
+    ("waiters", waiters),
+    ("callbacks", callbacks),
+    ("merges", merges),
+    ("panics_in_callbacks", panics_in_callbacks),
+    ("values_and_causes", values_and_causes),
+];
+
+/// crossbeam-epoch always keeps up to one sealed garbage bag queued (a
+/// ~2 KiB node): the slack for that. Every scenario makes hundreds of
+/// contexts, so a per-context leak is far above it; fixed-size leaks are
+/// valgrind's job (`.ci/proof.sh`).
+const SLACK: isize = 4096;
+
+#[test]
+fn leak_scenarios() {
+    let only = std::env::var("GOCONTEXT_LEAKS_ONLY").ok();
+    let hook = std::panic::take_hook();
+    // The panics of `panics_in_callbacks` are on purpose; keep them quiet.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info.to_string();
+        if !msg.contains("on purpose") {
+            eprintln!("{msg}");
+        }
+    }));
+    let mut failures = vec![];
+    for (name, f) in SCENARIOS {
+        if only.as_deref().is_some_and(|o| o != *name) {
+            continue;
+        }
+        if std::panic::catch_unwind(f).is_err() {
+            failures.push(format!("{name}: panicked (warm-up run)"));
+            continue;
+        }
+        let base = settle(isize::MIN);
+        if std::panic::catch_unwind(f).is_err() {
+            failures.push(format!("{name}: panicked"));
+            continue;
+        }
+        let after = settle(base);
+        eprintln!("leaks: {name:<30} baseline {base:>9} B, after {after:>9} B");
+        if after > base + SLACK {
+            failures.push(format!("{name}: {} bytes leaked", after - base));
+        }
+    }
+    std::panic::set_hook(hook);
+    assert!(failures.is_empty(), "failures: {failures:#?}");
+}
