@@ -300,7 +300,11 @@ impl Harness {
                     if stopped {
                         assert_eq!(ran, 0, "stop() returned true after f ran");
                     }
-                    self.model.callbacks[cb].stopped = true;
+                    // Unless f already ran, it must never run now: stop()
+                    // prevented it, or f was discarded with its subtree.
+                    if stopped || ran == 0 {
+                        self.model.callbacks[cb].stopped = true;
+                    }
                 } else {
                     let want = self.model.stop(cb);
                     assert_eq!(stopped, want, "stop() on callback {cb} ({c:?})");

@@ -48,6 +48,21 @@ where
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
     let start = Instant::now();
+    // On failure, say which interleaving failed (loom panics out of check).
+    struct Report<'a>(&'a str, Arc<AtomicUsize>);
+    impl Drop for Report<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let line = format!(
+                    "loom model {} FAILED in interleaving #{}\n",
+                    self.0,
+                    self.1.load(SeqCst)
+                );
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+        }
+    }
+    let _report = Report(name, runs.clone());
     b.check(move || {
         r.fetch_add(1, SeqCst);
         f();
