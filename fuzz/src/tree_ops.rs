@@ -476,6 +476,9 @@ impl Harness {
     pub fn finish(mut self) {
         while let Some((h, id)) = self.handles.pop() {
             drop(h);
+            // The drop may have let the engine free a subtree (API.md §10)
+            // before the model cancels anything: mark its callbacks now.
+            self.update_orphans();
             self.model
                 .cancel(id, ErrKind::Canceled, CauseTag::Default(ErrKind::Canceled));
             self.check();

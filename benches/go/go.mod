@@ -1,0 +1,3 @@
+module gocontext/benches/go
+
+go 1.21
