@@ -15,8 +15,7 @@
 
 use crate::list::{Entry, EntryKind};
 use crate::node::{release_ref, CancelNode};
-use crate::sync::Ordering::{Acquire, Release};
-use crate::sync::{fence, AtomicUsize, LeakTrack, UnsafeCell};
+use crate::sync::{release_last, AtomicUsize, LeakTrack, UnsafeCell};
 use std::any::Any;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -68,10 +67,7 @@ impl Callback {
     pub(crate) unsafe fn release(cb: NonNull<Callback>) {
         // SAFETY: alive until our decrement.
         let refs = &unsafe { cb.as_ref() }.refs;
-        // Release: our uses happen before the free.
-        if refs.fetch_sub(1, Release) == 1 {
-            // Acquire: pairs with the other holder's Release.
-            fence(Acquire);
+        if release_last(refs) {
             // SAFETY: last reference; allocated as a Box in `register`.
             let cb = unsafe { Box::from_raw(cb.as_ptr()) };
             if let Some(owner) = cb.owner {
@@ -145,15 +141,15 @@ impl AfterFunc {
     pub fn stop(&self) -> bool {
         // SAFETY: we hold a reference on the registration.
         let cb = unsafe { self.cb.as_ref() };
-        if !cb.entry.mark() {
-            return false;
-        }
-        drop(cb.take());
-        if let Some(owner) = cb.owner {
+        let claimed = match cb.owner {
             // SAFETY: our memory reference keeps the owner alive (inv. 2).
-            unsafe { owner.as_ref() }.entry_deleted();
+            Some(owner) => unsafe { owner.as_ref() }.withdraw(&cb.entry),
+            None => cb.entry.mark(),
+        };
+        if claimed {
+            drop(cb.take());
         }
-        true
+        claimed
     }
 }
 

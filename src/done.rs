@@ -1,7 +1,6 @@
 //! Waiting for a context: the `Done` future, blocking waits, and `run`.
 
 use crate::context::Context;
-use crate::state::err_of;
 use crate::sync::{park, park_timeout};
 use crate::waiter::Waiter;
 use crate::Error;
@@ -80,14 +79,8 @@ impl Future for Done {
             Some(w) => unsafe { w.as_ref() }.register(cx.waker()),
             None => {
                 let w = Waiter::for_task(cx.waker());
-                // SAFETY: new entry; its references are counted on `refs`.
-                let pushed = unsafe {
-                    crate::list::push_counted(&scope.state, &w.as_ref().entry, &w.as_ref().refs)
-                };
-                if let Err(word) = pushed {
-                    // SAFETY: our only reference.
-                    unsafe { Waiter::release(w) };
-                    return Poll::Ready(err_of(word).unwrap_or(Error::Canceled));
+                if let Err(err) = Waiter::enlist(w, scope) {
+                    return Poll::Ready(err);
                 }
                 this.waiter = Some(w);
             }
@@ -134,13 +127,8 @@ pub(crate) fn wait_until(ctx: &Context, deadline: Option<Instant>) -> Option<Err
         return Some(err);
     }
     let w = Waiter::for_thread();
-    // SAFETY: new entry; its references are counted on `refs`.
-    let pushed =
-        unsafe { crate::list::push_counted(&scope.state, &w.as_ref().entry, &w.as_ref().refs) };
-    if let Err(word) = pushed {
-        // SAFETY: our only reference.
-        unsafe { Waiter::release(w) };
-        return err_of(word);
+    if let Err(err) = Waiter::enlist(w, scope) {
+        return Some(err);
     }
     let result = loop {
         if let Some(err) = scope.err() {

@@ -29,7 +29,7 @@ use crate::cancel;
 use crate::clock::Clock;
 use crate::list::{Entry, EntryKind};
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use crate::sync::{fence, AtomicBool, AtomicUsize, LeakTrack, UnsafeCell};
+use crate::sync::{release_last, AtomicBool, AtomicUsize, LeakTrack, UnsafeCell};
 use crate::timer::{TimerEntry, TimerHooks};
 use crate::{Cause, Context, Error};
 use std::mem::{offset_of, MaybeUninit};
@@ -229,12 +229,9 @@ pub(crate) unsafe fn release_handle(h: NonNull<Header>) {
     while let Some(h) = next.take().or_else(|| more.pop()) {
         // SAFETY: we own a handle on `h`, so it is alive.
         let node = unsafe { h.as_ref() };
-        // Release: our uses of the node happen before its teardown.
-        if node.handles.fetch_sub(1, Release) != 1 {
+        if !release_last(&node.handles) {
             continue;
         }
-        // Acquire: pairs with the other releases' Release above.
-        fence(Acquire);
         let (p1, p2) = teardown(node);
         next = p1.and_then(Context::into_node);
         more.extend(p2.and_then(Context::into_node));
@@ -264,10 +261,7 @@ fn teardown(node: &Header) -> (Option<Context>, Option<Context>) {
 pub(crate) unsafe fn release_ref(h: NonNull<Header>) {
     // SAFETY: our reference keeps the node alive until this decrement.
     let node = unsafe { h.as_ref() };
-    // Release: our reads of the node happen before its free.
-    if node.refs.fetch_sub(1, Release) == 1 {
-        // Acquire: pairs with every other holder's Release.
-        fence(Acquire);
+    if release_last(&node.refs) {
         let free = node.free;
         // SAFETY: refs is zero: we are the last holder.
         unsafe { free(h) };
@@ -478,7 +472,9 @@ impl CancelNode {
         for (entry, owner) in [(&self.link, self.owner), (&self.link2, self.owner2)] {
             match owner {
                 // SAFETY: our handle holds the parent that owns the list.
-                Some(owner) => unsafe { owner.as_ref() }.withdraw(entry),
+                Some(owner) => {
+                    unsafe { owner.as_ref() }.withdraw(entry);
+                }
                 None => debug_assert!(!entry.mark()),
             }
         }
@@ -531,14 +527,15 @@ impl CancelNode {
 
     /// Withdraws one of our list entries: marks it, and counts it dead in
     /// this list if the mark was ours (list invariant 1).
-    pub(crate) fn withdraw(&self, entry: &Entry) {
+    /// True if this call claimed it (else the drainer had).
+    pub(crate) fn withdraw(&self, entry: &Entry) -> bool {
         if !entry.mark() {
-            return; // the drainer claimed it, and owns its list reference
+            return false; // the drainer claimed it, and owns its list reference
         }
         // SAFETY: we marked our own linked entry.
         if !unsafe { crate::list::unlink_head(&self.state, entry) } {
             self.entry_deleted(); // a sweep will unlink it
-            return;
+            return true;
         }
         // The list reference is ours now (list invariant 5).
         let ptr = NonNull::from(entry);
@@ -551,6 +548,7 @@ impl CancelNode {
             // the drainer never will: it left the list before any close.
             unsafe { release_entry(ptr) };
         }
+        true
     }
 
     pub(crate) fn as_header(&self) -> NonNull<Header> {

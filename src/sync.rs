@@ -109,6 +109,20 @@ mod imp {
 
 pub(crate) use imp::*;
 
+/// Drops one count of a reference count. True for the caller that dropped
+/// the last one: it may then tear down or free what the count guarded, and
+/// sees every other holder's uses of it.
+#[inline]
+pub(crate) fn release_last(count: &AtomicUsize) -> bool {
+    // Release: our uses happen before the last holder's teardown or free.
+    if count.fetch_sub(1, Ordering::Release) != 1 {
+        return false;
+    }
+    // Acquire: pairs with every other holder's Release.
+    fence(Ordering::Acquire);
+    true
+}
+
 /// Spin-loop hint that loom understands as a yield.
 #[inline]
 pub(crate) fn spin_hint() {

@@ -12,9 +12,11 @@
 //!    the state word (state invariant 3), and a future re-checks `err()`
 //!    after every re-registration (atomic-waker's protocol).
 
-use crate::list::{Entry, EntryKind};
-use crate::sync::Ordering::{Acquire, Release};
-use crate::sync::{current_thread, fence, AtomicUsize, AtomicWaker, LeakTrack, Thread};
+use crate::list::{push_counted, Entry, EntryKind};
+use crate::node::CancelNode;
+use crate::state::err_of;
+use crate::sync::{current_thread, release_last, AtomicUsize, AtomicWaker, LeakTrack, Thread};
+use crate::Error;
 use std::ptr::NonNull;
 use std::task::Waker;
 
@@ -54,6 +56,19 @@ impl Waiter {
         Self::alloc(Wake::Thread(current_thread()))
     }
 
+    /// Pushes a new waiter onto `scope`'s list. If `scope` is done already,
+    /// frees the waiter and returns why.
+    pub(crate) fn enlist(w: NonNull<Waiter>, scope: &CancelNode) -> Result<(), Error> {
+        // SAFETY: a new waiter, counted on its own `refs`, alive as long as
+        // they are (list invariant 3).
+        let pushed = unsafe { push_counted(&scope.state, &w.as_ref().entry, &w.as_ref().refs) };
+        pushed.map_err(|word| {
+            // SAFETY: the push failed, so ours is the only reference.
+            unsafe { Waiter::release(w) };
+            err_of(word).unwrap_or(Error::Canceled)
+        })
+    }
+
     /// Replaces the task's waker (a task may move between polls).
     pub(crate) fn register(&self, waker: &Waker) {
         if let Wake::Task(slot) = &self.wake {
@@ -80,10 +95,7 @@ impl Waiter {
     pub(crate) unsafe fn release(w: NonNull<Waiter>) {
         // SAFETY: alive until our decrement.
         let refs = &unsafe { w.as_ref() }.refs;
-        // Release: our uses happen before the free.
-        if refs.fetch_sub(1, Release) == 1 {
-            // Acquire: pairs with the other holder's Release.
-            fence(Acquire);
+        if release_last(refs) {
             // SAFETY: last reference; allocated by `alloc` as a Box.
             drop(unsafe { Box::from_raw(w.as_ptr()) });
         }
