@@ -229,10 +229,14 @@ impl Worker {
                 };
                 let runs = Arc::new(AtomicU32::new(0));
                 let n = runs.clone();
+                // Only a context done before the call promises a run at once:
+                // one the other thread cancels meanwhile may be done with f
+                // still waiting for that thread's drain to reach it.
+                let was_done = c.is_done();
                 let af = c.after_func(move || {
                     n.fetch_add(1, Ordering::SeqCst);
                 });
-                if c.is_done() {
+                if was_done {
                     assert_eq!(runs.load(Ordering::SeqCst), 1, "f did not run at once");
                 }
                 self.afters.push((af, self.cbs.len()));
