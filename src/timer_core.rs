@@ -23,18 +23,18 @@
 //! one makes the disarming thread a collector: `try_collect` drains the
 //! inbox and releases the cancelled entries right there (so nodes are freed
 //! on the thread that most likely allocated them, without waking anyone).
-//! If the wheel is busy, the holder is draining anyway (the system clock's
-//! driver is unparked to be sure). So at any time the clock holds the live
-//! entries plus about `COLLECT_EVERY` cancelled ones per concurrently
-//! disarming thread, however long the driver would otherwise sleep. The
-//! wheel itself is intrusive: its memory is a fixed 6 x 64 list heads,
-//! whatever the number of timers.
+//! If the wheel is busy, the holder drains again once it unlocks (the
+//! system clock's driver is unparked to be sure). So at any time the clock
+//! holds the live entries plus about `COLLECT_EVERY` cancelled ones per
+//! concurrently disarming thread, however long the driver would otherwise
+//! sleep. The wheel itself is intrusive: its memory is a fixed 6 x 64 list
+//! heads, whatever the number of timers.
 
 use std::any::Any;
 use std::ptr::NonNull;
 use std::time::Instant;
 
-use crate::sync::{AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
+use crate::sync::{fence, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
 use crate::timer::{call_hook, Disarmed, Graveyard, Inbox, Pos, TimerEntry};
 use crate::wheel::Wheel;
 
@@ -145,15 +145,41 @@ impl TimerCore {
     /// Drains the inbox if no one owns the wheel right now; never waits.
     /// Releases what was cancelled on the calling thread, after unlocking.
     pub(crate) fn try_collect(&self) -> Collected {
-        let mut graves = Graveyard::default();
-        let filed = match self.wheel.try_lock() {
-            Ok(mut wheel) => self.drain(&mut wheel, &mut graves),
-            Err(TryLockError::Poisoned(p)) => self.drain(&mut p.into_inner(), &mut graves),
-            // The holder is the owner; it drains before it sleeps.
-            Err(TryLockError::WouldBlock) => return Collected::Busy,
-        };
-        drop(graves.release_all());
+        // SeqCst: the collector's half of the hand-off (`refilled`): our
+        // push (or the arming push still queued) comes before this fence,
+        // so either the `try_lock` below sees the wheel free, or its holder
+        // sees the inbox non-empty after it unlocks.
+        fence(Ordering::SeqCst);
+        let mut filed = 0;
+        loop {
+            let mut graves = Graveyard::default();
+            filed += match self.wheel.try_lock() {
+                Ok(mut wheel) => self.drain(&mut wheel, &mut graves),
+                Err(TryLockError::Poisoned(p)) => self.drain(&mut p.into_inner(), &mut graves),
+                // The holder drains again once it unlocks (`refilled`).
+                Err(TryLockError::WouldBlock) if filed == 0 => return Collected::Busy,
+                Err(TryLockError::WouldBlock) => break,
+            };
+            drop(graves.release_all());
+            if !self.refilled() {
+                break;
+            }
+        }
         Collected::Done { filed }
+    }
+
+    /// Every holder of the wheel calls this after unlocking and, if true,
+    /// drains again: a collector that found the wheel taken left its push
+    /// to the holder, and a manual clock has no driver to come by later.
+    /// (The arms of other threads can keep this true; each round drains
+    /// what was there, so the holder only ever works for pushes that
+    /// landed while it held the wheel.)
+    fn refilled(&self) -> bool {
+        // SeqCst: the holder's half of the hand-off; with the fence in
+        // `try_collect`, a collector whose `try_lock` saw the wheel taken
+        // pushed before this load (store-buffer pattern, fence on each side).
+        fence(Ordering::SeqCst);
+        !self.inbox.is_empty()
     }
 
     /// Fires every entry due at `now`, earliest deadline first, one at a
@@ -176,6 +202,7 @@ impl TimerCore {
                     first_panic = first_panic.or(call_hook(entry, |e| e.hooks().release));
                 }
                 Step::Lost => {}
+                Step::Idle(_) if self.refilled() => {}
                 Step::Idle(next) => return (next, first_panic),
             }
         }
@@ -183,7 +210,11 @@ impl TimerCore {
 
     /// Number of entries in the wheel (tests, diagnostics).
     pub(crate) fn filed(&self) -> usize {
-        self.lock().len()
+        let n = self.lock().len();
+        if self.refilled() {
+            let _ = self.try_collect();
+        }
+        n
     }
 
     fn lock(&self) -> MutexGuard<'_, Wheel> {

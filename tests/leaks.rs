@@ -195,6 +195,35 @@ fn deadlines_fired_then_dropped() {
     drop(h);
 }
 
+/// Timers disarmed on a manual clock while another thread is inside
+/// `advance`: a disarm whose collector found the wheel taken must still be
+/// drained, with no later `advance` to do it. (It used to stay queued, and
+/// the node and its clock kept each other alive: found by the `threads`
+/// fuzz target under LeakSanitizer.)
+fn disarms_during_advance() {
+    for _ in 0..100 {
+        let clock = Clock::manual();
+        let root = clock.background();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let owner = {
+            let (clock, stop) = (clock.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(SeqCst) {
+                    clock.advance(Duration::ZERO);
+                }
+            })
+        };
+        let batch: Vec<_> = (0..50)
+            .map(|_| root.with_timeout(Duration::from_secs(3600)))
+            .collect();
+        // Let the owner file them, so that each drop's disarm pushes.
+        std::thread::yield_now();
+        drop(batch);
+        stop.store(true, SeqCst);
+        owner.join().unwrap();
+    }
+}
+
 fn deadline_system_clock() {
     let (c, h) = Context::background().with_timeout(Duration::from_secs(3600));
     let (g, gh) = c.with_timeout(Duration::from_secs(7200));
@@ -384,6 +413,7 @@ const SCENARIOS: &[Scenario] = &[
     ("deep_chain", deep_chain),
     ("deadlines_manual", deadlines_manual),
     ("deadlines_fired_then_dropped", deadlines_fired_then_dropped),
+    ("disarms_during_advance", disarms_during_advance),
     ("deadline_system_clock", deadline_system_clock),
     ("waiters", waiters),
     ("callbacks", callbacks),

@@ -103,3 +103,65 @@ fn collectors_race_the_owner() {
         assert_eq!(a.releases(), 1);
     });
 }
+
+/// A disarm of a filed entry races an advance that owns the wheel, and no
+/// advance comes after: the entry is still released (a collector that
+/// finds the wheel taken leaves its push to the holder, which drains again
+/// after unlocking). Without that hand-off the push stayed queued and the
+/// node and its clock kept each other alive (fuzz `threads`, LSan).
+#[test]
+fn disarm_during_advance_is_collected_without_another_advance() {
+    model(|| {
+        let clock = Clock::manual();
+        let board = Board::new();
+        let p = ProbeRef::new(&board, 0, clock.now() + Duration::from_millis(5));
+        p.arm(&clock);
+        clock.advance(Duration::ZERO); // files it
+                                       // A second arm gives the owner an atomic step (filing it) between
+                                       // taking the inbox and unlocking: the window a real owner has.
+        let q = ProbeRef::new(&board, 1, clock.now() + Duration::from_millis(5));
+        q.arm(&clock);
+        let owner = {
+            let clock = clock.clone();
+            loom::thread::spawn(move || clock.advance(Duration::ZERO))
+        };
+        eprintln!("START");
+        assert!(p.disarm(&clock));
+        owner.join().unwrap();
+        eprintln!("END {}", p.releases());
+        assert_eq!((p.fires(), p.releases()), (0, 1));
+        assert!(q.disarm(&clock));
+        assert_eq!((q.fires(), q.releases()), (0, 1));
+    });
+}
+
+/// Two collectors race each other with no advance at all: both entries
+/// are released by the time both disarms have returned.
+#[test]
+fn collectors_race_each_other() {
+    model(|| {
+        let clock = Clock::manual();
+        let board = Board::new();
+        let later = clock.now() + Duration::from_millis(5);
+        let a = ProbeRef::new(&board, 0, later);
+        let b = ProbeRef::new(&board, 1, later);
+        a.arm(&clock);
+        b.arm(&clock);
+        clock.advance(Duration::ZERO); // files both
+                                       // Queued, so that a collector holding the wheel has an atomic step
+                                       // (filing it) between taking the inbox and unlocking.
+        let c = ProbeRef::new(&board, 2, later);
+        c.arm(&clock);
+        let other = {
+            let clock = clock.clone();
+            loom::thread::spawn(move || {
+                assert!(b.disarm(&clock));
+                b
+            })
+        };
+        assert!(a.disarm(&clock));
+        let b = other.join().unwrap();
+        assert_eq!((a.releases(), b.releases()), (1, 1));
+        assert_eq!(c.releases(), 0);
+    });
+}
