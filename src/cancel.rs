@@ -114,6 +114,27 @@ fn disarm(node: &CancelNode) {
     }
 }
 
+/// Starts loading the next entry's cache lines while this one is acted on:
+/// the walk is pointer chasing, so without this every child costs a full
+/// memory round trip before the next can start. A child touches at most
+/// 16 bytes before its link and 18 after (the `CancelNode` field order).
+#[inline(always)]
+fn prefetch_entry(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = addr as *const i8;
+        // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is a
+        // hint that never faults, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_sub(16));
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(24));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
 struct Drain {
     /// Pinned only once some release must go through the epoch.
     guard: Option<Guard>,
@@ -144,6 +165,7 @@ impl Drain {
             // SAFETY: as above.
             let (claimed, next) = unsafe { list::claim_next(e) };
             cur = next;
+            prefetch_entry(next);
             if claimed && self.act(entry, e.kind(), closed) {
                 continue; // the entry's reference now rides on the stack
             }

@@ -55,10 +55,12 @@ pub(crate) enum NodeKind {
 }
 
 /// The common head of every node (first field of each node type).
+///
+/// `refs` is the last field so that it shares a cache line with the
+/// `CancelNode` fields a drain touches (see `CancelNode`).
 #[repr(C)]
 pub(crate) struct Header {
     handles: AtomicUsize,
-    refs: AtomicUsize,
     pub(crate) kind: NodeKind,
     /// The context this one was derived from (its handle), until teardown.
     parent: UnsafeCell<Option<Context>>,
@@ -69,6 +71,7 @@ pub(crate) struct Header {
     pub(crate) clock: Clock,
     free: unsafe fn(NonNull<Header>),
     _track: LeakTrack,
+    refs: AtomicUsize,
 }
 
 /// A cause given to `cancel_with_cause` or a deadline: the reason and the
@@ -79,21 +82,27 @@ pub(crate) struct Record {
 }
 
 /// A cancellable node.
+///
+/// Field order is for the drain, which reaches each child through `link`
+/// and touches the header's `refs`, `state`, `link`, `has_timer` and
+/// `sweeping` and nothing else: together they span 34 bytes, so a child
+/// costs one or two cache lines instead of four.
 #[repr(C)]
 pub(crate) struct CancelNode {
     pub(crate) header: Header,
     /// The state word and list head (`state.rs`).
     pub(crate) state: AtomicUsize,
+    /// Our entry in the first parent's scope list.
+    pub(crate) link: Entry,
+    has_timer: bool,
+    /// Elects one sweeper at a time; nobody ever waits on it.
+    sweeping: AtomicBool,
     /// `Arc<Record>` as a raw pointer, or 0; written once (state inv. 2).
     record: AtomicUsize,
     /// Entries marked deleted since the last sweep (a trigger, not exact).
     dead: AtomicUsize,
     /// Sweep once `dead` reaches this.
     sweep_at: AtomicUsize,
-    /// Elects one sweeper at a time; nobody ever waits on it.
-    sweeping: AtomicBool,
-    /// Our entry in the first parent's scope list.
-    pub(crate) link: Entry,
     /// `merge` only: our entry in the second parent's scope list.
     pub(crate) link2: Entry,
     /// The scope lists `link` and `link2` went into (immutable).
@@ -106,10 +115,13 @@ pub(crate) struct CancelNode {
     /// Our own timer, initialised iff `has_timer` (our deadline is earlier
     /// than the parents').
     timer: MaybeUninit<TimerEntry>,
-    has_timer: bool,
     /// The cause our own deadline fires with.
     deadline_cause: Option<Cause>,
 }
+
+// The drain's fields stay within one 64-byte span (see `CancelNode`).
+#[cfg(not(loom))]
+const _: () = assert!(offset_of!(CancelNode, sweeping) + 1 - offset_of!(Header, refs) <= 40);
 
 /// The fixed head of a value node; the value follows it.
 #[repr(C)]
