@@ -90,9 +90,11 @@ fn timer_cancel_vs_fire() {
     });
 }
 
-/// A timer firing while the last handles of its context go away (without
-/// cancelling): the grandchild that stays still gets DeadlineExceeded, and
-/// the entry is freed exactly once.
+/// A timer firing while the thread that holds its context derives one more
+/// child and then lets the context go (without cancelling): the insert
+/// races the fire's close of the same list, and the handle drops race the
+/// drain. Both grandchildren, the one made before and the one made during
+/// the race, end with DeadlineExceeded; the entry is freed exactly once.
 #[test]
 fn timer_fire_vs_context_drop() {
     model("timer_fire_vs_context_drop", || {
@@ -100,12 +102,15 @@ fn timer_fire_vs_context_drop() {
         let (c, ch) = clock.background().with_timeout(Duration::from_millis(10));
         let (g, _gh) = c.with_cancel();
         let t = thread::spawn(move || {
+            let late = c.with_cancel();
             drop(c);
             ch.detach();
+            late
         });
         clock.advance(Duration::from_millis(20));
-        t.join().unwrap();
+        let (late, _lh) = t.join().unwrap();
         assert_eq!(g.err(), Some(Error::DeadlineExceeded));
+        assert_eq!(late.err(), Some(Error::DeadlineExceeded));
     });
 }
 
