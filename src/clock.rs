@@ -259,7 +259,7 @@ impl ManualClock {
                 Err(actual) => cur = actual,
             }
         };
-        let (_, panic) = self.core.run(self.at(new));
+        let (_, panic) = self.core.run_settled(self.at(new));
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }

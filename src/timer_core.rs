@@ -34,7 +34,7 @@ use std::any::Any;
 use std::ptr::NonNull;
 use std::time::Instant;
 
-use crate::sync::{fence, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
+use crate::sync::{fence, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
 use crate::timer::{call_hook, Disarmed, Graveyard, Inbox, Pos, TimerEntry};
 use crate::wheel::Wheel;
 
@@ -74,6 +74,8 @@ pub(crate) struct TimerCore {
     inbox: Inbox,
     /// Successful disarms so far (wrapping); drives collection.
     cancelled: AtomicUsize,
+    /// A collector found the wheel taken and left its push to the holder.
+    wanted: AtomicBool,
     /// The wheel and the right to own it (see the module doc).
     wheel: Mutex<Wheel>,
 }
@@ -85,6 +87,7 @@ impl TimerCore {
             origin,
             inbox: Inbox::new(),
             cancelled: AtomicUsize::new(0),
+            wanted: AtomicBool::new(false),
             wheel: Mutex::new(Wheel::new(origin)),
         }
     }
@@ -145,10 +148,11 @@ impl TimerCore {
     /// Drains the inbox if no one owns the wheel right now; never waits.
     /// Releases what was cancelled on the calling thread, after unlocking.
     pub(crate) fn try_collect(&self) -> Collected {
-        // SeqCst: the collector's half of the hand-off (`refilled`): our
-        // push (or the arming push still queued) comes before this fence,
-        // so either the `try_lock` below sees the wheel free, or its holder
-        // sees the inbox non-empty after it unlocks.
+        // SeqCst: the collector's half of the hand-off (`handed_over`): our
+        // push (or the arming push still queued) comes before the flag,
+        // the flag before the fence, so either the `try_lock` below sees
+        // the wheel free, or its holder sees the flag after it unlocks.
+        self.wanted.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let mut filed = 0;
         loop {
@@ -156,30 +160,41 @@ impl TimerCore {
             filed += match self.wheel.try_lock() {
                 Ok(mut wheel) => self.drain(&mut wheel, &mut graves),
                 Err(TryLockError::Poisoned(p)) => self.drain(&mut p.into_inner(), &mut graves),
-                // The holder drains again once it unlocks (`refilled`).
+                // The holder drains again once it unlocks (`handed_over`).
                 Err(TryLockError::WouldBlock) if filed == 0 => return Collected::Busy,
                 Err(TryLockError::WouldBlock) => break,
             };
             drop(graves.release_all());
-            if !self.refilled() {
+            if !self.handed_over() {
                 break;
             }
         }
         Collected::Done { filed }
     }
 
-    /// Every holder of the wheel calls this after unlocking and, if true,
-    /// drains again: a collector that found the wheel taken left its push
-    /// to the holder, and a manual clock has no driver to come by later.
-    /// (The arms of other threads can keep this true; each round drains
-    /// what was there, so the holder only ever works for pushes that
-    /// landed while it held the wheel.)
-    fn refilled(&self) -> bool {
+    /// Whether a collector left its work to us while we held the wheel:
+    /// a holder that does not hand over to a driver (`try_collect`, a
+    /// manual clock's `advance`) asks after unlocking and, if so, drains
+    /// again. Only collectors set the flag, never arms, so a stream of
+    /// arms from other threads cannot keep a holder going round.
+    fn handed_over(&self) -> bool {
         // SeqCst: the holder's half of the hand-off; with the fence in
-        // `try_collect`, a collector whose `try_lock` saw the wheel taken
-        // pushed before this load (store-buffer pattern, fence on each side).
+        // `try_collect` (store-buffer pattern, a fence on each side).
         fence(Ordering::SeqCst);
-        !self.inbox.is_empty()
+        self.wanted.load(Ordering::SeqCst)
+    }
+
+    /// A manual clock's `advance`: `run`, then again for as long as
+    /// collectors handed work over meanwhile (nobody else would come by).
+    pub(crate) fn run_settled(&self, now: Instant) -> (Option<Instant>, Option<Panic>) {
+        let mut first_panic = None;
+        loop {
+            let (next, panic) = self.run(now);
+            first_panic = first_panic.or(panic);
+            if !self.handed_over() {
+                return (next, first_panic);
+            }
+        }
     }
 
     /// Fires every entry due at `now`, earliest deadline first, one at a
@@ -202,7 +217,6 @@ impl TimerCore {
                     first_panic = first_panic.or(call_hook(entry, |e| e.hooks().release));
                 }
                 Step::Lost => {}
-                Step::Idle(_) if self.refilled() => {}
                 Step::Idle(next) => return (next, first_panic),
             }
         }
@@ -211,7 +225,7 @@ impl TimerCore {
     /// Number of entries in the wheel (tests, diagnostics).
     pub(crate) fn filed(&self) -> usize {
         let n = self.lock().len();
-        if self.refilled() {
+        if self.handed_over() {
             let _ = self.try_collect();
         }
         n
@@ -227,6 +241,10 @@ impl TimerCore {
     /// Returns how many live entries it filed.
     fn drain(&self, wheel: &mut Wheel, graves: &mut Graveyard) -> usize {
         let mut filed = 0;
+        // SeqCst: cleared before the inbox is taken, so a collector whose
+        // flag this clears pushed before the take (both are SeqCst), and
+        // one that sets it later is seen by `handed_over`.
+        self.wanted.store(false, Ordering::SeqCst);
         for entry in self.inbox.take_all() {
             // SAFETY: we own the wheel; the clock holds the entry (inv. 7).
             let pos = unsafe { TimerEntry::with_links(entry, |l| l.pos) };

@@ -224,6 +224,33 @@ fn disarms_during_advance() {
     }
 }
 
+/// Two threads arming and disarming on a manual clock that nobody ever
+/// advances: every drain is a collector's, so a collector that finds the
+/// wheel taken must leave its work to the other one, which drains again.
+/// (Unlike `disarms_during_advance`, this did not catch the old bug: the
+/// last collector of a round runs alone and drains whatever was left.)
+fn collectors_race_each_other() {
+    for _ in 0..20 {
+        let clock = Clock::manual();
+        let root = clock.background();
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (root, start) = (root.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    for _ in 0..200 {
+                        drop(root.with_timeout(Duration::from_secs(3600)));
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+    }
+}
+
 fn deadline_system_clock() {
     let (c, h) = Context::background().with_timeout(Duration::from_secs(3600));
     let (g, gh) = c.with_timeout(Duration::from_secs(7200));
@@ -414,6 +441,7 @@ const SCENARIOS: &[Scenario] = &[
     ("deadlines_manual", deadlines_manual),
     ("deadlines_fired_then_dropped", deadlines_fired_then_dropped),
     ("disarms_during_advance", disarms_during_advance),
+    ("collectors_race_each_other", collectors_race_each_other),
     ("deadline_system_clock", deadline_system_clock),
     ("waiters", waiters),
     ("callbacks", callbacks),
