@@ -73,7 +73,11 @@ for line in sys.stdin:
       # Only "definitely lost" blocks fail the step: at exit, std's
       # thread-locals and the system clock's driver (still holding timers
       # that are pending when the process ends) show as "possibly lost".
-      if ! env "${envs[@]}" valgrind --leak-check=full --error-exitcode=1 --quiet \
+      # --fair-sched: valgrind runs one thread at a time, and its default
+      # lock lets a spinning thread take it back at once; tests with a
+      # thread that spins (advance loops, storms) then took 3 s or 12 min
+      # at random (tests/leaks.rs: 724 s in one CI run, 25 s with this).
+      if ! env "${envs[@]}" valgrind --fair-sched=yes --leak-check=full --error-exitcode=1 --quiet \
         --errors-for-leak-kinds=definite --show-leak-kinds=definite \
         "$exe" --test-threads=2 "${args[@]}"; then
         failed+=("$name")
