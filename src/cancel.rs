@@ -18,6 +18,8 @@
 
 use crate::list::{self, Entry, EntryKind};
 use crate::node::{entry_node, release_entry, CancelNode, Record};
+#[cfg(target_arch = "x86_64")]
+use crate::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
 use crate::state::{closed_word, CAUSE};
 use crate::Error;
 use crossbeam_epoch::Guard;
@@ -116,8 +118,8 @@ fn disarm(node: &CancelNode) {
 
 /// Starts loading the next entry's cache lines while this one is acted on:
 /// the walk is pointer chasing, so without this every child costs a full
-/// memory round trip before the next can start. A child touches at most
-/// 16 bytes before its link and 18 after (the `CancelNode` field order).
+/// memory round trip before the next can start. The two addresses are the
+/// first and last byte a drain touches around a child's link (node.rs).
 #[inline(always)]
 fn prefetch_entry(addr: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -127,8 +129,8 @@ fn prefetch_entry(addr: usize) {
         // SAFETY: SSE is part of the x86_64 baseline, and a prefetch is a
         // hint that never faults, whatever the address.
         unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_sub(16));
-            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(24));
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_sub(DRAIN_BEFORE_LINK));
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(DRAIN_FROM_LINK - 1));
         }
     }
     #[cfg(not(target_arch = "x86_64"))]

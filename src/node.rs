@@ -119,9 +119,15 @@ pub(crate) struct CancelNode {
     deadline_cause: Option<Cause>,
 }
 
+/// Bytes of the drain's fields before a child's `link` (from `refs`).
+pub(crate) const DRAIN_BEFORE_LINK: usize = offset_of!(CancelNode, link) - offset_of!(Header, refs);
+/// Bytes of the drain's fields from a child's `link` on (to `sweeping`).
+pub(crate) const DRAIN_FROM_LINK: usize =
+    offset_of!(CancelNode, sweeping) + 1 - offset_of!(CancelNode, link);
+
 // The drain's fields stay within one 64-byte span (see `CancelNode`).
 #[cfg(not(loom))]
-const _: () = assert!(offset_of!(CancelNode, sweeping) + 1 - offset_of!(Header, refs) <= 40);
+const _: () = assert!(DRAIN_BEFORE_LINK + DRAIN_FROM_LINK <= 40);
 
 /// The fixed head of a value node; the value follows it.
 #[repr(C)]
