@@ -13,8 +13,8 @@
 //!    given back when the registration is freed.
 //! 3. The callback cell is touched only by the owner of the mark.
 
-use crate::list::{Entry, EntryKind};
-use crate::node::{release_ref, CancelNode};
+use crate::tree::list::{Entry, EntryKind};
+use crate::tree::node::{release_ref, CancelNode};
 use crate::sync::{release_last, AtomicUsize, LeakTrack, UnsafeCell};
 use std::any::Any;
 use std::fmt;
@@ -97,7 +97,7 @@ pub(crate) fn register(owner: Option<&CancelNode>, f: Func) -> AfterFunc {
         return AfterFunc { cb };
     };
     // SAFETY: the entry is new, and lives while its references do.
-    if unsafe { crate::list::push_counted(&o.state, &c.entry, &c.refs) }.is_err() {
+    if unsafe { crate::tree::list::push_counted(&o.state, &c.entry, &c.refs) }.is_err() {
         // Done already: the mark is ours (push_counted marked it).
         let f = c.take();
         let after = AfterFunc { cb };

@@ -11,10 +11,10 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use crate::driver;
+use crate::time::driver;
 use crate::sync::{Arc, AtomicU64, Ordering};
-use crate::timer::TimerEntry;
-use crate::timer_core::{AfterDisarm, Collected, TimerCore};
+use crate::time::entry::TimerEntry;
+use crate::time::core::{AfterDisarm, Collected, TimerCore};
 
 /// The time source and timing wheel that deadlines run on.
 ///

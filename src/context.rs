@@ -1,11 +1,11 @@
 //! The `Context` type: a handle on one node of the cancellation tree.
 
 use crate::after_func::{self, AfterFunc};
-use crate::cancel;
+use crate::tree::cancel;
 use crate::clock::Clock;
 use crate::done::Done;
 use crate::handle::CancelHandle;
-use crate::node::{
+use crate::tree::node::{
     release_handle, CancelNode, CancelSpec, Header, NodeKind, Record, ValueHead, ValueNode,
 };
 use crate::{Cause, Error, Key};
@@ -303,7 +303,7 @@ impl Context {
                 key_name: key.name(),
                 outer,
                 // SAFETY: `outer` is kept alive by our handle on `self`.
-                filter: unsafe { crate::value::filter_of(outer) }.with(key.slot()),
+                filter: unsafe { crate::tree::value::filter_of(outer) }.with(key.slot()),
             },
             value,
         });
@@ -507,7 +507,7 @@ impl Context {
     pub fn value<T: 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         // SAFETY: our handle keeps the whole path alive for `&self`'s life,
         // and the key's address fixes the type.
-        unsafe { crate::value::lookup(self.values(), key.id(), key.slot()) }
+        unsafe { crate::tree::value::lookup(self.values(), key.id(), key.slot()) }
     }
 
     /// Runs `fut` until it completes or the context is done, whichever is

@@ -2,7 +2,7 @@
 
 use crate::context::Context;
 use crate::sync::{park, park_timeout};
-use crate::waiter::Waiter;
+use crate::tree::waiter::Waiter;
 use crate::Error;
 use std::fmt;
 use std::future::Future;

@@ -1,8 +1,8 @@
 //! `CancelHandle`: the right to cancel one derived context.
 
-use crate::cancel;
+use crate::tree::cancel;
 use crate::context::record;
-use crate::node::{release_handle, CancelNode};
+use crate::tree::node::{release_handle, CancelNode};
 use crate::{Cause, Error};
 use std::fmt;
 use std::ptr::NonNull;

@@ -29,26 +29,15 @@
 #![allow(dead_code)]
 
 mod after_func;
-mod cancel;
 mod clock;
 mod context;
 mod done;
-mod driver;
 mod error;
 mod handle;
 mod key;
-mod list;
-mod node;
-mod state;
 mod sync;
-mod timer;
-mod timer_core;
-mod value;
-mod waiter;
-mod wheel;
-
-#[cfg(test)]
-mod timer_probe;
+mod time;
+mod tree;
 
 pub use after_func::AfterFunc;
 pub use clock::Clock;

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
-use crate::timer_probe::{Board, ProbeRef};
+use crate::time::probe::{Board, ProbeRef};
 
 fn us(n: u64) -> Duration {
     Duration::from_micros(n)

@@ -36,8 +36,8 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use crate::sync::{AtomicU64, Ordering};
-use crate::timer::TimerEntry;
-use crate::timer_core::TimerCore;
+use crate::time::entry::TimerEntry;
+use crate::time::core::TimerCore;
 
 /// `sleep_until` while the driver is running (invariant 2).
 const AWAKE: u64 = 0;

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::{level_for, tick_of, tick_start, Wheel};
-use crate::timer::{TimerEntry, TimerHooks};
+use crate::time::entry::{TimerEntry, TimerHooks};
 
 unsafe fn noop(_: NonNull<TimerEntry>) {}
 static NOOP: TimerHooks = TimerHooks {

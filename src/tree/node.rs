@@ -25,12 +25,12 @@
 //!    shared, except the parent cells, which only teardown empties; teardown
 //!    runs once handles are zero, when no reader of those cells is left.
 
-use crate::cancel;
+use crate::tree::cancel;
 use crate::clock::Clock;
-use crate::list::{Entry, EntryKind};
+use crate::tree::list::{Entry, EntryKind};
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use crate::sync::{release_last, AtomicBool, AtomicUsize, LeakTrack, UnsafeCell};
-use crate::timer::{TimerEntry, TimerHooks};
+use crate::time::entry::{TimerEntry, TimerHooks};
 use crate::{Cause, Context, Error};
 use std::mem::{offset_of, MaybeUninit};
 use std::ptr::NonNull;
@@ -138,7 +138,7 @@ pub(crate) struct ValueHead {
     /// The parent's `values` (kept alive by the parent handle).
     pub(crate) outer: Option<NonNull<Header>>,
     /// Which key slots occur from here outward (value.rs).
-    pub(crate) filter: crate::value::KeyFilter,
+    pub(crate) filter: crate::tree::value::KeyFilter,
 }
 
 /// A `with_value` node carrying a `T`.
@@ -412,13 +412,13 @@ impl CancelNode {
     #[inline]
     pub(crate) fn err(&self) -> Option<Error> {
         // Acquire: a reader that sees the node done may read its cause.
-        crate::state::err_of(self.state.load(Acquire))
+        crate::tree::state::err_of(self.state.load(Acquire))
     }
 
     /// The err and record a closed state word stands for.
     pub(crate) fn published(&self, word: usize) -> (Error, Option<Arc<Record>>) {
-        let err = crate::state::err_of(word).unwrap_or(Error::Canceled);
-        if word & crate::state::CAUSE == 0 {
+        let err = crate::tree::state::err_of(word).unwrap_or(Error::Canceled);
+        if word & crate::tree::state::CAUSE == 0 {
             return (err, None);
         }
         (err, Some(self.record_arc()))
@@ -427,8 +427,8 @@ impl CancelNode {
     /// `cause()` of this node.
     pub(crate) fn cause(&self) -> Option<Cause> {
         let word = self.state.load(Acquire);
-        let err = crate::state::err_of(word)?;
-        if word & crate::state::CAUSE == 0 {
+        let err = crate::tree::state::err_of(word)?;
+        if word & crate::tree::state::CAUSE == 0 {
             return Some(Cause::of(err));
         }
         Some(self.record_ref().cause.clone())
@@ -512,7 +512,7 @@ impl CancelNode {
         }
         let guard = crossbeam_epoch::pin();
         // SAFETY: our list's entries follow list invariant 3.
-        let swept = unsafe { crate::list::sweep(&self.state, &guard, defer_entry_release) };
+        let swept = unsafe { crate::tree::list::sweep(&self.state, &guard, defer_entry_release) };
         if let Some(s) = swept {
             self.dead.fetch_sub(s.removed, Relaxed);
             self.sweep_at.store(s.kept.max(SWEEP_MIN), Relaxed);
@@ -551,7 +551,7 @@ impl CancelNode {
             return false; // the drainer claimed it, and owns its list reference
         }
         // SAFETY: we marked our own linked entry.
-        if !unsafe { crate::list::unlink_head(&self.state, entry) } {
+        if !unsafe { crate::tree::list::unlink_head(&self.state, entry) } {
             self.entry_deleted(); // a sweep will unlink it
             return true;
         }
@@ -609,7 +609,7 @@ fn attach_entry(
     let owner = unsafe { owner.as_ref() };
     // SAFETY: the entry is unlinked and lives as long as the node's memory,
     // which the reference just taken keeps (list invariant 3).
-    match unsafe { crate::list::push(&owner.state, entry) } {
+    match unsafe { crate::tree::list::push(&owner.state, entry) } {
         Ok(()) => Ok(()),
         Err(word) => {
             entry.mark_unlinked();
@@ -646,7 +646,7 @@ pub(crate) unsafe fn release_entry(entry: NonNull<Entry>) {
         }
         EntryKind::Waiter => {
             // SAFETY: as above.
-            unsafe { crate::waiter::Waiter::release(entry.cast()) }
+            unsafe { crate::tree::waiter::Waiter::release(entry.cast()) }
         }
         EntryKind::Callback => {
             // SAFETY: as above.
@@ -658,7 +658,7 @@ pub(crate) unsafe fn release_entry(entry: NonNull<Entry>) {
 /// Sweeper's hand-off: release through the epoch (list invariant 4).
 fn defer_entry_release(entry: NonNull<Entry>, guard: &crossbeam_epoch::Guard) {
     // SAFETY: the sweeper that unlinked `entry` owns its list reference.
-    unsafe { crate::list::defer_release(guard, entry, release_entry) }
+    unsafe { crate::tree::list::defer_release(guard, entry, release_entry) }
 }
 
 /// Timer hook: our deadline is due.

@@ -12,9 +12,9 @@
 //!    the state word (state invariant 3), and a future re-checks `err()`
 //!    after every re-registration (atomic-waker's protocol).
 
-use crate::list::{push_counted, Entry, EntryKind};
-use crate::node::CancelNode;
-use crate::state::err_of;
+use crate::tree::list::{push_counted, Entry, EntryKind};
+use crate::tree::node::CancelNode;
+use crate::tree::state::err_of;
 use crate::sync::{current_thread, release_last, AtomicUsize, AtomicWaker, LeakTrack, Thread};
 use crate::Error;
 use std::ptr::NonNull;

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use self::level::{Level, BITS};
 use self::list::List;
-use crate::timer::{Pos, TimerEntry};
+use crate::time::entry::{Pos, TimerEntry};
 
 /// Levels in the wheel.
 pub(crate) const LEVELS: usize = 6;

@@ -19,7 +19,7 @@
 //! chain is searched before its second's, on an explicit stack (no
 //! recursion on depth).
 
-use crate::node::{Header, NodeKind, ValueHead, ValueNode};
+use crate::tree::node::{Header, NodeKind, ValueHead, ValueNode};
 use std::ptr::NonNull;
 
 /// The value stored under `key` (the key's address) as seen from `start`.

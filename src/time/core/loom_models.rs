@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::timer_probe::{Board, ProbeRef};
+use crate::time::probe::{Board, ProbeRef};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();

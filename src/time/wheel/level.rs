@@ -9,7 +9,7 @@
 use std::ptr::NonNull;
 
 use super::list::List;
-use crate::timer::{Pos, TimerEntry};
+use crate::time::entry::{Pos, TimerEntry};
 
 /// Slots per level.
 pub(crate) const SLOTS: usize = 64;

@@ -35,8 +35,8 @@ use std::ptr::NonNull;
 use std::time::Instant;
 
 use crate::sync::{fence, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
-use crate::timer::{call_hook, Disarmed, Graveyard, Inbox, Pos, TimerEntry};
-use crate::wheel::Wheel;
+use crate::time::entry::{call_hook, Disarmed, Graveyard, Inbox, Pos, TimerEntry};
+use crate::time::wheel::Wheel;
 
 /// Every this many successful disarms, someone drains the inbox. Under loom
 /// every disarm collects, so the models explore the collector's races too.

@@ -16,11 +16,11 @@
 //! 2. A node is published done before anything in its list is acted on, so
 //!    a woken waiter or a running callback always sees `err()` set.
 
-use crate::list::{self, Entry, EntryKind};
-use crate::node::{entry_node, release_entry, CancelNode, Record};
+use crate::tree::list::{self, Entry, EntryKind};
+use crate::tree::node::{entry_node, release_entry, CancelNode, Record};
 #[cfg(target_arch = "x86_64")]
-use crate::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
-use crate::state::{closed_word, CAUSE};
+use crate::tree::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
+use crate::tree::state::{closed_word, CAUSE};
 use crate::Error;
 use crossbeam_epoch::Guard;
 use std::any::Any;
@@ -195,7 +195,7 @@ impl Drain {
             }
             EntryKind::Waiter => {
                 // SAFETY: claimed here, alive by our list reference.
-                unsafe { crate::waiter::Waiter::wake(entry.cast()) };
+                unsafe { crate::tree::waiter::Waiter::wake(entry.cast()) };
                 false
             }
             EntryKind::Callback if self.silent => {

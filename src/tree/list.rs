@@ -56,7 +56,7 @@
 //! the drainer never sees `X`; if the drainer came first, the sweep fails
 //! and restarts from the head, which is closed, so it stops.
 
-use crate::state::{CLOSED, TAGS};
+use crate::tree::state::{CLOSED, TAGS};
 use crate::sync::AtomicUsize;
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
 use crossbeam_epoch::Guard;

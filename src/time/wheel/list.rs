@@ -5,7 +5,7 @@
 
 use std::ptr::NonNull;
 
-use crate::timer::{Links, Pos, TimerEntry};
+use crate::time::entry::{Links, Pos, TimerEntry};
 
 type Entry = NonNull<TimerEntry>;
 

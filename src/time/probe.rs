@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::clock::Clock;
-use crate::timer::{TimerEntry, TimerHooks};
+use crate::time::entry::{TimerEntry, TimerHooks};
 
 /// What a group of probes shares: counters and the order of fires.
 #[derive(Default)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::COLLECT_EVERY;
 use crate::clock::Clock;
-use crate::timer_probe::{Board, ProbeRef};
+use crate::time::probe::{Board, ProbeRef};
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// A million natively; Miri checks the same paths on a smaller count.
