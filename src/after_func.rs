@@ -1,113 +1,9 @@
-//! `after_func` registrations: a callback as a list entry.
-//!
-//! Invariants:
-//! 1. Whoever marks the entry (list invariant 1) owns the callback: the
-//!    drainer runs it, `stop` drops it. So it runs at most once, and `stop`
-//!    returns true exactly when it prevented the run.
-//! 2. The registration holds a *memory* reference on its context's node, not
-//!    a handle: it does not keep the context alive (contract semantics 10).
-//!    If every `Context` and `CancelHandle` of the context is dropped before
-//!    it is done, teardown claims the registration and drops the callback
-//!    without running it: the context can no longer be done observably.
-//!    The memory reference lets `stop` reach the node's list safely, and is
-//!    given back when the registration is freed.
-//! 3. The callback cell is touched only by the owner of the mark.
+//! The `AfterFunc` registration handle (the registration itself is
+//! `tree/callback.rs`).
 
-use crate::tree::list::{Entry, EntryKind};
-use crate::tree::node::{release_ref, CancelNode};
-use crate::sync::{release_last, AtomicUsize, LeakTrack, UnsafeCell};
-use std::any::Any;
+use crate::tree::{self, Callback};
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-
-type Func = Box<dyn FnOnce() + Send + 'static>;
-
-/// A registration (first field: the entry, so the pointers convert).
-#[repr(C)]
-pub(crate) struct Callback {
-    entry: Entry,
-    refs: AtomicUsize,
-    /// The node whose list holds us; we hold a memory reference (inv. 2).
-    owner: Option<NonNull<CancelNode>>,
-    f: UnsafeCell<Option<Func>>,
-    _track: LeakTrack,
-}
-
-impl Callback {
-    /// Takes the callback; only the owner of the mark may (invariant 3).
-    fn take(&self) -> Option<Func> {
-        // SAFETY: invariant 3: we own the mark, so nobody else touches it.
-        self.f.with_mut(|f| unsafe { (*f).take() })
-    }
-
-    /// Runs a callback the drainer claimed; returns its panic, if any.
-    ///
-    /// # Safety
-    /// The caller claimed `cb` and holds a reference on it.
-    pub(crate) unsafe fn run(cb: NonNull<Callback>) -> Option<Box<dyn Any + Send>> {
-        // SAFETY: the caller's reference keeps it alive.
-        let f = unsafe { cb.as_ref() }.take()?;
-        catch_unwind(AssertUnwindSafe(f)).err()
-    }
-
-    /// Drops a callback that teardown claimed, unrun (invariant 2).
-    ///
-    /// # Safety
-    /// The caller claimed `cb` and holds a reference on it.
-    pub(crate) unsafe fn discard(cb: NonNull<Callback>) {
-        // SAFETY: the caller's reference keeps it alive.
-        drop(unsafe { cb.as_ref() }.take());
-    }
-
-    /// Drops one memory reference; frees at zero.
-    ///
-    /// # Safety
-    /// The caller owns one reference on `cb`.
-    pub(crate) unsafe fn release(cb: NonNull<Callback>) {
-        // SAFETY: alive until our decrement.
-        let refs = &unsafe { cb.as_ref() }.refs;
-        if release_last(refs) {
-            // SAFETY: last reference; allocated as a Box in `register`.
-            let cb = unsafe { Box::from_raw(cb.as_ptr()) };
-            if let Some(owner) = cb.owner {
-                // SAFETY: invariant 2: our memory reference, given back once.
-                unsafe { release_ref(owner.as_ref().as_header()) };
-            }
-        }
-    }
-}
-
-/// Registers `f` on `owner` (or on nothing, for a context that is never
-/// done). Runs `f` at once if `owner` is done already.
-pub(crate) fn register(owner: Option<&CancelNode>, f: Func) -> AfterFunc {
-    if let Some(o) = owner {
-        o.acquire_ref();
-    }
-    let cb = NonNull::from(Box::leak(Box::new(Callback {
-        entry: Entry::new(EntryKind::Callback),
-        refs: AtomicUsize::new(1),
-        owner: owner.map(NonNull::from),
-        f: UnsafeCell::new(Some(f)),
-        _track: LeakTrack::new(),
-    })));
-    // SAFETY: just allocated; we hold its only reference.
-    let c = unsafe { cb.as_ref() };
-    let Some(o) = owner else {
-        return AfterFunc { cb };
-    };
-    // SAFETY: the entry is new, and lives while its references do.
-    if unsafe { crate::tree::list::push_counted(&o.state, &c.entry, &c.refs) }.is_err() {
-        // Done already: the mark is ours (push_counted marked it).
-        let f = c.take();
-        let after = AfterFunc { cb };
-        if let Some(f) = f {
-            f();
-        }
-        return after;
-    }
-    AfterFunc { cb }
-}
 
 /// The registration returned by [`Context::after_func`](crate::Context::after_func).
 ///
@@ -117,8 +13,20 @@ pub struct AfterFunc {
     cb: NonNull<Callback>,
 }
 
+impl AfterFunc {
+    /// Registers `f` on `scope`: see `Context::after_func`.
+    pub(crate) fn register(scope: Option<&tree::CancelNode>, f: tree::Func) -> AfterFunc {
+        let (cb, run_now) = Callback::register(scope, f);
+        let after = AfterFunc { cb }; // released even if `f` panics
+        if let Some(f) = run_now {
+            f();
+        }
+        after
+    }
+}
+
 // SAFETY: the callback is `Send`, and every shared field is atomic or
-// guarded by the mark protocol (invariant 3).
+// guarded by the mark protocol (callback invariant 3).
 unsafe impl Send for AfterFunc {}
 // SAFETY: as above; `stop` through `&self` is the mark protocol.
 unsafe impl Sync for AfterFunc {}
@@ -141,13 +49,15 @@ impl AfterFunc {
     pub fn stop(&self) -> bool {
         // SAFETY: we hold a reference on the registration.
         let cb = unsafe { self.cb.as_ref() };
-        let claimed = match cb.owner {
-            // SAFETY: our memory reference keeps the owner alive (inv. 2).
-            Some(owner) => unsafe { owner.as_ref() }.withdraw(&cb.entry),
-            None => cb.entry.mark(),
+        let claimed = match cb.scope() {
+            // SAFETY: the entry was pushed onto that scope's list (or marked
+            // unlinked) when it was registered.
+            Some(scope) => unsafe { tree::withdraw(&scope.list, cb.entry()) },
+            None => cb.entry().mark(),
         };
         if claimed {
-            drop(cb.take());
+            // SAFETY: the mark is ours (callback invariant 3).
+            drop(unsafe { cb.take() });
         }
         claimed
     }

@@ -11,10 +11,8 @@ use std::fmt;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use crate::time::driver;
-use crate::sync::{Arc, AtomicU64, Ordering};
-use crate::time::entry::TimerEntry;
-use crate::time::core::{AfterDisarm, Collected, TimerCore};
+use crate::sync::Arc;
+use crate::time::{driver, AfterDisarm, Collected, ManualClock, TimerCore, TimerEntry};
 
 /// The time source and timing wheel that deadlines run on.
 ///
@@ -45,16 +43,6 @@ enum Inner {
     Manual(Arc<ManualClock>),
 }
 
-/// Shared state of one manual clock.
-#[derive(Debug)]
-struct ManualClock {
-    core: TimerCore,
-    /// Virtual nanoseconds since `core.origin()`.
-    nanos: AtomicU64,
-    /// The largest `nanos` for which `origin + nanos` is an `Instant`.
-    max_nanos: u64,
-}
-
 impl Clock {
     /// The process-wide real-time clock, the clock of
     /// `Context::background()`. Cheap: no allocation, no reference count.
@@ -82,13 +70,8 @@ impl Clock {
     /// assert_eq!(clock.now(), t0); // virtual time stands still
     /// ```
     pub fn manual() -> Clock {
-        let origin = Instant::now();
         Clock {
-            inner: Inner::Manual(Arc::new(ManualClock {
-                core: TimerCore::new(origin),
-                nanos: AtomicU64::new(0),
-                max_nanos: max_offset(origin),
-            })),
+            inner: Inner::Manual(Arc::new(ManualClock::new(Instant::now()))),
         }
     }
 
@@ -144,29 +127,32 @@ impl Clock {
 
     /// Hands an entry to this clock: one lock-free push, plus an unpark of
     /// the driver only if the deadline is earlier than its sleep target.
-    ///
-    /// Contract (unchecked; internal API): `entry` points to a live, idle
-    /// `TimerEntry` that is never moved until its `release` hook runs, was
-    /// never armed before, and the caller took one reference for the clock.
     /// If the entry was disarmed before this call, `release` runs here.
-    pub(crate) fn arm(&self, entry: NonNull<TimerEntry>) {
+    ///
+    /// # Safety
+    /// `entry` points to a live, idle `TimerEntry` that is never moved until
+    /// its `release` hook runs, was never armed before, and the caller took
+    /// one reference for the clock.
+    pub(crate) unsafe fn arm(&self, entry: NonNull<TimerEntry>) {
         match &self.inner {
-            Inner::System => driver::system().arm(entry),
+            // SAFETY: the caller's promise is `Driver::arm`'s.
+            Inner::System => unsafe { driver::system().arm(entry) },
             Inner::Manual(m) => {
-                // SAFETY: the contract above is `TimerCore::arm`'s. (If it
+                // SAFETY: the caller's promise is `TimerCore::arm`'s. (If it
                 // was disarmed before, `arm` already released it.)
-                unsafe { m.core.arm(entry) };
+                unsafe { m.core().arm(entry) };
             }
         }
     }
 
     /// Cancels `entry`: true iff this call prevented `fire`. An atomic state
-    /// change plus at most one lock-free push; safe from any thread, also
+    /// change plus at most one lock-free push; callable from any thread, also
     /// from inside a hook, any number of times (later calls return false).
     ///
-    /// Contract: `entry` is live and was armed on this clock (or not at all).
-    pub(crate) fn disarm(&self, entry: &TimerEntry) -> bool {
-        // SAFETY: the contract above is `TimerCore::disarm`'s.
+    /// # Safety
+    /// `entry` is live and was armed on this clock (or not at all).
+    pub(crate) unsafe fn disarm(&self, entry: &TimerEntry) -> bool {
+        // SAFETY: the caller's promise is `TimerCore::disarm`'s.
         match unsafe { self.core().disarm(entry) } {
             None => false,
             Some(AfterDisarm::Nothing) if !self.is_manual() => true,
@@ -199,7 +185,7 @@ impl Clock {
                     Collected::Busy | Collected::Done { .. } => driver.wake(),
                 }
             }
-            Inner::Manual(m) => drop(m.core.try_collect()),
+            Inner::Manual(m) => drop(m.core().try_collect()),
         }
     }
 
@@ -207,7 +193,7 @@ impl Clock {
     pub(crate) fn core(&self) -> &TimerCore {
         match &self.inner {
             Inner::System => driver::system().core(),
-            Inner::Manual(m) => &m.core,
+            Inner::Manual(m) => m.core(),
         }
     }
 }
@@ -218,61 +204,10 @@ impl fmt::Debug for Clock {
             Inner::System => f.write_str("Clock::system"),
             Inner::Manual(m) => f
                 .debug_struct("Clock::manual")
-                .field(
-                    "elapsed",
-                    &Duration::from_nanos(m.nanos.load(Ordering::Relaxed)),
-                )
+                .field("elapsed", &m.elapsed())
                 .finish(),
         }
     }
-}
-
-impl ManualClock {
-    fn now(&self) -> Instant {
-        // Acquire: pairs with `advance`'s Release (time read after a fire
-        // that an observer synchronised with is at least that deadline).
-        let nanos = self.nanos.load(Ordering::Acquire);
-        self.at(nanos)
-    }
-
-    fn at(&self, nanos: u64) -> Instant {
-        let origin = self.core.origin();
-        // `max_nanos` guarantees the addition fits.
-        origin
-            .checked_add(Duration::from_nanos(nanos))
-            .unwrap_or(origin)
-    }
-
-    fn advance(&self, d: Duration) {
-        let step = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        // Relaxed: only the seed of the CAS loop.
-        let mut cur = self.nanos.load(Ordering::Relaxed);
-        let new = loop {
-            let new = cur.saturating_add(step).min(self.max_nanos);
-            // AcqRel: time is monotonic across concurrent advances; Release
-            // publishes it to `now` (see there).
-            match self
-                .nanos
-                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => break new,
-                Err(actual) => cur = actual,
-            }
-        };
-        let (_, panic) = self.core.run_settled(self.at(new));
-        if let Some(payload) = panic {
-            std::panic::resume_unwind(payload);
-        }
-    }
-}
-
-/// The largest offset (ns) that `origin` can be moved by, up to `u64::MAX`.
-fn max_offset(origin: Instant) -> u64 {
-    let mut n = u64::MAX;
-    while n > 0 && origin.checked_add(Duration::from_nanos(n)).is_none() {
-        n /= 2;
-    }
-    n
 }
 
 #[cfg(all(test, not(loom)))]

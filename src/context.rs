@@ -1,25 +1,16 @@
 //! The `Context` type: a handle on one node of the cancellation tree.
 
-use crate::after_func::{self, AfterFunc};
-use crate::tree::cancel;
+use crate::after_func::AfterFunc;
 use crate::clock::Clock;
 use crate::done::Done;
+use crate::error::{Cause, Error};
 use crate::handle::CancelHandle;
-use crate::tree::node::{
-    release_handle, CancelNode, CancelSpec, Header, NodeKind, Record, ValueHead, ValueNode,
-};
-use crate::{Cause, Error, Key};
+use crate::key::Key;
+use crate::tree::{self, CancelNode, KeyId, NodeKind, NodeRef, OwnDeadline, Root};
 use std::fmt;
 use std::future::Future;
 use std::ptr::NonNull;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// `Context::background()` and `Context::todo()` are not nodes: they are
-/// these two addresses, which no allocation can have. Deriving from them
-/// touches no shared memory at all.
-const BACKGROUND: usize = 8;
-const TODO: usize = 16;
 
 /// A node of the cancellation tree: carries a cancellation signal, maybe a
 /// deadline, and request-scoped values across API boundaries.
@@ -55,22 +46,16 @@ const TODO: usize = 16;
 /// cancel.cancel();
 /// assert_eq!(handle(&ctx), Err(Error::Canceled));
 /// ```
+///
+/// `Background` and `TODO` are no node at all, so deriving from them
+/// touches no shared memory.
 pub struct Context {
-    ptr: NonNull<Header>,
+    node: NodeRef,
 }
 
-// SAFETY: a `Context` is a counted handle on a node whose shared state is
-// atomic (node.rs); values are `Send + Sync` by `with_value`'s bounds.
-unsafe impl Send for Context {}
-// SAFETY: as above; every `&self` method is thread-safe.
-unsafe impl Sync for Context {}
-
 impl Context {
-    fn sentinel(addr: usize) -> Context {
-        Context {
-            // SAFETY: `addr` is a non-zero constant.
-            ptr: unsafe { NonNull::new_unchecked(addr as *mut Header) },
-        }
+    fn from_ref(node: NodeRef) -> Context {
+        Context { node }
     }
 
     /// The root of every tree: never done, no deadline, no values. Use it
@@ -82,7 +67,7 @@ impl Context {
     /// assert_eq!(ctx.to_string(), "context.Background");
     /// ```
     pub fn background() -> Context {
-        Context::sentinel(BACKGROUND)
+        Context::from_ref(NodeRef::root(Root::Background))
     }
 
     /// The same as [`background`](Context::background), but says "this
@@ -92,44 +77,13 @@ impl Context {
     /// assert_eq!(gocontext::Context::todo().to_string(), "context.TODO");
     /// ```
     pub fn todo() -> Context {
-        Context::sentinel(TODO)
-    }
-
-    /// Adopts one handle on `h`.
-    pub(crate) fn from_node(h: NonNull<Header>) -> Context {
-        Context { ptr: h }
-    }
-
-    /// Gives up this handle as a raw node pointer (`None` for the roots).
-    pub(crate) fn into_node(self) -> Option<NonNull<Header>> {
-        let node = self.node().map(NonNull::from);
-        std::mem::forget(self);
-        node
-    }
-
-    #[inline]
-    pub(crate) fn node(&self) -> Option<&Header> {
-        if self.ptr.as_ptr() as usize <= TODO {
-            return None;
-        }
-        // SAFETY: a non-root `Context` owns a handle, so the node is alive.
-        Some(unsafe { self.ptr.as_ref() })
+        Context::from_ref(NodeRef::root(Root::Todo))
     }
 
     /// The nearest cancellable ancestor-or-self, if any.
     #[inline]
-    pub(crate) fn scope(&self) -> Option<&CancelNode> {
-        // SAFETY: the scope is this node or an ancestor, kept alive by our
-        // handle through the parent chain.
-        self.node()?.scope.map(|s| unsafe { &*s.as_ptr() })
-    }
-
-    pub(crate) fn scope_ptr(&self) -> Option<NonNull<CancelNode>> {
-        self.node()?.scope
-    }
-
-    pub(crate) fn values(&self) -> Option<NonNull<Header>> {
-        self.node()?.values
+    fn scope(&self) -> Option<&CancelNode> {
+        self.node.scope()
     }
 
     // ----- deriving -----
@@ -154,28 +108,9 @@ impl Context {
         if let Some(scope) = self.scope().filter(|s| s.err().is_some()) {
             // Done already: a child would be indistinguishable from this
             // context (same err, cause, deadline, values), so share it.
-            scope.header.acquire();
-            return (self.clone(), CancelHandle::new(NonNull::from(scope)));
+            return (self.clone(), CancelHandle::new(tree::share(scope)));
         }
-        self.derive(None, false, false, None)
-    }
-
-    fn derive(
-        &self,
-        deadline: Option<Instant>,
-        deadline_node: bool,
-        own_timer: bool,
-        cause: Option<Cause>,
-    ) -> (Context, CancelHandle) {
-        let node = CancelNode::create(CancelSpec {
-            parent: self,
-            parent2: None,
-            deadline: deadline.or(self.deadline()),
-            own_timer,
-            deadline_cause: cause,
-            deadline_node,
-        });
-        pair(node)
+        pair(tree::cancellable(&self.node, None, OwnDeadline::Inherited))
     }
 
     /// A child that is also done at `deadline`, with
@@ -272,12 +207,18 @@ impl Context {
         if self.deadline().is_some_and(|d| d <= deadline) {
             return self.with_cancel(); // Go's shortcut: the parent fires first
         }
-        let expired = deadline <= now.unwrap_or_else(|| self.clock().now());
-        let (ctx, handle) = self.derive(Some(deadline), true, !expired, cause);
-        if expired {
-            handle.expire();
-        }
-        (ctx, handle)
+        let own = if deadline <= now.unwrap_or_else(|| self.clock().now()) {
+            OwnDeadline::Passed {
+                at: deadline,
+                cause,
+            }
+        } else {
+            OwnDeadline::Ahead {
+                at: deadline,
+                cause,
+            }
+        };
+        pair(tree::cancellable(&self.node, None, own))
     }
 
     /// A child carrying `value` under `key`; lookups of `key` through the
@@ -294,23 +235,12 @@ impl Context {
     /// assert_eq!(ctx.value(&USER).map(String::as_str), Some("gopher"));
     /// ```
     pub fn with_value<T: Send + Sync + 'static>(&self, key: &'static Key<T>, value: T) -> Context {
-        let header = Header::new_value::<ValueNode<T>>(self);
-        let outer = self.values();
-        let node = Box::new(ValueNode {
-            head: ValueHead {
-                header,
-                key: key.id(),
-                key_name: key.name(),
-                outer,
-                // SAFETY: `outer` is kept alive by our handle on `self`.
-                filter: unsafe { crate::tree::value::filter_of(outer) }.with(key.slot()),
-            },
-            value,
-        });
-        let ptr = NonNull::from(Box::leak(node)).cast::<Header>();
-        // SAFETY: not shared yet; it answers lookups itself.
-        unsafe { (*ptr.as_ptr()).values = Some(ptr) };
-        Context::from_node(ptr)
+        let key = KeyId {
+            id: key.id(),
+            slot: key.slot(),
+            name: key.name(),
+        };
+        Context::from_ref(tree::value(&self.node, key, value))
     }
 
     /// A child that keeps this context's values but is never done and has
@@ -325,7 +255,7 @@ impl Context {
     /// assert!(ctx.is_done() && !detached.is_done());
     /// ```
     pub fn without_cancel(&self) -> Context {
-        Context::from_node(Header::new_detached(self))
+        Context::from_ref(tree::without_cancel(&self.node))
     }
 
     /// Arranges for `f` to run once this context is done.
@@ -353,7 +283,7 @@ impl Context {
     /// assert!(ran.load(Ordering::SeqCst));
     /// ```
     pub fn after_func(&self, f: impl FnOnce() + Send + 'static) -> AfterFunc {
-        after_func::register(self.scope(), Box::new(f))
+        AfterFunc::register(self.scope(), Box::new(f))
     }
 
     /// A context that is done as soon as either `a` or `b` is (with that
@@ -369,19 +299,11 @@ impl Context {
     /// assert_eq!(both.err(), Some(Error::Canceled));
     /// ```
     pub fn merge(a: &Context, b: &Context) -> (Context, CancelHandle) {
-        let deadline = match (a.deadline(), b.deadline()) {
-            (Some(x), Some(y)) => Some(x.min(y)),
-            (x, y) => x.or(y),
-        };
-        let node = CancelNode::create(CancelSpec {
-            parent: a,
-            parent2: Some(b),
-            deadline,
-            own_timer: false,
-            deadline_cause: None,
-            deadline_node: false,
-        });
-        pair(node)
+        pair(tree::cancellable(
+            &a.node,
+            Some(&b.node),
+            OwnDeadline::Inherited,
+        ))
     }
 
     // ----- observing -----
@@ -440,7 +362,7 @@ impl Context {
     /// assert_eq!(Context::background().deadline(), None);
     /// ```
     pub fn deadline(&self) -> Option<Instant> {
-        self.scope()?.deadline
+        self.node.deadline()
     }
 
     /// A future that resolves, with the `err()`, once the context is done:
@@ -456,7 +378,7 @@ impl Context {
     /// # }
     /// ```
     pub fn done(&self) -> Done {
-        Done::new(self.clone())
+        Done::new(self.node.clone())
     }
 
     /// Blocks the calling thread until the context is done. Blocks forever
@@ -471,7 +393,7 @@ impl Context {
     /// ```
     pub fn wait(&self) -> Error {
         loop {
-            if let Some(err) = crate::done::wait_until(self, None) {
+            if let Some(err) = crate::done::wait_until(&self.node, None) {
                 return err;
             }
         }
@@ -488,7 +410,9 @@ impl Context {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Error> {
         match Instant::now().checked_add(timeout) {
-            Some(deadline) => crate::done::wait_until(self, Some(deadline)).or_else(|| self.err()),
+            Some(deadline) => {
+                crate::done::wait_until(&self.node, Some(deadline)).or_else(|| self.err())
+            }
             None => Some(self.wait()),
         }
     }
@@ -507,7 +431,7 @@ impl Context {
     pub fn value<T: 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         // SAFETY: our handle keeps the whole path alive for `&self`'s life,
         // and the key's address fixes the type.
-        unsafe { crate::tree::value::lookup(self.values(), key.id(), key.slot()) }
+        unsafe { tree::lookup(self.node.values(), key.id(), key.slot()) }
     }
 
     /// Runs `fut` until it completes or the context is done, whichever is
@@ -536,50 +460,21 @@ impl Context {
     /// assert_eq!(ctx.clock().now(), clock.now());
     /// ```
     pub fn clock(&self) -> Clock {
-        match self.node() {
-            Some(n) => n.clock.clone(),
-            None => Clock::system(),
-        }
+        self.node.clock()
     }
 }
 
 /// A new node's two handles, as a context and its cancel handle.
 fn pair(node: NonNull<CancelNode>) -> (Context, CancelHandle) {
-    // SAFETY: `create` returns the node with two handles: one each.
-    let h = unsafe { node.as_ref() }.as_header();
-    (Context::from_node(h), CancelHandle::new(node))
-}
-
-impl CancelHandle {
-    /// A deadline that had passed at creation: done at once.
-    fn expire(&self) {
-        let node = self.node();
-        let record = node.deadline_record();
-        cancel::cancel(node, Error::DeadlineExceeded, record, true);
-    }
-}
-
-/// Builds the record for a custom cancel cause.
-pub(crate) fn record(err: Error, cause: Cause) -> Arc<Record> {
-    Arc::new(Record { err, cause })
+    // SAFETY: `cancellable` returns the node with two handles: one each.
+    let h = unsafe { NodeRef::adopt(node.as_ref().as_header()) };
+    (Context::from_ref(h), CancelHandle::new(node))
 }
 
 impl Clone for Context {
     /// One atomic increment (none for the roots).
     fn clone(&self) -> Context {
-        if let Some(n) = self.node() {
-            n.acquire();
-        }
-        Context { ptr: self.ptr }
-    }
-}
-
-impl Drop for Context {
-    fn drop(&mut self) {
-        if let Some(n) = self.node() {
-            // SAFETY: we own this handle.
-            unsafe { release_handle(NonNull::from(n)) };
-        }
+        Context::from_ref(self.node.clone())
     }
 }
 
@@ -599,7 +494,7 @@ impl Clock {
         if self.ptr_eq(&Clock::system()) {
             return Context::background();
         }
-        Context::from_node(Header::new_root(self.clone()))
+        Context::from_ref(tree::root(self.clone()))
     }
 }
 
@@ -608,16 +503,16 @@ impl fmt::Display for Context {
     /// `context.Background.WithValue(user).WithCancel`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut path = Vec::new();
-        let mut cur = self;
-        while let Some(n) = cur.node() {
+        let mut cur = &self.node;
+        while let Some(n) = cur.header() {
             path.push(n);
             match n.parent() {
                 Some(p) => cur = p,
                 None => break,
             }
         }
-        let root = match cur.ptr.as_ptr() as usize {
-            TODO => "context.TODO",
+        let root = match cur.as_root() {
+            Some(Root::Todo) => "context.TODO",
             _ => "context.Background",
         };
         f.write_str(root)?;
@@ -628,17 +523,13 @@ impl fmt::Display for Context {
     }
 }
 
-fn segment(n: &Header, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn segment(n: &tree::Header, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     match n.kind {
         NodeKind::Root => Ok(()),
         NodeKind::Cancel => f.write_str(".WithCancel"),
         NodeKind::Merge => f.write_str(".Merge"),
-        NodeKind::Detached => f.write_str(".WithoutCancel"),
-        NodeKind::Value => {
-            // SAFETY: value nodes start with a `ValueHead`.
-            let head = unsafe { &*(n as *const Header).cast::<ValueHead>() };
-            write!(f, ".WithValue({})", head.key_name)
-        }
+        NodeKind::WithoutCancel => f.write_str(".WithoutCancel"),
+        NodeKind::Value => write!(f, ".WithValue({})", tree::key_name(n).unwrap_or("?")),
         NodeKind::Deadline => {
             let deadline = n.as_cancel().and_then(|c| c.deadline);
             let left = deadline.map(|d| d.saturating_duration_since(n.clock.now()));

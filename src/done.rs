@@ -1,9 +1,8 @@
 //! Waiting for a context: the `Done` future, blocking waits, and `run`.
 
-use crate::context::Context;
+use crate::error::Error;
 use crate::sync::{park, park_timeout};
-use crate::tree::waiter::Waiter;
-use crate::Error;
+use crate::tree::{self, NodeRef, Waiter};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -47,7 +46,7 @@ use std::time::Instant;
 /// }
 /// ```
 pub struct Done {
-    ctx: Context,
+    node: NodeRef,
     waiter: Option<NonNull<Waiter>>,
 }
 
@@ -58,8 +57,8 @@ unsafe impl Send for Done {}
 unsafe impl Sync for Done {}
 
 impl Done {
-    pub(crate) fn new(ctx: Context) -> Done {
-        Done { ctx, waiter: None }
+    pub(crate) fn new(node: NodeRef) -> Done {
+        Done { node, waiter: None }
     }
 }
 
@@ -68,7 +67,7 @@ impl Future for Done {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
         let this = self.get_mut();
-        let Some(scope) = this.ctx.scope() else {
+        let Some(scope) = this.node.scope() else {
             return Poll::Pending; // never done: nothing will wake us
         };
         if let Some(err) = scope.err() {
@@ -79,7 +78,8 @@ impl Future for Done {
             Some(w) => unsafe { w.as_ref() }.register(cx.waker()),
             None => {
                 let w = Waiter::for_task(cx.waker());
-                if let Err(err) = Waiter::enlist(w, scope) {
+                // SAFETY: a new waiter; on `Err` it is freed and forgotten.
+                if let Err(err) = unsafe { Waiter::enlist(w, scope) } {
                     return Poll::Ready(err);
                 }
                 this.waiter = Some(w);
@@ -96,30 +96,38 @@ impl Future for Done {
 impl Drop for Done {
     fn drop(&mut self) {
         if let Some(w) = self.waiter.take() {
-            withdraw(&self.ctx, w);
+            // SAFETY: our waiter, enlisted on our node's scope.
+            unsafe { withdraw(&self.node, w) };
         }
     }
 }
 
 impl fmt::Debug for Done {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Done").field("ctx", &self.ctx).finish()
+        f.debug_struct("Done")
+            .field("err", &self.node.scope().and_then(|s| s.err()))
+            .finish()
     }
 }
 
-/// Withdraws and releases a waiter of `ctx`'s scope.
-fn withdraw(ctx: &Context, w: NonNull<Waiter>) {
-    if let Some(scope) = ctx.scope() {
-        // SAFETY: we own a reference on `w`.
-        scope.withdraw(unsafe { &w.as_ref().entry });
+/// Withdraws and releases a waiter of `node`'s scope.
+///
+/// # Safety
+/// `w` was enlisted on `node`'s scope, and the caller gives up the
+/// reference it owns on it.
+unsafe fn withdraw(node: &NodeRef, w: NonNull<Waiter>) {
+    if let Some(scope) = node.scope() {
+        // SAFETY: we own a reference on `w`, which was pushed onto this
+        // scope's list (caller).
+        unsafe { tree::withdraw(&scope.list, &w.as_ref().entry) };
     }
     // SAFETY: we own that reference.
     unsafe { Waiter::release(w) };
 }
 
 /// Blocks until `ctx` is done or `deadline` (real time) passes.
-pub(crate) fn wait_until(ctx: &Context, deadline: Option<Instant>) -> Option<Error> {
-    let Some(scope) = ctx.scope() else {
+pub(crate) fn wait_until(node: &NodeRef, deadline: Option<Instant>) -> Option<Error> {
+    let Some(scope) = node.scope() else {
         sleep_until(deadline);
         return None;
     };
@@ -127,7 +135,8 @@ pub(crate) fn wait_until(ctx: &Context, deadline: Option<Instant>) -> Option<Err
         return Some(err);
     }
     let w = Waiter::for_thread();
-    if let Err(err) = Waiter::enlist(w, scope) {
+    // SAFETY: a new waiter; on `Err` it is freed and forgotten.
+    if let Err(err) = unsafe { Waiter::enlist(w, scope) } {
         return Some(err);
     }
     let result = loop {
@@ -138,7 +147,8 @@ pub(crate) fn wait_until(ctx: &Context, deadline: Option<Instant>) -> Option<Err
             break None;
         }
     };
-    withdraw(ctx, w);
+    // SAFETY: enlisted on this scope above; our reference, given up.
+    unsafe { withdraw(node, w) };
     result
 }
 

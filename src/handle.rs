@@ -1,9 +1,7 @@
 //! `CancelHandle`: the right to cancel one derived context.
 
-use crate::tree::cancel;
-use crate::context::record;
-use crate::tree::node::{release_handle, CancelNode};
-use crate::{Cause, Error};
+use crate::error::{Cause, Error};
+use crate::tree::{self, CancelNode, Holder, Record};
 use std::fmt;
 use std::ptr::NonNull;
 
@@ -34,11 +32,12 @@ unsafe impl Send for CancelHandle {}
 unsafe impl Sync for CancelHandle {}
 
 impl CancelHandle {
+    /// Adopts one handle count on `node`.
     pub(crate) fn new(node: NonNull<CancelNode>) -> CancelHandle {
         CancelHandle { node }
     }
 
-    pub(crate) fn node(&self) -> &CancelNode {
+    fn node(&self) -> &CancelNode {
         // SAFETY: the handle owns a handle count on the node.
         unsafe { self.node.as_ref() }
     }
@@ -57,7 +56,7 @@ impl CancelHandle {
     /// assert_eq!(child.err(), Some(Error::Canceled));
     /// ```
     pub fn cancel(&self) {
-        cancel::cancel(self.node(), Error::Canceled, None, true);
+        tree::cancel(self.node(), Error::Canceled, None, Holder::Handle);
     }
 
     /// Cancels with a cause that `cause()` will report (Go's
@@ -73,8 +72,8 @@ impl CancelHandle {
         if self.node().err().is_some() {
             return;
         }
-        let rec = record(Error::Canceled, cause.into());
-        cancel::cancel(self.node(), Error::Canceled, Some(rec), true);
+        let rec = Record::new(Error::Canceled, cause.into());
+        tree::cancel(self.node(), Error::Canceled, Some(rec), Holder::Handle);
     }
 
     /// Gives up the handle without cancelling: the context lives on until
@@ -93,7 +92,7 @@ impl CancelHandle {
         let node = self.node;
         std::mem::forget(self);
         // SAFETY: we owned one handle count, now given back.
-        unsafe { release_handle(node.as_ref().as_header()) };
+        unsafe { tree::release_handle(node.as_ref().as_header()) };
     }
 }
 
@@ -104,7 +103,7 @@ impl Drop for CancelHandle {
         impl Drop for Release {
             fn drop(&mut self) {
                 // SAFETY: the dropped `CancelHandle` owned one handle count.
-                unsafe { release_handle(self.0.as_ref().as_header()) };
+                unsafe { tree::release_handle(self.0.as_ref().as_header()) };
             }
         }
         let _release = Release(self.node);

@@ -26,7 +26,11 @@
 //! iteratively, so a chain a million deep is fine. See `docs/design.md` for
 //! how the engine works, and `docs/go-mapping.md` for each Go idiom's form.
 #![deny(missing_docs)]
-#![allow(dead_code)]
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
 
 mod after_func;
 mod clock;

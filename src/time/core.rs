@@ -5,7 +5,7 @@
 //! or disarm
 //!
 //! `arm` and `disarm` never wait on the mutex: they are a CAS on the entry
-//! plus at most one push onto the inbox (timer.rs). The mutex only decides
+//! plus at most one push onto the inbox (entry.rs). The mutex only decides
 //! which thread is the wheel's owner right now: the system clock's driver
 //! thread, a thread inside a manual clock's `advance`, or a *collector* (see
 //! below). It is held only while draining the inbox and moving entries
@@ -34,9 +34,10 @@ use std::any::Any;
 use std::ptr::NonNull;
 use std::time::Instant;
 
+use super::entry::{call_hook, Disarmed, Pos, TimerEntry};
+use super::inbox::{Graveyard, Inbox};
+use super::wheel::Wheel;
 use crate::sync::{fence, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
-use crate::time::entry::{call_hook, Disarmed, Graveyard, Inbox, Pos, TimerEntry};
-use crate::time::wheel::Wheel;
 
 /// Every this many successful disarms, someone drains the inbox. Under loom
 /// every disarm collects, so the models explore the collector's races too.
@@ -106,10 +107,12 @@ impl TimerCore {
     pub(crate) unsafe fn arm(&self, entry: NonNull<TimerEntry>) -> bool {
         // SAFETY: live (caller).
         if !unsafe { entry.as_ref() }.begin_arm() {
-            drop(call_hook(entry, |e| e.hooks().release)); // timer.rs inv. 7
+            // SAFETY: never armed, so nobody else will release it (entry
+            // inv. 7); the caller's reference is the clock's.
+            drop(unsafe { call_hook(entry, |e| e.hooks().release) });
             return false;
         }
-        // SAFETY: QUEUED and not yet pushed: ours to push (timer.rs inv. 2).
+        // SAFETY: QUEUED and not yet pushed: ours to push (entry.rs inv. 2).
         unsafe { self.inbox.push(entry) };
         true
     }
@@ -124,7 +127,7 @@ impl TimerCore {
             Disarmed::BeforeArm => return Some(AfterDisarm::Nothing),
             Disarmed::Queued => {}
             // SAFETY: we won FILED -> CANCELLED, so the entry is off the
-            // inbox and its `queue_next` is ours (timer.rs inv. 2, 3).
+            // inbox and its `queue_next` is ours (entry.rs inv. 2, 3).
             Disarmed::Filed => unsafe { self.inbox.push(NonNull::from(entry)) },
         }
         // Relaxed: only a counter; the drain it triggers synchronises
@@ -158,8 +161,8 @@ impl TimerCore {
         loop {
             let mut graves = Graveyard::default();
             filed += match self.wheel.try_lock() {
-                Ok(mut wheel) => self.drain(&mut wheel, &mut graves),
-                Err(TryLockError::Poisoned(p)) => self.drain(&mut p.into_inner(), &mut graves),
+                Ok(mut wheel) => self.file_inbox(&mut wheel, &mut graves),
+                Err(TryLockError::Poisoned(p)) => self.file_inbox(&mut p.into_inner(), &mut graves),
                 // The holder drains again once it unlocks (`handed_over`).
                 Err(TryLockError::WouldBlock) if filed == 0 => return Collected::Busy,
                 Err(TryLockError::WouldBlock) => break,
@@ -206,15 +209,19 @@ impl TimerCore {
             let mut graves = Graveyard::default();
             let step = {
                 let mut wheel = self.lock();
-                self.drain(&mut wheel, &mut graves);
+                self.file_inbox(&mut wheel, &mut graves);
                 wheel.turn(now);
                 self.claim_due(&mut wheel, now)
             };
             first_panic = first_panic.or(graves.release_all());
             match step {
                 Step::Fire(entry) => {
-                    first_panic = first_panic.or(call_hook(entry, |e| e.hooks().fire));
-                    first_panic = first_panic.or(call_hook(entry, |e| e.hooks().release));
+                    // SAFETY: we won FILED -> FIRED (entry inv. 6), so `fire`
+                    // is ours to call, then `release`, once (inv. 7).
+                    first_panic = first_panic.or(unsafe { call_hook(entry, |e| e.hooks().fire) });
+                    // SAFETY: as above.
+                    let panic = unsafe { call_hook(entry, |e| e.hooks().release) };
+                    first_panic = first_panic.or(panic);
                 }
                 Step::Lost => {}
                 Step::Idle(next) => return (next, first_panic),
@@ -222,7 +229,8 @@ impl TimerCore {
         }
     }
 
-    /// Number of entries in the wheel (tests, diagnostics).
+    /// Number of entries in the wheel (tests).
+    #[cfg(test)]
     pub(crate) fn filed(&self) -> usize {
         let n = self.lock().len();
         if self.handed_over() {
@@ -239,7 +247,7 @@ impl TimerCore {
 
     /// Owner: takes the inbox and files, unlinks or buries each entry.
     /// Returns how many live entries it filed.
-    fn drain(&self, wheel: &mut Wheel, graves: &mut Graveyard) -> usize {
+    fn file_inbox(&self, wheel: &mut Wheel, graves: &mut Graveyard) -> usize {
         let mut filed = 0;
         // SeqCst: cleared before the inbox is taken, so a collector whose
         // flag this clears pushed before the take (both are SeqCst), and
@@ -282,7 +290,7 @@ impl TimerCore {
             Step::Fire(entry)
         } else {
             // A disarm won; its push (maybe still to come) makes a later
-            // drain release the now-`Detached` entry (timer.rs inv. 7).
+            // drain release the now-`Unlinked` entry (entry.rs inv. 7).
             Step::Lost
         }
     }
@@ -309,7 +317,7 @@ impl Drop for TimerCore {
         let mut graves = Graveyard::default();
         {
             let mut wheel = self.lock();
-            self.drain(&mut wheel, &mut graves);
+            self.file_inbox(&mut wheel, &mut graves);
             while let Some(entry) = wheel.pop_any() {
                 // SAFETY: arm-time pointer of an entry only we still hold.
                 unsafe { graves.bury(entry) };

@@ -35,9 +35,9 @@ use std::ptr::NonNull;
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use super::core::TimerCore;
+use super::entry::TimerEntry;
 use crate::sync::{AtomicU64, Ordering};
-use crate::time::entry::TimerEntry;
-use crate::time::core::TimerCore;
 
 /// `sleep_until` while the driver is running (invariant 2).
 const AWAKE: u64 = 0;
@@ -71,9 +71,12 @@ impl Driver {
         &self.core
     }
 
-    /// `Clock::arm` for the system clock (same contract).
-    pub(crate) fn arm(&'static self, entry: NonNull<TimerEntry>) {
-        // SAFETY: `Clock::arm`'s contract is `TimerCore::arm`'s.
+    /// `Clock::arm` for the system clock.
+    ///
+    /// # Safety
+    /// As `TimerCore::arm`.
+    pub(crate) unsafe fn arm(&'static self, entry: NonNull<TimerEntry>) {
+        // SAFETY: the caller's promise is `TimerCore::arm`'s.
         if !unsafe { self.core.arm(entry) } {
             return;
         }

@@ -1,11 +1,11 @@
-//! One deadline: its state word, and the lock-free hand-off of armed and
-//! cancelled entries to the thread that owns the clock's wheel.
+//! One deadline: a timer entry, its state word, and its hooks.
 //!
 //! The crux: every entry has one atomic state word, and every transition out
 //! of `QUEUED` or `FILED` is a CAS, so exactly one of "the owner files it",
 //! "the owner fires it" and "someone disarms it" wins. The winner alone decides
 //! who calls `release`. Entries travel to the owner on one intrusive Treiber
-//! stack (the *inbox*), which the owner empties with a single `swap`.
+//! stack (the *inbox*, `inbox.rs`), which the owner empties with a single
+//! `swap`.
 //!
 //! # States
 //!
@@ -48,7 +48,7 @@
 use std::ptr::NonNull;
 use std::time::Instant;
 
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
 
 /// Constructed, not yet handed to a clock.
 const IDLE: usize = 0;
@@ -95,7 +95,7 @@ pub(crate) enum Pos {
     Ready,
     /// Taken out of the wheel. `Links::next` then holds the entry's own
     /// arm-time pointer, so the owner can hand the hooks that pointer.
-    Detached,
+    Unlinked,
 }
 
 /// The wheel's intrusive links: a doubly linked list per slot.
@@ -103,7 +103,7 @@ pub(crate) enum Pos {
 pub(crate) struct Links {
     /// The previous entry in the same list.
     pub(crate) prev: Option<NonNull<TimerEntry>>,
-    /// The next entry in the same list; when `Detached`, the entry itself.
+    /// The next entry in the same list; when `Unlinked`, the entry itself.
     pub(crate) next: Option<NonNull<TimerEntry>>,
     /// Which list, so that removal needs no search.
     pub(crate) pos: Pos,
@@ -240,7 +240,7 @@ impl TimerEntry {
     ///
     /// # Safety
     /// `entry` is live and the caller owns `queue_next` (invariant 3).
-    unsafe fn queue_next(entry: NonNull<TimerEntry>) -> Option<NonNull<TimerEntry>> {
+    pub(super) unsafe fn queue_next(entry: NonNull<TimerEntry>) -> Option<NonNull<TimerEntry>> {
         // SAFETY: live (caller).
         let e = unsafe { entry.as_ref() };
         // SAFETY: the caller owns `queue_next` (inv. 3): no access races.
@@ -251,7 +251,7 @@ impl TimerEntry {
     ///
     /// # Safety
     /// As for `queue_next`.
-    unsafe fn set_queue_next(
+    pub(super) unsafe fn set_queue_next(
         entry: NonNull<TimerEntry>,
         next: Option<NonNull<TimerEntry>>,
     ) -> Option<NonNull<TimerEntry>> {
@@ -279,157 +279,14 @@ impl TimerEntry {
     }
 }
 
-/// Intrusive Treiber stack of entries on their way to the wheel's owner.
-///
-/// Producers (`arm`, a disarm of a filed entry) push with a CAS loop; the one
-/// consumer takes everything with a `swap`. Because nothing is ever popped
-/// singly, ABA cannot bite: a push only needs `next == head` at its CAS.
-pub(crate) struct Inbox {
-    head: AtomicPtr<TimerEntry>,
-}
-
-impl std::fmt::Debug for Inbox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inbox")
-            .field("empty", &self.is_empty())
-            .finish()
-    }
-}
-
-impl Inbox {
-    /// An empty inbox.
-    pub(crate) fn new() -> Inbox {
-        Inbox {
-            head: AtomicPtr::new(std::ptr::null_mut()),
-        }
-    }
-
-    /// Pushes `entry`.
-    ///
-    /// # Safety
-    /// `entry` is live until the owner releases it and is not on the inbox
-    /// (invariant 2); the caller owns its `queue_next` (invariant 3).
-    pub(crate) unsafe fn push(&self, entry: NonNull<TimerEntry>) {
-        // Relaxed: the CAS below carries the ordering.
-        let mut head = self.head.load(Ordering::Relaxed);
-        loop {
-            let next = NonNull::new(head);
-            // SAFETY: live (caller); we own `queue_next` until the CAS
-            // publishes it (inv. 3).
-            unsafe { TimerEntry::set_queue_next(entry, next) };
-            // SeqCst: publishes the entry (Release for the owner's Acquire
-            // swap) and takes part in the driver's sleep/wake handshake: the
-            // driver stores its sleep target, then checks `is_empty` (SeqCst),
-            // while `arm` pushes, then loads the target; one of them sees the
-            // other (no lost wake-up).
-            match self.head.compare_exchange_weak(
-                head,
-                entry.as_ptr(),
-                Ordering::SeqCst,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return,
-                Err(actual) => head = actual,
-            }
-        }
-    }
-
-    /// Whether nothing waits; SeqCst for the driver handshake (see `push`).
-    pub(crate) fn is_empty(&self) -> bool {
-        self.head.load(Ordering::SeqCst).is_null()
-    }
-
-    /// Owner: takes every pushed entry, in push order (so that timers with
-    /// equal deadlines fire in the order they were armed).
-    pub(crate) fn take_all(&self) -> Drained {
-        // Acquire: pairs with the pushes' Release, so every entry's fields
-        // (and `queue_next`) are visible. SeqCst like `push`.
-        let mut cur = NonNull::new(self.head.swap(std::ptr::null_mut(), Ordering::SeqCst));
-        // Reverse the LIFO chain in place; the owner owns every `queue_next`
-        // on it until it moves the entry to `FILED` (inv. 3).
-        let mut reversed = None;
-        while let Some(entry) = cur {
-            // SAFETY: live (the clock holds it) and `queue_next` is ours.
-            cur = unsafe { TimerEntry::set_queue_next(entry, reversed) };
-            reversed = Some(entry);
-        }
-        Drained { next: reversed }
-    }
-}
-
-/// The entries of one `take_all`, walked through `queue_next`.
-pub(crate) struct Drained {
-    next: Option<NonNull<TimerEntry>>,
-}
-
-impl Iterator for Drained {
-    type Item = NonNull<TimerEntry>;
-
-    /// Reads `queue_next` before yielding, as invariant 3 requires: after the
-    /// owner's CAS to `FILED`, a disarmer may rewrite it.
-    fn next(&mut self) -> Option<NonNull<TimerEntry>> {
-        let entry = self.next?;
-        // SAFETY: the entry is live (the clock holds its reference) and the
-        // owner owns `queue_next` after `take_all` (inv. 3).
-        self.next = unsafe { TimerEntry::queue_next(entry) };
-        Some(entry)
-    }
-}
-
-/// Entries the owner must release once it has dropped the wheel lock. The
-/// list reuses `queue_next`, which nobody else touches once an entry is
-/// `CANCELLED` or `FIRED` and off the inbox.
-#[derive(Default)]
-pub(crate) struct Graveyard {
-    head: Option<NonNull<TimerEntry>>,
-    len: usize,
-}
-
-impl Graveyard {
-    /// Adds a cancelled entry taken off the inbox and out of the wheel.
-    ///
-    /// # Safety
-    /// `entry` is the arm-time pointer of a live entry that no other party
-    /// will release (invariant 7).
-    pub(crate) unsafe fn bury(&mut self, entry: NonNull<TimerEntry>) {
-        let next = self.head;
-        // SAFETY: live (caller); terminal and off the inbox, so
-        // `queue_next` is ours (inv. 3).
-        unsafe { TimerEntry::set_queue_next(entry, next) };
-        self.head = Some(entry);
-        self.len += 1;
-    }
-
-    /// How many entries wait to be released.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Calls `release` on every entry; must run with no clock lock held.
-    /// A panicking hook is caught; the first payload is returned.
-    pub(crate) fn release_all(&mut self) -> Option<Box<dyn std::any::Any + Send>> {
-        let mut first_panic = None;
-        while let Some(entry) = self.head {
-            // SAFETY: live until its release below; `queue_next` is ours.
-            self.head = unsafe { TimerEntry::queue_next(entry) };
-            self.len -= 1;
-            let panic = call_hook(entry, |e| e.hooks.release);
-            first_panic = first_panic.or(panic);
-        }
-        first_panic
-    }
-}
-
-impl Drop for Graveyard {
-    fn drop(&mut self) {
-        // Never drop references silently: a graveyard always gets emptied.
-        drop(self.release_all());
-    }
-}
-
 /// Calls one hook of `entry`, catching a panic so that the caller's loop goes
 /// on (a node's `fire` runs user callbacks; `release` may drop user values).
-pub(crate) fn call_hook(
+///
+/// # Safety
+/// `entry` is the arm-time pointer of a live entry whose clock reference the
+/// caller still holds, and the call is one the hooks' contract allows
+/// (`fire` after winning `FILED -> FIRED`; `release` exactly once).
+pub(crate) unsafe fn call_hook(
     entry: NonNull<TimerEntry>,
     pick: impl FnOnce(&TimerEntry) -> unsafe fn(NonNull<TimerEntry>),
 ) -> Option<Box<dyn std::any::Any + Send>> {

@@ -1,9 +1,39 @@
-//! Deadlines.
+//! Deadlines: timer entries, the timing wheel, and who runs it.
+//!
+//! A clock's timer engine (`core.rs`) takes entries that any thread arms or
+//! disarms without a lock (`entry.rs`: one state word per entry; `inbox.rs`:
+//! a lock-free stack that carries them to the wheel's owner), files them in
+//! a hierarchical timing wheel (`wheel/`) that one owner at a time holds,
+//! and fires what is due with no lock held. The owner is the system clock's
+//! driver thread (`driver.rs`) or the caller of a manual clock's `advance`
+//! (`manual.rs`).
+//!
+//! | module | concept | invariants |
+//! |---|---|---|
+//! | `entry.rs` | one deadline: its state machine and hooks | entry 1-7 |
+//! | `inbox.rs` | the hand-off to the owner, and the graveyard | entry 2, 3, 7 |
+//! | `core.rs` | one clock's engine: inbox + wheel + the fire loop | module doc |
+//! | `wheel/` | the hierarchical timing wheel (levels, intrusive lists) | module doc |
+//! | `driver.rs` | the system clock's background thread | driver 1-5 |
+//! | `manual.rs` | a manual clock's virtual time | — |
+//!
+//! This folder depends on nothing in `crate::tree`: whatever embeds an entry
+//! supplies a static [`TimerHooks`] table, and the engine calls back only
+//! through it. Within the folder dependencies run one way: `entry` ←
+//! `inbox` ← `core` ← `driver`, `manual`; `wheel` uses `entry` only.
+//! (`probe.rs`, test-only, arms its test containers through the public
+//! `Clock`.)
 
-pub(crate) mod core;
+mod core;
 pub(crate) mod driver;
-pub(crate) mod entry;
-pub(crate) mod wheel;
+mod entry;
+mod inbox;
+mod manual;
+mod wheel;
 
 #[cfg(test)]
 pub(crate) mod probe;
+
+pub(crate) use self::core::{AfterDisarm, Collected, TimerCore};
+pub(crate) use entry::{TimerEntry, TimerHooks};
+pub(crate) use manual::ManualClock;

@@ -43,6 +43,8 @@ struct Probe {
     refs: AtomicUsize,
     fired_at: Mutex<Option<Instant>>,
     on_fire: Option<OnFire>,
+    /// The clock it was armed on: armed at most once, disarmed only there.
+    armed_on: std::sync::OnceLock<Clock>,
 }
 
 static HOOKS: TimerHooks = TimerHooks {
@@ -112,6 +114,7 @@ impl ProbeRef {
             refs: AtomicUsize::new(1),
             fired_at: Mutex::new(None),
             on_fire,
+            armed_on: std::sync::OnceLock::new(),
         });
         ProbeRef(NonNull::from(Box::leak(b)))
     }
@@ -123,12 +126,24 @@ impl ProbeRef {
 
     /// Takes a reference for the clock and arms the entry.
     pub(crate) fn arm(&self, clock: &Clock) {
+        let first = self.probe().armed_on.set(clock.clone()).is_ok();
+        assert!(first, "a probe is armed at most once");
         self.probe().refs.fetch_add(1, Ordering::SeqCst);
-        clock.arm(self.0.cast());
+        // SAFETY: the entry is boxed (never moves until freed), idle and
+        // never armed before (checked above), and the reference just taken
+        // is the clock's, given back by `release_hook`.
+        unsafe { clock.arm(self.0.cast()) };
     }
 
     pub(crate) fn disarm(&self, clock: &Clock) -> bool {
-        clock.disarm(&self.probe().entry)
+        let armed_on = self.probe().armed_on.get();
+        assert!(
+            armed_on.map_or(true, |c| c.ptr_eq(clock)),
+            "disarm on the arming clock"
+        );
+        // SAFETY: our reference keeps the entry alive, and it was armed on
+        // `clock` or on no clock (checked above).
+        unsafe { clock.disarm(&self.probe().entry) }
     }
 
     pub(crate) fn deadline(&self) -> Instant {

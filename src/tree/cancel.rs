@@ -1,7 +1,7 @@
 //! Cancellation: closing a node and then its whole subtree, iteratively.
 //!
 //! The canceller that closes a node (list `close`) becomes the drainer of
-//! the chain it detached: it claims each entry (list invariant 1) and
+//! the chain it took: it claims each entry (list invariant 1) and
 //! cancels claimed children, wakes claimed waiters and runs claimed
 //! callbacks. Children's chains go on an explicit stack, so depth costs heap,
 //! never call stack. No lock is held anywhere, so callbacks may re-enter
@@ -16,57 +16,76 @@
 //! 2. A node is published done before anything in its list is acted on, so
 //!    a woken waiter or a running callback always sees `err()` set.
 
-use crate::tree::list::{self, Entry, EntryKind};
-use crate::tree::node::{entry_node, release_entry, CancelNode, Record};
+use super::entry::{self, Container};
+use super::list::Entry;
+use super::node::{CancelNode, Record};
 #[cfg(target_arch = "x86_64")]
-use crate::tree::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
-use crate::tree::state::{closed_word, CAUSE};
-use crate::Error;
+use super::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
+use super::state::{closed_word, CAUSE};
+use crate::error::Error;
 use crossbeam_epoch::Guard;
 use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+/// What the caller of [`cancel`] holds on the node.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Holder {
+    /// A handle: it keeps the parents alive, so the cancel withdraws the
+    /// node's links from their lists at once.
+    Handle,
+    /// Only memory (a drainer, the clock's timer hook): the links are left
+    /// for teardown to withdraw.
+    Memory,
+}
+
+/// What the drain does with the callbacks it claims.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Callbacks {
+    /// Run them: the context is observably done.
+    Run,
+    /// Drop them unrun: teardown, nobody can observe the node any more
+    /// (callback invariant 2).
+    Drop,
+}
+
 /// Cancels `node` and its subtree with `err` and, if given, a custom cause.
 /// Returns false if the node was done already (then nothing changes).
-///
-/// `holds_handle`: the caller holds a handle on `node`, so it may withdraw
-/// the node's links from its parents (node `withdraw_links`).
 pub(crate) fn cancel(
     node: &CancelNode,
     err: Error,
     record: Option<Arc<Record>>,
-    holds_handle: bool,
+    holder: Holder,
 ) -> bool {
-    close(node, err, record, holds_handle, false)
+    close(node, err, record, holder, Callbacks::Run)
 }
 
-/// Teardown's close: the node has no observer left (node invariant 1), so
-/// its callbacks are dropped unrun (after_func invariant 2).
-pub(crate) fn close_silently(node: &CancelNode) {
-    close(node, Error::Canceled, None, false, true);
+/// Teardown's close: the node has no observer left (refs invariant 1), so
+/// its callbacks are dropped unrun (callback invariant 2).
+pub(crate) fn close_unobserved(node: &CancelNode) {
+    close(node, Error::Canceled, None, Holder::Memory, Callbacks::Drop);
 }
 
 fn close(
     node: &CancelNode,
     err: Error,
     record: Option<Arc<Record>>,
-    holds_handle: bool,
-    silent: bool,
+    holder: Holder,
+    callbacks: Callbacks,
 ) -> bool {
     let Some(closed) = publish(node, err, record) else {
         return false;
     };
     disarm(node);
-    if holds_handle {
-        node.withdraw_links();
+    if holder == Holder::Handle {
+        withdraw_links(node);
     }
     if closed.chain != 0 {
         let mut drain = Drain {
             guard: None,
             stack: Vec::new(),
             panic: None,
-            silent,
+            callbacks,
         };
         drain.run(closed);
         drain.finish();
@@ -74,7 +93,29 @@ fn close(
     true
 }
 
-/// A node just closed: its detached chain and what it was closed with.
+/// Withdraws the node's links from its parents' lists (each at most once).
+///
+/// Only a thread holding a handle on the node may call it (or teardown,
+/// which holds the last one): the handle keeps the parents, and so the
+/// lists, alive.
+pub(crate) fn withdraw_links(node: &CancelNode) {
+    let links = [
+        (&node.link, node.parent_scope),
+        (&node.link2, node.parent_scope2),
+    ];
+    for (link, parent_scope) in links {
+        match parent_scope {
+            // SAFETY: our handle holds the parent whose scope owns the list,
+            // and the link was pushed there or marked unlinked (create.rs).
+            Some(p) => {
+                unsafe { entry::withdraw(&p.as_ref().list, link) };
+            }
+            None => debug_assert!(!link.mark()),
+        }
+    }
+}
+
+/// A node just closed: its taken chain and what it was closed with.
 struct Closed {
     chain: usize,
     err: Error,
@@ -100,19 +141,21 @@ fn publish(node: &CancelNode, err: Error, record: Option<Arc<Record>>) -> Option
             (closed_word(r.err) | CAUSE, r.err, Some(r))
         }
     };
-    let chain = list::close(&node.state, word)?;
+    let chain = node.list.close(word)?;
     Some(Closed {
         chain,
         err,
         record,
-        direct: chain == 0 || !node.sweeper_active(),
+        direct: chain == 0 || !node.list.sweeper_active(),
         entry: None,
     })
 }
 
 fn disarm(node: &CancelNode) {
     if let Some(timer) = node.timer() {
-        node.header.clock.disarm(timer);
+        // SAFETY: the node's own timer, armed on its clock (or never), and
+        // alive: the caller reaches the node through a handle or a reference.
+        unsafe { node.header.clock.disarm(timer) };
     }
 }
 
@@ -142,8 +185,8 @@ struct Drain {
     guard: Option<Guard>,
     stack: Vec<Closed>,
     panic: Option<Box<dyn Any + Send>>,
-    /// Teardown: drop callbacks instead of running them.
-    silent: bool,
+    /// Run the claimed callbacks, or drop them (teardown).
+    callbacks: Callbacks,
 }
 
 impl Drain {
@@ -157,18 +200,18 @@ impl Drain {
         }
     }
 
-    /// Walks one detached chain (list invariant 2), acting on what it claims.
+    /// Walks one taken chain (list invariant 2), acting on what it claims.
     fn drain_chain(&mut self, closed: &Closed) {
         let mut cur = closed.chain;
         while let Some(entry) = NonNull::new(cur as *mut Entry) {
-            // SAFETY: the entry is on the chain our close detached, and we
+            // SAFETY: the entry is on the chain our close took, and we
             // have not released it yet.
             let e = unsafe { entry.as_ref() };
             // SAFETY: as above.
-            let (claimed, next) = unsafe { list::claim_next(e) };
+            let (claimed, next) = unsafe { e.claim_next() };
             cur = next;
             prefetch_entry(next);
-            if claimed && self.act(entry, e.kind(), closed) {
+            if claimed && self.act(entry, closed) {
                 continue; // the entry's reference now rides on the stack
             }
             self.release(entry, closed.direct);
@@ -177,11 +220,12 @@ impl Drain {
 
     /// Acts on a claimed entry. True if its list reference was moved onto
     /// the stack with the child's own chain.
-    fn act(&mut self, entry: NonNull<Entry>, kind: EntryKind, parent: &Closed) -> bool {
-        match kind {
-            EntryKind::Child | EntryKind::MergeLink => {
-                // SAFETY: our list reference keeps the child alive.
-                let child = unsafe { entry_node(entry).as_ref() };
+    fn act(&mut self, entry: NonNull<Entry>, parent: &Closed) -> bool {
+        // SAFETY: our list reference keeps the entry's container alive.
+        match unsafe { entry::container(entry) } {
+            Container::Child(child) => {
+                // SAFETY: as above.
+                let child = unsafe { child.as_ref() };
                 let Some(mut closed) = publish(child, parent.err, parent.record.clone()) else {
                     return false;
                 };
@@ -193,19 +237,19 @@ impl Drain {
                 self.stack.push(closed);
                 true
             }
-            EntryKind::Waiter => {
+            Container::Waiter(w) => {
                 // SAFETY: claimed here, alive by our list reference.
-                unsafe { crate::tree::waiter::Waiter::wake(entry.cast()) };
+                unsafe { super::waiter::Waiter::wake(w) };
                 false
             }
-            EntryKind::Callback if self.silent => {
+            Container::Callback(cb) if self.callbacks == Callbacks::Drop => {
                 // SAFETY: claimed here, alive by our list reference.
-                unsafe { crate::after_func::Callback::discard(entry.cast()) };
+                unsafe { super::callback::Callback::discard(cb) };
                 false
             }
-            EntryKind::Callback => {
+            Container::Callback(cb) => {
                 // SAFETY: claimed here, alive by our list reference.
-                let panic = unsafe { crate::after_func::Callback::run(entry.cast()) };
+                let panic = unsafe { super::callback::Callback::run(cb) };
                 if self.panic.is_none() {
                     self.panic = panic;
                 }
@@ -218,18 +262,18 @@ impl Drain {
         if direct {
             // SAFETY: we own the entry's list reference (list invariant 3),
             // and no sweeper can reach it (list invariant 6).
-            unsafe { release_entry(entry) };
+            unsafe { entry::release(entry) };
             return;
         }
         let guard = self.guard.get_or_insert_with(crossbeam_epoch::pin);
         // SAFETY: we own the list reference of every entry on our chains
         // (list invariant 3) and release each exactly once.
-        unsafe { list::defer_release(guard, entry, release_entry) };
+        unsafe { entry::defer(entry, guard) };
     }
 
     /// Re-raises the first callback panic, now that the subtree is done.
     fn finish(self) {
-        // Hand over our deferred frees and collect (see entry_deleted).
+        // Hand over our deferred frees and collect (see list `entry_deleted`).
         if let Some(guard) = self.guard {
             guard.flush();
         }

@@ -1,4 +1,5 @@
-//! The intrusive lock-free list of a cancellable node.
+//! The intrusive lock-free list of a cancellable node: the [`List`] type,
+//! its links ([`Entry`]) and its sweep policy.
 //!
 //! Children, waiters and `after_func` callbacks of a node are [`Entry`]s
 //! pushed onto one singly linked list whose head is the node's state word
@@ -6,41 +7,47 @@
 //!
 //! - an *inserter* pushes at the head with one compare-exchange, which fails
 //!   once the node is closed (state invariant 3);
-//! - an entry's *owner* deletes it logically with one `fetch_or(MARK)` on the
-//!   entry's own `next` word, and a *sweeper* unlinks marked entries later
-//!   (Harris/Michael style), so removal is O(1) amortised;
-//! - the *drainer* (the thread that closed the node) detaches the whole chain
+//! - an entry's *holder* (the `Done`, the wait, the `AfterFunc`, or the child
+//!   node itself) withdraws it: it deletes it logically with one
+//!   `fetch_or(MARK)` on the entry's own `next` word, and a *sweeper* unlinks
+//!   marked entries later (Harris/Michael style), so removal is O(1)
+//!   amortised;
+//! - the *drainer* (the thread that closed the node) takes the whole chain
 //!   with the close itself, then walks it, claiming each entry with the same
 //!   `fetch_or(MARK)`.
 //!
+//! The list never looks inside an entry's container: releasing the
+//! reference an entry holds is the caller's business (`entry.rs`), passed
+//! in as a function where the list needs it.
+//!
 //! Invariants:
 //! 1. `MARK` on an entry's `next` is set once and never cleared; whoever sets
-//!    it (owner or drainer) *claims* the entry: the drainer acts on an entry
-//!    (cancel, wake, run) only if it set the mark, the owner withdraws it
+//!    it (holder or drainer) *claims* the entry: the drainer acts on an entry
+//!    (cancel, wake, run) only if it set the mark, the holder withdraws it
 //!    (drop, stop, time-out) only if it set the mark. So each entry is
 //!    either acted on or withdrawn, exactly once.
 //! 2. A marked `next` is never written again. The drainer marks an entry
 //!    before it follows its `next`, so from then on no sweeper can unlink the
 //!    entry's successor (its compare-exchange expects an unmarked `next`):
-//!    the detached chain is frozen behind the drainer.
+//!    the taken chain is frozen behind the drainer.
 //! 3. Every linked entry holds one reference on its container's memory.
 //!    Exactly one thread releases it: the sweeper whose compare-exchange
-//!    unlinked the entry, or the drainer that reached it on the detached
+//!    unlinked the entry, or the drainer that reached it on the taken
 //!    chain (by invariant 2, never both).
 //! 4. Sweepers traverse under an epoch guard, and released references are
 //!    deferred through that guard, so memory a sweeper may still read is not
 //!    freed before the sweeper unpins.
 //!
-//! 5. An owner whose marked entry is still the head may unlink it itself
+//! 5. A holder whose marked entry is still the head may unlink it itself
 //!    (`unlink_head`) and then free it without the epoch, provided no
-//!    sweeper is running: the owner's head compare-exchange and its later
+//!    sweeper is running: the holder's head compare-exchange and its later
 //!    load of the node's sweeper flag, and the sweeper's raising of that
-//!    flag and its first head load, are all SeqCst. So either the owner
+//!    flag and its first head load, are all SeqCst. So either the holder
 //!    sees the flag raised (and defers the release through the epoch), or
 //!    the sweeper's first head load comes after the unlink in the single
 //!    SeqCst order and never sees the entry. A sweeper that finished before
-//!    the owner looked lowered the flag with Release, so its reads of the
-//!    entry happen before the owner's free.
+//!    the holder looked lowered the flag with Release, so its reads of the
+//!    entry happen before the holder's free.
 //!
 //! 6. Likewise, a drainer that finds no sweeper running right after its close
 //!    (SeqCst close, then SeqCst load of the flag) may free the detached
@@ -56,16 +63,19 @@
 //! the drainer never sees `X`; if the drainer came first, the sweep fails
 //! and restarts from the head, which is closed, so it stops.
 
-use crate::tree::state::{CLOSED, TAGS};
-use crate::sync::AtomicUsize;
-use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
+use super::state::{CLOSED, TAGS};
+use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use crate::sync::{AtomicBool, AtomicU32, AtomicUsize};
 use crossbeam_epoch::Guard;
 use std::ptr::NonNull;
 
 /// The deletion mark in an entry's `next` word.
 const MARK: usize = 1;
 
-/// What contains an entry, so that the list can hand it back to its owner.
+/// Sweep at least this many dead entries at a time.
+const SWEEP_MIN: u32 = 64;
+
+/// What contains an entry; `entry.rs` maps each kind to its container.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum EntryKind {
     /// The `link` of a cancellable child node.
@@ -107,7 +117,7 @@ impl Entry {
         if self.next.load(Acquire) & MARK != 0 {
             return false;
         }
-        // AcqRel: the mark is the single decision point between owner and
+        // AcqRel: the mark is the single decision point between holder and
         // drainer; each side must see what the other did before deciding.
         self.next.fetch_or(MARK, AcqRel) & MARK == 0
     }
@@ -119,176 +129,269 @@ impl Entry {
         self.next.store(MARK, Relaxed);
     }
 
+    /// The drainer's step on a taken chain: claims the entry and returns
+    /// whether it was claimed here, and the next entry's address (0 at the
+    /// end).
+    ///
+    /// # Safety
+    /// The entry must be on a chain taken by this thread's `close`, not yet
+    /// released.
+    pub(crate) unsafe fn claim_next(&self) -> (bool, usize) {
+        // AcqRel: freezes the link (invariant 2) and decides the claim
+        // (invariant 1); Acquire also reads the successor the link points to.
+        let next = self.next.fetch_or(MARK, AcqRel);
+        (next & MARK == 0, next & !MARK)
+    }
+
     fn addr(&self) -> usize {
         self as *const Entry as usize
     }
 }
 
-/// Pushes `entry` onto the list headed by `state`.
+/// Releases the list reference an entry holds on its container.
+pub(crate) type ReleaseFn = unsafe fn(NonNull<Entry>);
+
+/// The list of a cancellable node: its head (the node's state word), the
+/// flag that elects one sweeper, and the sweep policy's two counters.
 ///
-/// Returns the state word seen if the node is already closed; the entry is
-/// then untouched by anyone else.
-///
-/// # Safety
-/// `entry` must be valid and unlinked, and must stay valid until the
-/// reference it gives the list is released (invariant 3).
-pub(crate) unsafe fn push(state: &AtomicUsize, entry: &Entry) -> Result<(), usize> {
-    // Acquire: if the node is closed we go on to read its cause record.
-    let mut cur = state.load(Acquire);
-    loop {
-        if cur & CLOSED != 0 {
-            return Err(cur);
-        }
-        // Relaxed: published by the Release half of the compare-exchange.
-        entry.next.store(cur, Relaxed);
-        // Release: the drainer that detaches the chain must see the entry
-        // initialised. A failed push is ordered against the close by the
-        // word's modification order (state invariant 3).
-        match state.compare_exchange_weak(cur, entry.addr(), AcqRel, Acquire) {
-            Ok(_) => return Ok(()),
-            Err(seen) => cur = seen,
+/// `state` comes first: the drain touches it and `sweeping` of every
+/// child, and nothing else here (see `CancelNode`).
+#[repr(C)]
+pub(crate) struct List {
+    /// The state word and list head (`state.rs`).
+    state: AtomicUsize,
+    /// Elects one sweeper at a time; nobody ever waits on it.
+    sweeping: AtomicBool,
+    /// Entries marked deleted since the last sweep (a trigger, not exact).
+    dead: AtomicU32,
+    /// Sweep once `dead` reaches this.
+    sweep_at: AtomicU32,
+}
+
+impl List {
+    /// An open, empty list.
+    pub(crate) fn new() -> List {
+        List {
+            state: AtomicUsize::new(0),
+            sweeping: AtomicBool::new(false),
+            dead: AtomicU32::new(0),
+            sweep_at: AtomicU32::new(SWEEP_MIN),
         }
     }
-}
 
-/// Closes the list: sets the state word to `closed` (which has `CLOSED` set)
-/// and returns the detached chain's first entry, or `None` if the node was
-/// closed already (state invariant 1).
-pub(crate) fn close(state: &AtomicUsize, closed: usize) -> Option<usize> {
-    debug_assert!(closed & CLOSED != 0 && closed & !TAGS == 0);
-    // Acquire: the chain we take was published by Release pushes.
-    let mut cur = state.load(Acquire);
-    loop {
-        if cur & CLOSED != 0 {
-            return None;
-        }
-        // SeqCst: Release publishes the cause record to every reader that
-        // sees CLOSED, Acquire takes the chain, and SeqCst is the drainer's
-        // half of the sweeper-flag handshake (invariant 6).
-        match state.compare_exchange_weak(cur, closed, SeqCst, Acquire) {
-            Ok(_) => return Some(cur & !TAGS),
-            Err(seen) => cur = seen,
+    /// The state word (`state.rs`), for readers of `err()`.
+    #[inline]
+    pub(crate) fn word(&self) -> usize {
+        // Acquire: a reader that sees the node done may read its cause.
+        self.state.load(Acquire)
+    }
+
+    /// Pushes `entry`, first taking the list's memory reference on `refs`
+    /// (invariant 3). On a closed list, gives the reference back, marks the
+    /// entry so that nobody later withdraws it from a list it never joined,
+    /// and returns the state word seen.
+    ///
+    /// # Safety
+    /// `entry` must be valid and unlinked, `refs` must count the memory that
+    /// contains it, and it must stay valid until the reference it gives the
+    /// list is released (invariant 3).
+    pub(crate) unsafe fn push(&self, entry: &Entry, refs: &AtomicUsize) -> Result<(), usize> {
+        // Relaxed: the reference is published by the push's Release.
+        refs.fetch_add(1, Relaxed);
+        // Acquire: if the node is closed we go on to read its cause record.
+        let mut cur = self.state.load(Acquire);
+        loop {
+            if cur & CLOSED != 0 {
+                entry.mark_unlinked();
+                // Relaxed: the caller still holds its own reference.
+                refs.fetch_sub(1, Relaxed);
+                return Err(cur);
+            }
+            // Relaxed: published by the Release half of the compare-exchange.
+            entry.next.store(cur, Relaxed);
+            // Release: the drainer that takes the chain must see the entry
+            // initialised. A failed push is ordered against the close by the
+            // word's modification order (state invariant 3).
+            match self
+                .state
+                .compare_exchange_weak(cur, entry.addr(), AcqRel, Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(seen) => cur = seen,
+            }
         }
     }
-}
 
-/// The drainer's step on a detached chain: claims `entry` and returns
-/// whether it was claimed here, and the next entry's address (0 at the end).
-///
-/// # Safety
-/// `entry` must be on a chain detached by this thread's `close`, not yet
-/// released.
-pub(crate) unsafe fn claim_next(entry: &Entry) -> (bool, usize) {
-    // AcqRel: freezes the link (invariant 2) and decides the claim
-    // (invariant 1); Acquire also reads the successor the link points to.
-    let next = entry.next.fetch_or(MARK, AcqRel);
-    (next & MARK == 0, next & !MARK)
-}
+    /// Closes the list: sets the state word to `closed` (which has `CLOSED`
+    /// set) and returns the taken chain's first entry, or `None` if the node
+    /// was closed already (state invariant 1).
+    pub(crate) fn close(&self, closed: usize) -> Option<usize> {
+        debug_assert!(closed & CLOSED != 0 && closed & !TAGS == 0);
+        // Acquire: the chain we take was published by Release pushes.
+        let mut cur = self.state.load(Acquire);
+        loop {
+            if cur & CLOSED != 0 {
+                return None;
+            }
+            // SeqCst: Release publishes the cause record to every reader that
+            // sees CLOSED, Acquire takes the chain, and SeqCst is the drainer's
+            // half of the sweeper-flag handshake (invariant 6).
+            match self
+                .state
+                .compare_exchange_weak(cur, closed, SeqCst, Acquire)
+            {
+                Ok(_) => return Some(cur & !TAGS),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
 
-/// The owner's fast path after marking its own entry: if the entry is still
-/// the list's head, unlink it with one compare-exchange (invariant 5).
-/// True if this call unlinked it; the caller then owns its list reference.
-///
-/// # Safety
-/// `entry` must be marked by the caller and linked in the list of `state`.
-pub(crate) unsafe fn unlink_head(state: &AtomicUsize, entry: &Entry) -> bool {
-    let succ = entry.next.load(Relaxed) & !MARK;
-    // SeqCst: one half of the Dekker handshake with the sweeper flag
-    // (invariant 5); the Acquire load above is ordered by the mark.
-    state
-        .compare_exchange(entry.addr(), succ, SeqCst, Relaxed)
-        .is_ok()
+    /// Whether a sweeper is walking the list now (invariants 5, 6).
+    pub(crate) fn sweeper_active(&self) -> bool {
+        // SeqCst: the reader's half of the handshake of invariant 6.
+        self.sweeping.load(SeqCst)
+    }
+
+    /// Withdraws one of our entries for its holder: marks it, and if the
+    /// mark was ours unlinks it now (invariant 5) or counts it for a sweep.
+    /// True if this call claimed it (else the drainer had). Whoever unlinks
+    /// it releases its list reference through `release`.
+    ///
+    /// # Safety
+    /// `entry` must have been pushed onto this list (or marked unlinked), and
+    /// `release` must release exactly the reference a linked entry holds.
+    pub(crate) unsafe fn withdraw(&self, entry: &Entry, release: ReleaseFn) -> bool {
+        if !entry.mark() {
+            return false; // the drainer claimed it, and owns its list reference
+        }
+        // SAFETY: we marked our own linked entry.
+        if !unsafe { self.unlink_head(entry) } {
+            // SAFETY: the caller's promise about `release`.
+            unsafe { self.entry_deleted(release) }; // a sweep will unlink it
+            return true;
+        }
+        // The list reference is ours now (invariant 5).
+        let ptr = NonNull::from(entry);
+        // SeqCst: the holder's second half of invariant 5.
+        if self.sweeping.load(SeqCst) {
+            let guard = crossbeam_epoch::pin();
+            // SAFETY: we own the list reference; the sweeper may still read
+            // the entry, so the release waits for the epoch (invariant 4).
+            unsafe { defer_release(&guard, ptr, release) };
+        } else {
+            // SAFETY: no sweeper can reach the entry (invariant 5), and
+            // the drainer never will: it left the list before any close.
+            unsafe { release(ptr) };
+        }
+        true
+    }
+
+    /// The holder's fast path after marking its own entry: if the entry is
+    /// still the list's head, unlink it with one compare-exchange
+    /// (invariant 5). True if this call unlinked it; the caller then owns
+    /// its list reference.
+    ///
+    /// # Safety
+    /// `entry` must be marked by the caller and linked in this list.
+    unsafe fn unlink_head(&self, entry: &Entry) -> bool {
+        let succ = entry.next.load(Relaxed) & !MARK;
+        // SeqCst: one half of the Dekker handshake with the sweeper flag
+        // (invariant 5); the Acquire load above is ordered by the mark.
+        self.state
+            .compare_exchange(entry.addr(), succ, SeqCst, Relaxed)
+            .is_ok()
+    }
+
+    /// An entry was marked by its holder: sweep once enough are.
+    ///
+    /// # Safety
+    /// As [`withdraw`](List::withdraw).
+    unsafe fn entry_deleted(&self, release: ReleaseFn) {
+        // Relaxed: `dead` only triggers sweeps; correctness never reads it.
+        let dead = self.dead.fetch_add(1, Relaxed).wrapping_add(1) as i32;
+        if dead < self.sweep_at.load(Relaxed) as i32 {
+            return;
+        }
+        // SeqCst: raises the flag of invariant 5 before the sweep's first
+        // head load; also orders us after the previous sweeper.
+        if self.sweeping.swap(true, SeqCst) {
+            return; // somebody is sweeping; they or the next delete will do
+        }
+        let guard = crossbeam_epoch::pin();
+        // SAFETY: our entries follow invariant 3; the caller vouches for
+        // `release`.
+        if let Some(s) = unsafe { self.sweep(&guard, release) } {
+            self.dead.fetch_sub(s.removed, Relaxed);
+            self.sweep_at.store(s.kept.max(SWEEP_MIN), Relaxed);
+        }
+        // We pin rarely, so help the epoch along: hand our deferred frees
+        // over and collect, or garbage would outpace collection.
+        guard.flush();
+        // Release: pairs with the next sweeper's Acquire.
+        self.sweeping.store(false, Release);
+    }
+
+    /// Unlinks every marked entry of an open list, releasing each one's
+    /// list reference through `guard` (invariant 4). Returns `None` if the
+    /// list is closed: the drainer owns it then.
+    ///
+    /// # Safety
+    /// The entries satisfy invariant 3 and `release` releases exactly the
+    /// reference a linked entry holds.
+    unsafe fn sweep(&self, guard: &Guard, release: ReleaseFn) -> Option<Swept> {
+        let mut removed = 0;
+        'restart: loop {
+            let mut kept = 0;
+            let mut prev: &AtomicUsize = &self.state;
+            // SeqCst: the sweeper's half of the handshake of invariant 5 (the
+            // flag was raised by a SeqCst swap); also Acquire for the entries.
+            let mut cur = prev.load(SeqCst);
+            if cur & CLOSED != 0 {
+                return None;
+            }
+            while let Some(entry) = NonNull::new(cur as *mut Entry) {
+                // SAFETY: `entry` was reachable from the list while we were
+                // pinned, so its memory is not freed before we unpin (inv. 4).
+                let e = unsafe { entry.as_ref() };
+                let next = e.next.load(Acquire);
+                if next & MARK == 0 {
+                    kept += 1;
+                    prev = &e.next;
+                    cur = next;
+                    continue;
+                }
+                let succ = next & !MARK;
+                // AcqRel: Release hands the successor to later readers;
+                // failure means `prev` was marked or changed: start over.
+                if prev.compare_exchange(cur, succ, AcqRel, Acquire).is_err() {
+                    continue 'restart;
+                }
+                removed += 1;
+                // SAFETY: our CAS unlinked it, so its list reference is ours.
+                unsafe { defer_release(guard, entry, release) };
+                cur = succ;
+            }
+            return Some(Swept { removed, kept });
+        }
+    }
 }
 
 /// Outcome of a sweep.
-pub(crate) struct Swept {
+struct Swept {
     /// Entries this sweep unlinked.
-    pub(crate) removed: usize,
+    removed: u32,
     /// Unmarked entries it walked past in its last pass.
-    pub(crate) kept: usize,
+    kept: u32,
 }
 
-/// Unlinks every marked entry of an open list, handing each to `unlinked`
-/// (which must release the list's reference through `guard`, invariant 4).
-/// Returns `None` if the list is closed: the drainer owns it then.
-///
-/// # Safety
-/// `state` must be the head of a list whose entries satisfy invariant 3.
-pub(crate) unsafe fn sweep(
-    state: &AtomicUsize,
-    guard: &Guard,
-    mut unlinked: impl FnMut(NonNull<Entry>, &Guard),
-) -> Option<Swept> {
-    let mut removed = 0;
-    'restart: loop {
-        let mut kept = 0;
-        let mut prev: &AtomicUsize = state;
-        // SeqCst: the sweeper's half of the handshake of invariant 5 (the
-        // flag was raised by a SeqCst swap); also Acquire for the entries.
-        let mut cur = prev.load(SeqCst);
-        if cur & CLOSED != 0 {
-            return None;
-        }
-        while let Some(entry) = NonNull::new(cur as *mut Entry) {
-            // SAFETY: `entry` was reachable from the list while we were
-            // pinned, so its memory is not freed before we unpin (inv. 4).
-            let e = unsafe { entry.as_ref() };
-            let next = e.next.load(Acquire);
-            if next & MARK == 0 {
-                kept += 1;
-                prev = &e.next;
-                cur = next;
-                continue;
-            }
-            let succ = next & !MARK;
-            // AcqRel: Release hands the successor to later readers;
-            // failure means `prev` was marked or changed: start over.
-            if prev.compare_exchange(cur, succ, AcqRel, Acquire).is_err() {
-                continue 'restart;
-            }
-            removed += 1;
-            unlinked(entry, guard);
-            cur = succ;
-        }
-        return Some(Swept { removed, kept });
-    }
-}
-
-/// Releases a drained entry through the guard (invariant 4); a helper so
-/// every caller defers the same way.
+/// Releases an entry's list reference through the guard (invariant 4); a
+/// helper so every caller defers the same way.
 ///
 /// # Safety
 /// The caller owns one list reference on `entry`'s container, and `release`
 /// must release exactly that reference.
-pub(crate) unsafe fn defer_release(
-    guard: &Guard,
-    entry: NonNull<Entry>,
-    release: unsafe fn(NonNull<Entry>),
-) {
+pub(crate) unsafe fn defer_release(guard: &Guard, entry: NonNull<Entry>, release: ReleaseFn) {
     // SAFETY: the closure only releases the reference the caller owns; it
     // runs once every thread pinned now has unpinned (invariant 4).
     unsafe { guard.defer_unchecked(move || release(entry)) };
-}
-
-/// Pushes `entry`, first taking the list's memory reference on `refs`
-/// (invariant 3); on a closed list, gives it back and marks the entry so
-/// that nobody later withdraws it from a list it never joined.
-///
-/// # Safety
-/// As [`push`]; `refs` counts the memory that contains `entry`.
-pub(crate) unsafe fn push_counted(
-    state: &AtomicUsize,
-    entry: &Entry,
-    refs: &AtomicUsize,
-) -> Result<(), usize> {
-    // Relaxed: the reference is published by the push's Release.
-    refs.fetch_add(1, Relaxed);
-    // SAFETY: the caller's guarantees, and the reference just taken.
-    let pushed = unsafe { push(state, entry) };
-    if pushed.is_err() {
-        entry.mark_unlinked();
-        // Relaxed: the caller still holds its own reference.
-        refs.fetch_sub(1, Relaxed);
-    }
-    pushed
 }

@@ -1,8 +1,49 @@
-//! The cancellation tree.
+//! The cancellation tree: nodes, their lists, cancellation and teardown.
+//!
+//! A derived context is one heap node; a cancellable node carries a state
+//! word that is also the head of its lock-free list of children, waiters and
+//! callbacks. Cancelling closes the word and drains the list, iteratively;
+//! dropping the last handle tears a node down. Nothing here takes a lock.
+//!
+//! | module | concept | invariants |
+//! |---|---|---|
+//! | `state.rs` | the state word of a cancellable node | state 1-3 |
+//! | `list.rs` | the intrusive lock-free list, its links and sweep policy | list 1-6 |
+//! | `node.rs` | node layouts, `NodeRef`, the record slot | node 1-3 |
+//! | `refs.rs` | the two reference counts, teardown | refs 1-3 |
+//! | `create.rs` | creating each kind of node, attach, arming its timer | create 1-3 |
+//! | `cancel.rs` | closing a node and draining its subtree | cancel 1-2 |
+//! | `entry.rs` | entry dispatch: which container a link is part of | entry 1 |
+//! | `waiter.rs` | `Done` futures and blocked threads as list entries | waiter 1-2 |
+//! | `callback.rs` | `after_func` registrations as list entries | callback 1-3 |
+//! | `value.rs` | value nodes and lookup | — |
+//!
+//! Dependencies run one way except for one argued cycle: `refs` →
+//! `cancel` → `entry` → `refs`. Dropping a node's last handle closes it
+//! (refs calls cancel), a drain releases the entries it reached (cancel
+//! calls entry), and releasing a child's entry may free that child (entry
+//! calls refs). The recursion is real, but no call in it recurses on the
+//! stack: teardown and the drain both loop over explicit stacks (refs
+//! invariant 3). No two modules import each other. The time side
+//! (`crate::time`) knows nothing of this folder: it calls back through the
+//! hook table that `create.rs` arms timers with.
 
-pub(crate) mod cancel;
-pub(crate) mod list;
-pub(crate) mod node;
-pub(crate) mod state;
-pub(crate) mod value;
-pub(crate) mod waiter;
+mod callback;
+mod cancel;
+mod create;
+mod entry;
+mod list;
+mod node;
+mod refs;
+mod state;
+mod value;
+mod waiter;
+
+pub(crate) use callback::{Callback, Func};
+pub(crate) use cancel::{cancel, Holder};
+pub(crate) use create::{cancellable, root, share, value, without_cancel, KeyId, OwnDeadline};
+pub(crate) use entry::withdraw;
+pub(crate) use node::{CancelNode, Header, NodeKind, NodeRef, Record, Root};
+pub(crate) use refs::release_handle;
+pub(crate) use value::{key_name, lookup};
+pub(crate) use waiter::Waiter;

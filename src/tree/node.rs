@@ -1,37 +1,28 @@
-//! Nodes of the context tree and their two reference counts.
+//! The layouts of the tree's nodes, and the owning reference to one.
 //!
 //! Every derived context is one heap node. All kinds start with a
 //! [`Header`]; cancellable kinds (`with_cancel`, deadlines, `merge`) are a
-//! [`CancelNode`], value kinds a [`ValueNode`]. `Context::background()` and
-//! `Context::todo()` are no node at all (see `context.rs`), so deriving from
-//! them touches no shared memory.
+//! [`CancelNode`], value kinds a `ValueNode` (`value.rs`).
+//! `Context::background()` and `Context::todo()` are no node at all: a
+//! [`NodeRef`] to them is one of two addresses no allocation can have, so
+//! deriving from them touches no shared memory.
 //!
-//! Invariants:
-//! 1. `handles` counts the owners that keep a node *meaningful*: each
-//!    `Context`, the `CancelHandle`, each derived child (a child holds its
-//!    parent). When it reaches zero the node is *torn down*: closed if still
-//!    open, withdrawn from its parents' lists, and its parent handles
-//!    released. Nothing can observe it after that, so closing it is
-//!    invisible; pending `after_func` callbacks are dropped unrun.
-//! 2. `refs` counts holders of the node's *memory*: one for all handles
-//!    together (dropped at teardown), one per list that links it (list
-//!    invariant 3), one while a clock holds its timer, one per `after_func`
-//!    registration (after_func invariant 2). The node is freed
-//!    when `refs` reaches zero. List references are released through the
-//!    epoch (list invariant 4), so a node is never freed under a sweeper.
-//! 3. Teardown and release walk up the tree in a loop, never by recursion:
-//!    a million-deep chain drops on a small stack.
-//! 4. A node's fields other than the atomics are written only before it is
+//! Invariants (the counts themselves are `refs.rs`'s):
+//! 1. A node's fields other than the atomics are written only before it is
 //!    shared, except the parent cells, which only teardown empties; teardown
-//!    runs once handles are zero, when no reader of those cells is left.
+//!    runs once `handles` is zero, when no reader of those cells is left.
+//! 2. `Header::scope` is the node itself for a cancellable node, else the
+//!    nearest cancellable ancestor; the parent handles keep it alive.
+//! 3. The record slot is written once (state invariant 2), and owns one
+//!    strong count of its `Arc<Record>` until the node is freed.
 
-use crate::tree::cancel;
+use super::list::{Entry, List};
+use super::state::{err_of, CAUSE};
 use crate::clock::Clock;
-use crate::tree::list::{Entry, EntryKind};
-use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use crate::sync::{release_last, AtomicBool, AtomicUsize, LeakTrack, UnsafeCell};
-use crate::time::entry::{TimerEntry, TimerHooks};
-use crate::{Cause, Context, Error};
+use crate::error::{Cause, Error};
+use crate::sync::Ordering::{AcqRel, Acquire};
+use crate::sync::{AtomicUsize, LeakTrack, UnsafeCell};
+use crate::time::TimerEntry;
 use std::mem::{offset_of, MaybeUninit};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -51,7 +42,114 @@ pub(crate) enum NodeKind {
     /// `with_value`.
     Value,
     /// `without_cancel`.
-    Detached,
+    WithoutCancel,
+}
+
+/// The two roots that are no node.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Root {
+    /// `Context::background()`.
+    Background,
+    /// `Context::todo()`.
+    Todo,
+}
+
+/// `Root::Background` and `Root::Todo` as addresses no allocation can have.
+const BACKGROUND: usize = 8;
+const TODO: usize = 16;
+
+/// An owning reference to a node: one `handles` count on it (refs.rs), or
+/// one of the two roots. `Context` is this and nothing more; a node holds
+/// its parents through it. Cloning and dropping count (`refs.rs`).
+pub(crate) struct NodeRef {
+    ptr: NonNull<Header>,
+}
+
+// SAFETY: a counted reference on a node whose shared state is atomic;
+// values are `Send + Sync` by `with_value`'s bounds.
+unsafe impl Send for NodeRef {}
+// SAFETY: as above; every `&self` method only reads.
+unsafe impl Sync for NodeRef {}
+
+impl NodeRef {
+    /// A reference to a root.
+    pub(crate) fn root(root: Root) -> NodeRef {
+        let addr = match root {
+            Root::Background => BACKGROUND,
+            Root::Todo => TODO,
+        };
+        NodeRef {
+            // SAFETY: `addr` is a non-zero constant.
+            ptr: unsafe { NonNull::new_unchecked(addr as *mut Header) },
+        }
+    }
+
+    /// Adopts one handle count on `h`.
+    ///
+    /// # Safety
+    /// The caller gives up one handle count it owns on the live node `h`,
+    /// or `h` is a root's address taken from another `NodeRef`.
+    pub(crate) unsafe fn adopt(h: NonNull<Header>) -> NodeRef {
+        NodeRef { ptr: h }
+    }
+
+    /// The address, node or root (for `Clone`, which counts it).
+    pub(super) fn raw(&self) -> NonNull<Header> {
+        self.ptr
+    }
+
+    /// Gives up this reference as a raw node pointer (`None` for the roots);
+    /// the caller then owns its handle count.
+    pub(crate) fn into_raw(self) -> Option<NonNull<Header>> {
+        let node = self.header().map(NonNull::from);
+        std::mem::forget(self);
+        node
+    }
+
+    /// Which root this is, if it is one.
+    pub(crate) fn as_root(&self) -> Option<Root> {
+        match self.ptr.as_ptr() as usize {
+            BACKGROUND => Some(Root::Background),
+            TODO => Some(Root::Todo),
+            _ => None,
+        }
+    }
+
+    /// The node (`None` for the roots).
+    #[inline]
+    pub(crate) fn header(&self) -> Option<&Header> {
+        if self.ptr.as_ptr() as usize <= TODO {
+            return None;
+        }
+        // SAFETY: a non-root reference owns a handle, so the node is alive.
+        Some(unsafe { self.ptr.as_ref() })
+    }
+
+    /// The nearest cancellable ancestor-or-self, if any.
+    #[inline]
+    pub(crate) fn scope(&self) -> Option<&CancelNode> {
+        // SAFETY: the scope is this node or an ancestor, kept alive by our
+        // handle through the parent chain (invariant 2).
+        self.header()?.scope.map(|s| unsafe { &*s.as_ptr() })
+    }
+
+    /// The nearest ancestor-or-self that answers value lookups.
+    pub(crate) fn values(&self) -> Option<NonNull<Header>> {
+        self.header()?.values
+    }
+
+    /// The effective deadline (`None` for never).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.scope()?.deadline
+    }
+
+    /// The clock of the tree's root.
+    pub(crate) fn clock(&self) -> Clock {
+        match self.header() {
+            Some(n) => n.clock.clone(),
+            None => Clock::system(),
+        }
+    }
 }
 
 /// The common head of every node (first field of each node type).
@@ -60,18 +158,20 @@ pub(crate) enum NodeKind {
 /// `CancelNode` fields a drain touches (see `CancelNode`).
 #[repr(C)]
 pub(crate) struct Header {
-    handles: AtomicUsize,
+    pub(super) handles: AtomicUsize,
     pub(crate) kind: NodeKind,
-    /// The context this one was derived from (its handle), until teardown.
-    parent: UnsafeCell<Option<Context>>,
+    /// The node this one was derived from, until teardown (invariant 1).
+    parent: UnsafeCell<Option<NodeRef>>,
     /// The nearest cancellable ancestor-or-self; `None` if never done.
     pub(crate) scope: Option<NonNull<CancelNode>>,
     /// The nearest ancestor-or-self that answers value lookups.
     pub(crate) values: Option<NonNull<Header>>,
     pub(crate) clock: Clock,
-    free: unsafe fn(NonNull<Header>),
+    /// Frees the allocation (its type is erased here; value nodes are
+    /// generic).
+    pub(super) free: unsafe fn(NonNull<Header>),
     _track: LeakTrack,
-    refs: AtomicUsize,
+    pub(super) refs: AtomicUsize,
 }
 
 /// A cause given to `cancel_with_cause` or a deadline: the reason and the
@@ -81,79 +181,61 @@ pub(crate) struct Record {
     pub(crate) cause: Cause,
 }
 
+impl Record {
+    /// A shared record.
+    pub(crate) fn new(err: Error, cause: Cause) -> Arc<Record> {
+        Arc::new(Record { err, cause })
+    }
+}
+
 /// A cancellable node.
 ///
 /// Field order is for the drain, which reaches each child through `link`
-/// and touches the header's `refs`, `state`, `link`, `has_timer` and
-/// `sweeping` and nothing else: together they span 34 bytes, so a child
-/// costs one or two cache lines instead of four.
+/// and touches the header's `refs`, the list's `state` and `sweeping`,
+/// `link` and `has_timer`, and nothing else: together they span under 64
+/// bytes, so a child costs at most two cache lines (checked below).
 #[repr(C)]
 pub(crate) struct CancelNode {
     pub(crate) header: Header,
-    /// The state word and list head (`state.rs`).
-    pub(crate) state: AtomicUsize,
-    /// Our entry in the first parent's scope list.
+    /// The node's list of children, waiters and callbacks (`list.rs`).
+    pub(crate) list: List,
+    /// Our entry in the first parent scope's list.
     pub(crate) link: Entry,
-    has_timer: bool,
-    /// Elects one sweeper at a time; nobody ever waits on it.
-    sweeping: AtomicBool,
-    /// `Arc<Record>` as a raw pointer, or 0; written once (state inv. 2).
+    pub(super) has_timer: bool,
+    /// `Arc<Record>` as a raw pointer, or 0; written once (invariant 3).
     record: AtomicUsize,
-    /// Entries marked deleted since the last sweep (a trigger, not exact).
-    dead: AtomicUsize,
-    /// Sweep once `dead` reaches this.
-    sweep_at: AtomicUsize,
-    /// `merge` only: our entry in the second parent's scope list.
+    /// `merge` only: our entry in the second parent scope's list.
     pub(crate) link2: Entry,
-    /// The scope lists `link` and `link2` went into (immutable).
-    pub(crate) owner: Option<NonNull<CancelNode>>,
-    pub(crate) owner2: Option<NonNull<CancelNode>>,
-    /// `merge` only: the second parent's handle, until teardown.
-    parent2: UnsafeCell<Option<Context>>,
+    /// The lists `link` and `link2` went into (immutable).
+    pub(crate) parent_scope: Option<NonNull<CancelNode>>,
+    pub(crate) parent_scope2: Option<NonNull<CancelNode>>,
+    /// `merge` only: the second parent, until teardown (invariant 1).
+    parent2: UnsafeCell<Option<NodeRef>>,
     /// The effective deadline: the earlier of our own and the parents'.
     pub(crate) deadline: Option<Instant>,
     /// Our own timer, initialised iff `has_timer` (our deadline is earlier
     /// than the parents').
-    timer: MaybeUninit<TimerEntry>,
+    pub(super) timer: MaybeUninit<TimerEntry>,
     /// The cause our own deadline fires with.
-    deadline_cause: Option<Cause>,
+    pub(super) deadline_cause: Option<Cause>,
 }
 
 /// Bytes of the drain's fields before a child's `link` (from `refs`).
 pub(crate) const DRAIN_BEFORE_LINK: usize = offset_of!(CancelNode, link) - offset_of!(Header, refs);
-/// Bytes of the drain's fields from a child's `link` on (to `sweeping`).
+/// Bytes of the drain's fields from a child's `link` on (to `has_timer`).
 pub(crate) const DRAIN_FROM_LINK: usize =
-    offset_of!(CancelNode, sweeping) + 1 - offset_of!(CancelNode, link);
+    offset_of!(CancelNode, has_timer) + 1 - offset_of!(CancelNode, link);
 
 // The drain's fields stay within one 64-byte span (see `CancelNode`).
 #[cfg(not(loom))]
-const _: () = assert!(DRAIN_BEFORE_LINK + DRAIN_FROM_LINK <= 40);
-
-/// The fixed head of a value node; the value follows it.
-#[repr(C)]
-pub(crate) struct ValueHead {
-    pub(crate) header: Header,
-    pub(crate) key: usize,
-    pub(crate) key_name: &'static str,
-    /// The parent's `values` (kept alive by the parent handle).
-    pub(crate) outer: Option<NonNull<Header>>,
-    /// Which key slots occur from here outward (value.rs).
-    pub(crate) filter: crate::tree::value::KeyFilter,
-}
-
-/// A `with_value` node carrying a `T`.
-#[repr(C)]
-pub(crate) struct ValueNode<T> {
-    pub(crate) head: ValueHead,
-    pub(crate) value: T,
-}
+const _: () = assert!(DRAIN_BEFORE_LINK + DRAIN_FROM_LINK <= 64);
 
 // SAFETY: all shared mutation goes through atomics; the parent cells follow
-// node invariant 4; the value is `Send + Sync` (required by `with_value`).
+// invariant 1; the value is `Send + Sync` (required by `with_value`).
 unsafe impl Send for Header {}
 // SAFETY: as above.
 unsafe impl Sync for Header {}
-// SAFETY: as above; the owner pointers are kept alive by the parent handles.
+// SAFETY: as above; the parent scopes are kept alive by the parent handles.
 unsafe impl Send for CancelNode {}
 // SAFETY: as above.
 unsafe impl Sync for CancelNode {}
@@ -162,13 +244,14 @@ unsafe impl Sync for CancelNode {}
 ///
 /// # Safety
 /// `h` must come from `Box::<T>::into_raw` and `refs` must be zero.
-unsafe fn free_box<T>(h: NonNull<Header>) {
+pub(super) unsafe fn free_box<T>(h: NonNull<Header>) {
     // SAFETY: the caller guarantees the allocation's type and ownership.
     drop(unsafe { Box::from_raw(h.as_ptr().cast::<T>()) });
 }
 
 impl Header {
-    fn new(kind: NodeKind, parent: Option<Context>, clock: Clock) -> Header {
+    /// A header with one handle and one memory reference.
+    pub(super) fn new(kind: NodeKind, parent: Option<NodeRef>, clock: Clock) -> Header {
         Header {
             handles: AtomicUsize::new(1),
             refs: AtomicUsize::new(1),
@@ -182,39 +265,20 @@ impl Header {
         }
     }
 
-    /// A root node for a manual clock.
-    pub(crate) fn new_root(clock: Clock) -> NonNull<Header> {
-        leak(Box::new(Header::new(NodeKind::Root, None, clock)))
-    }
-
-    /// The header of a `with_value` node of type `N`: the parent's scope,
-    /// clock and handle.
-    pub(crate) fn new_value<N>(parent: &Context) -> Header {
-        let mut h = Header::new(NodeKind::Value, Some(parent.clone()), parent.clock());
-        h.scope = parent.scope_ptr();
-        h.free = free_box::<N>;
-        h
-    }
-
-    /// A `without_cancel` node: values of `parent`, never done.
-    pub(crate) fn new_detached(parent: &Context) -> NonNull<Header> {
-        let mut h = Header::new(NodeKind::Detached, Some(parent.clone()), parent.clock());
-        h.values = parent.values();
-        leak(Box::new(h))
-    }
-
     /// The parent this node was derived from.
-    pub(crate) fn parent(&self) -> Option<&Context> {
-        // SAFETY: a caller with a `&Header` from a live `Context` holds a
-        // handle, so teardown has not emptied the cell (node invariant 4).
+    pub(crate) fn parent(&self) -> Option<&NodeRef> {
+        // SAFETY: a caller with a `&Header` from a live reference holds a
+        // handle, so teardown has not emptied the cell (invariant 1).
         self.parent.with(|p| unsafe { (*p).as_ref() })
     }
 
-    /// One more handle (a `Context` clone or a child).
-    pub(crate) fn acquire(&self) {
-        // Relaxed: the caller already holds a handle, so the count cannot
-        // be zero; no memory is published by an increment.
-        self.handles.fetch_add(1, Relaxed);
+    /// Empties the parent cell at teardown.
+    ///
+    /// # Safety
+    /// `handles` is zero: nobody else reads the cell (invariant 1).
+    pub(super) unsafe fn take_parent(&self) -> Option<NodeRef> {
+        // SAFETY: the caller's promise.
+        self.parent.with_mut(|p| unsafe { (*p).take() })
     }
 
     /// As a cancellable node, if it is one.
@@ -232,175 +296,7 @@ impl Header {
     }
 }
 
-/// Gives up a box, keeping its contents alive as a shared node.
-fn leak<T>(b: Box<T>) -> NonNull<Header> {
-    NonNull::from(Box::leak(b)).cast()
-}
-
-/// Releases one handle; tears down and walks up while counts hit zero.
-///
-/// # Safety
-/// The caller owns one handle on `h`.
-pub(crate) unsafe fn release_handle(h: NonNull<Header>) {
-    let mut more: Vec<NonNull<Header>> = Vec::new();
-    let mut next = Some(h);
-    while let Some(h) = next.take().or_else(|| more.pop()) {
-        // SAFETY: we own a handle on `h`, so it is alive.
-        let node = unsafe { h.as_ref() };
-        if !release_last(&node.handles) {
-            continue;
-        }
-        let (p1, p2) = teardown(node);
-        next = p1.and_then(Context::into_node);
-        more.extend(p2.and_then(Context::into_node));
-        // SAFETY: the handles' memory reference (node invariant 2).
-        unsafe { release_ref(h) };
-    }
-}
-
-/// Invariant 1: the node's last handle is gone.
-fn teardown(node: &Header) -> (Option<Context>, Option<Context>) {
-    let mut p2 = None;
-    if let Some(c) = node.as_cancel() {
-        cancel::close_silently(c);
-        c.withdraw_links();
-        // SAFETY: handles are zero: nobody else reads the cell (inv. 4).
-        p2 = c.parent2.with_mut(|p| unsafe { (*p).take() });
-    }
-    // SAFETY: as above.
-    let p1 = node.parent.with_mut(|p| unsafe { (*p).take() });
-    (p1, p2)
-}
-
-/// Drops one memory reference; frees the node at zero (node invariant 2).
-///
-/// # Safety
-/// The caller owns one memory reference on `h`.
-pub(crate) unsafe fn release_ref(h: NonNull<Header>) {
-    // SAFETY: our reference keeps the node alive until this decrement.
-    let node = unsafe { h.as_ref() };
-    if release_last(&node.refs) {
-        let free = node.free;
-        // SAFETY: refs is zero: we are the last holder.
-        unsafe { free(h) };
-    }
-}
-
-/// What a new cancellable node starts from.
-pub(crate) struct CancelSpec<'a> {
-    pub(crate) parent: &'a Context,
-    pub(crate) parent2: Option<&'a Context>,
-    pub(crate) deadline: Option<Instant>,
-    /// Arm a timer for `deadline` (it is earlier than the parents').
-    pub(crate) own_timer: bool,
-    pub(crate) deadline_cause: Option<Cause>,
-    /// A `with_deadline` node (for display), with or without a timer.
-    pub(crate) deadline_node: bool,
-}
-
-static TIMER_HOOKS: TimerHooks = TimerHooks {
-    fire: fire_timer,
-    release: release_timer,
-};
-
 impl CancelNode {
-    /// Allocates, links and (if needed) arms a new cancellable node. Returns
-    /// it with two handles: one for the `Context`, one for the
-    /// `CancelHandle`.
-    pub(crate) fn create(spec: CancelSpec<'_>) -> NonNull<CancelNode> {
-        let parent = spec.parent;
-        let kind = match (spec.parent2, spec.deadline_node) {
-            (Some(_), _) => NodeKind::Merge,
-            (None, true) => NodeKind::Deadline,
-            (None, false) => NodeKind::Cancel,
-        };
-        let mut header = Header::new(kind, Some(parent.clone()), parent.clock());
-        header.handles = AtomicUsize::new(2);
-        header.free = free_box::<CancelNode>;
-        header.values = match kind {
-            NodeKind::Merge => None, // set to itself below
-            _ => parent.values(),
-        };
-        let (has_timer, timer) = match (spec.own_timer, spec.deadline) {
-            (true, Some(d)) => (true, MaybeUninit::new(TimerEntry::new(d, &TIMER_HOOKS))),
-            _ => (false, MaybeUninit::uninit()),
-        };
-        let node = CancelNode {
-            header,
-            state: AtomicUsize::new(0),
-            record: AtomicUsize::new(0),
-            dead: AtomicUsize::new(0),
-            sweep_at: AtomicUsize::new(SWEEP_MIN),
-            sweeping: AtomicBool::new(false),
-            link: Entry::new(EntryKind::Child),
-            link2: Entry::new(EntryKind::MergeLink),
-            owner: parent.scope_ptr(),
-            owner2: spec.parent2.and_then(Context::scope_ptr),
-            parent2: UnsafeCell::new(spec.parent2.cloned()),
-            deadline: spec.deadline,
-            timer,
-            has_timer,
-            deadline_cause: spec.deadline_cause,
-        };
-        let ptr = NonNull::from(Box::leak(Box::new(node)));
-        // SAFETY: not shared yet; we finish its self-references in place.
-        unsafe {
-            (*ptr.as_ptr()).header.scope = Some(ptr);
-            if kind == NodeKind::Merge {
-                (*ptr.as_ptr()).header.values = Some(ptr.cast());
-            }
-        }
-        // SAFETY: freshly allocated and fully initialised.
-        let node = unsafe { ptr.as_ref() };
-        node.attach();
-        node.arm_timer();
-        ptr
-    }
-
-    /// Links the node into its parents' lists, or inherits a parent's
-    /// cancellation when a list is already closed (contract semantics 3).
-    fn attach(&self) {
-        let closed = match attach_entry(self, self.owner, &self.link) {
-            Err(word) => {
-                // Never tried: mark it so nobody withdraws it later.
-                self.link2.mark_unlinked();
-                Some((word, self.owner))
-            }
-            Ok(()) => attach_entry(self, self.owner2, &self.link2)
-                .err()
-                .map(|word| (word, self.owner2)),
-        };
-        if let Some((word, Some(owner))) = closed {
-            // SAFETY: we hold a handle on the parent that owns that list.
-            let owner = unsafe { owner.as_ref() };
-            let (err, record) = owner.published(word);
-            cancel::cancel(self, err, record, true);
-        }
-    }
-
-    /// Arms our own timer, unless we are done already.
-    fn arm_timer(&self) {
-        let Some(timer) = self.timer() else { return };
-        if self.err().is_some() {
-            return;
-        }
-        let clock = &self.header.clock;
-        // Relaxed: the clock's reference is published by `arm` itself.
-        self.header.refs.fetch_add(1, Relaxed);
-        clock.arm(NonNull::from(timer));
-        // A cancel that ran before `arm` could not disarm; disarm now.
-        if self.err().is_some() {
-            clock.disarm(timer);
-            return;
-        }
-        // A manual clock's `advance` may have passed our deadline while we
-        // armed, and fires nothing until the next `advance`: fire it here
-        // (if the disarm wins, nobody else will).
-        if clock.is_manual() && timer.deadline() <= clock.now() && clock.disarm(timer) {
-            cancel::cancel(self, Error::DeadlineExceeded, self.deadline_record(), true);
-        }
-    }
-
     /// Our own timer, if we have one.
     pub(crate) fn timer(&self) -> Option<&TimerEntry> {
         // SAFETY: `timer` is initialised iff `has_timer` (set at creation).
@@ -411,14 +307,13 @@ impl CancelNode {
     /// `err()` of this node.
     #[inline]
     pub(crate) fn err(&self) -> Option<Error> {
-        // Acquire: a reader that sees the node done may read its cause.
-        crate::tree::state::err_of(self.state.load(Acquire))
+        err_of(self.list.word())
     }
 
     /// The err and record a closed state word stands for.
     pub(crate) fn published(&self, word: usize) -> (Error, Option<Arc<Record>>) {
-        let err = crate::tree::state::err_of(word).unwrap_or(Error::Canceled);
-        if word & crate::tree::state::CAUSE == 0 {
+        let err = err_of(word).unwrap_or(Error::Canceled);
+        if word & CAUSE == 0 {
             return (err, None);
         }
         (err, Some(self.record_arc()))
@@ -426,9 +321,9 @@ impl CancelNode {
 
     /// `cause()` of this node.
     pub(crate) fn cause(&self) -> Option<Cause> {
-        let word = self.state.load(Acquire);
-        let err = crate::tree::state::err_of(word)?;
-        if word & crate::tree::state::CAUSE == 0 {
+        let word = self.list.word();
+        let err = err_of(word)?;
+        if word & CAUSE == 0 {
             return Some(Cause::of(err));
         }
         Some(self.record_ref().cause.clone())
@@ -458,7 +353,7 @@ impl CancelNode {
         // Acquire reads a competitor's record if it was first.
         match self
             .record
-            .compare_exchange(0, raw as usize, crate::sync::Ordering::AcqRel, Acquire)
+            .compare_exchange(0, raw as usize, AcqRel, Acquire)
         {
             // SAFETY: the slot keeps the count we gave it; we add ours.
             Ok(_) => unsafe {
@@ -476,101 +371,56 @@ impl CancelNode {
     /// The cause our own deadline fires with.
     pub(crate) fn deadline_record(&self) -> Option<Arc<Record>> {
         let cause = self.deadline_cause.clone()?;
-        Some(Arc::new(Record {
-            err: Error::DeadlineExceeded,
-            cause,
-        }))
-    }
-
-    /// Withdraws our links from the parents' lists (each at most once).
-    ///
-    /// Only a thread holding a handle on this node may call it: the handle
-    /// keeps the parents, and so the lists' owners, alive.
-    pub(crate) fn withdraw_links(&self) {
-        for (entry, owner) in [(&self.link, self.owner), (&self.link2, self.owner2)] {
-            match owner {
-                // SAFETY: our handle holds the parent that owns the list.
-                Some(owner) => {
-                    unsafe { owner.as_ref() }.withdraw(entry);
-                }
-                None => debug_assert!(!entry.mark()),
-            }
-        }
-    }
-
-    /// An entry of our list was marked by its owner: sweep once enough are.
-    pub(crate) fn entry_deleted(&self) {
-        // Relaxed: `dead` only triggers sweeps; correctness never reads it.
-        let dead = self.dead.fetch_add(1, Relaxed).wrapping_add(1) as isize;
-        if dead < self.sweep_at.load(Relaxed) as isize {
-            return;
-        }
-        // SeqCst: raises the flag of list invariant 5 before the sweep's
-        // first head load; also orders us after the previous sweeper.
-        if self.sweeping.swap(true, SeqCst) {
-            return; // somebody is sweeping; they or the next delete will do
-        }
-        let guard = crossbeam_epoch::pin();
-        // SAFETY: our list's entries follow list invariant 3.
-        let swept = unsafe { crate::tree::list::sweep(&self.state, &guard, defer_entry_release) };
-        if let Some(s) = swept {
-            self.dead.fetch_sub(s.removed, Relaxed);
-            self.sweep_at.store(s.kept.max(SWEEP_MIN), Relaxed);
-        }
-        // We pin rarely, so help the epoch along: hand our deferred frees
-        // over and collect, or garbage would outpace collection.
-        guard.flush();
-        // Release: pairs with the next sweeper's Acquire.
-        self.sweeping.store(false, Release);
-    }
-
-    /// One more memory reference (node invariant 2), for a holder that
-    /// must reach the node's list without keeping the context alive.
-    pub(crate) fn acquire_ref(&self) {
-        // Relaxed: the caller holds a handle, so the count is not zero.
-        self.header.refs.fetch_add(1, Relaxed);
-    }
-
-    /// Whether a sweeper is walking our list now (list invariants 5, 6).
-    pub(crate) fn sweeper_active(&self) -> bool {
-        // SeqCst: the reader's half of the handshake of list invariant 6.
-        self.sweeping.load(SeqCst)
+        Some(Record::new(Error::DeadlineExceeded, cause))
     }
 
     /// `merge` only: the second parent.
-    pub(crate) fn parent2(&self) -> Option<&Context> {
+    pub(crate) fn parent2(&self) -> Option<&NodeRef> {
         // SAFETY: as `Header::parent`.
         self.parent2.with(|p| unsafe { (*p).as_ref() })
     }
 
-    /// Withdraws one of our list entries: marks it, and counts it dead in
-    /// this list if the mark was ours (list invariant 1).
-    /// True if this call claimed it (else the drainer had).
-    pub(crate) fn withdraw(&self, entry: &Entry) -> bool {
-        if !entry.mark() {
-            return false; // the drainer claimed it, and owns its list reference
-        }
-        // SAFETY: we marked our own linked entry.
-        if !unsafe { crate::tree::list::unlink_head(&self.state, entry) } {
-            self.entry_deleted(); // a sweep will unlink it
-            return true;
-        }
-        // The list reference is ours now (list invariant 5).
-        let ptr = NonNull::from(entry);
-        // SeqCst: the owner's second half of list invariant 5.
-        if self.sweeping.load(SeqCst) {
-            let guard = crossbeam_epoch::pin();
-            defer_entry_release(ptr, &guard);
-        } else {
-            // SAFETY: no sweeper can reach the entry (list invariant 5), and
-            // the drainer never will: it left the list before any close.
-            unsafe { release_entry(ptr) };
-        }
-        true
+    /// Empties the second parent cell at teardown.
+    ///
+    /// # Safety
+    /// As [`Header::take_parent`].
+    pub(super) unsafe fn take_parent2(&self) -> Option<NodeRef> {
+        // SAFETY: the caller's promise.
+        self.parent2.with_mut(|p| unsafe { (*p).take() })
     }
 
     pub(crate) fn as_header(&self) -> NonNull<Header> {
         NonNull::from(&self.header)
+    }
+
+    /// A new node's fields after the header, for `create.rs`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        header: Header,
+        parent_scope: Option<NonNull<CancelNode>>,
+        parent_scope2: Option<NonNull<CancelNode>>,
+        parent2: Option<NodeRef>,
+        deadline: Option<Instant>,
+        timer: Option<TimerEntry>,
+        deadline_cause: Option<Cause>,
+    ) -> CancelNode {
+        CancelNode {
+            header,
+            list: List::new(),
+            link: Entry::new(super::list::EntryKind::Child),
+            has_timer: timer.is_some(),
+            record: AtomicUsize::new(0),
+            link2: Entry::new(super::list::EntryKind::MergeLink),
+            parent_scope,
+            parent_scope2,
+            parent2: UnsafeCell::new(parent2),
+            deadline,
+            timer: match timer {
+                Some(t) => MaybeUninit::new(t),
+                None => MaybeUninit::uninit(),
+            },
+            deadline_cause,
+        }
     }
 }
 
@@ -586,106 +436,5 @@ impl Drop for CancelNode {
             // SAFETY: the slot owned one strong count; we are freeing.
             drop(unsafe { Arc::from_raw(raw) });
         }
-    }
-}
-
-/// Sweep at least this many dead entries at a time.
-const SWEEP_MIN: usize = 64;
-
-/// Links `entry` of `node` into `owner`'s list, taking the list's memory
-/// reference; marks it unlinked when there is no list or it is closed.
-fn attach_entry(
-    node: &CancelNode,
-    owner: Option<NonNull<CancelNode>>,
-    entry: &Entry,
-) -> Result<(), usize> {
-    let Some(owner) = owner else {
-        entry.mark_unlinked();
-        return Ok(());
-    };
-    // Relaxed: the list's reference is published by the push's Release.
-    node.header.refs.fetch_add(1, Relaxed);
-    // SAFETY: `node` holds a handle on the parent that owns `owner`.
-    let owner = unsafe { owner.as_ref() };
-    // SAFETY: the entry is unlinked and lives as long as the node's memory,
-    // which the reference just taken keeps (list invariant 3).
-    match unsafe { crate::tree::list::push(&owner.state, entry) } {
-        Ok(()) => Ok(()),
-        Err(word) => {
-            entry.mark_unlinked();
-            // Relaxed: we still hold the handles' reference.
-            node.header.refs.fetch_sub(1, Relaxed);
-            Err(word)
-        }
-    }
-}
-
-/// The container of an entry, by its kind.
-pub(crate) fn entry_node(entry: NonNull<Entry>) -> NonNull<CancelNode> {
-    // SAFETY: only called for Child / MergeLink entries, which live at
-    // these offsets inside a `CancelNode`.
-    let offset = match unsafe { entry.as_ref() }.kind() {
-        EntryKind::Child => offset_of!(CancelNode, link),
-        EntryKind::MergeLink => offset_of!(CancelNode, link2),
-        _ => unreachable!("not a node entry"),
-    };
-    // SAFETY: the entry is a field of a live `CancelNode` at `offset`.
-    unsafe { NonNull::new_unchecked(entry.as_ptr().cast::<u8>().sub(offset).cast()) }
-}
-
-/// Releases the list's reference on whatever contains `entry`.
-///
-/// # Safety
-/// The caller owns that reference (list invariant 3).
-pub(crate) unsafe fn release_entry(entry: NonNull<Entry>) {
-    // SAFETY: the reference we own keeps the entry alive.
-    match unsafe { entry.as_ref() }.kind() {
-        EntryKind::Child | EntryKind::MergeLink => {
-            // SAFETY: as above; the node's memory reference is ours.
-            unsafe { release_ref(entry_node(entry).cast()) }
-        }
-        EntryKind::Waiter => {
-            // SAFETY: as above.
-            unsafe { crate::tree::waiter::Waiter::release(entry.cast()) }
-        }
-        EntryKind::Callback => {
-            // SAFETY: as above.
-            unsafe { crate::after_func::Callback::release(entry.cast()) }
-        }
-    }
-}
-
-/// Sweeper's hand-off: release through the epoch (list invariant 4).
-fn defer_entry_release(entry: NonNull<Entry>, guard: &crossbeam_epoch::Guard) {
-    // SAFETY: the sweeper that unlinked `entry` owns its list reference.
-    unsafe { crate::tree::list::defer_release(guard, entry, release_entry) }
-}
-
-/// Timer hook: our deadline is due.
-unsafe fn fire_timer(timer: NonNull<TimerEntry>) {
-    // SAFETY: the clock holds a memory reference for the timer until it
-    // calls `release_timer`, so the node is alive.
-    let node = unsafe { timer_node(timer).as_ref() };
-    let record = node.deadline_record();
-    cancel::cancel(node, Error::DeadlineExceeded, record, false);
-}
-
-/// Timer hook: the clock is done with our timer.
-unsafe fn release_timer(timer: NonNull<TimerEntry>) {
-    // SAFETY: the clock owned this memory reference (node invariant 2).
-    unsafe { release_ref(timer_node(timer).cast()) }
-}
-
-fn timer_node(timer: NonNull<TimerEntry>) -> NonNull<CancelNode> {
-    // SAFETY: every armed `TimerEntry` is the `timer` field of a live
-    // `CancelNode` (a `MaybeUninit` holds its payload at offset 0).
-    unsafe {
-        NonNull::new_unchecked(
-            timer
-                .as_ptr()
-                .cast::<u8>()
-                .sub(offset_of!(CancelNode, timer))
-                .cast(),
-        )
     }
 }

@@ -1,10 +1,5 @@
-//! Value lookup: walking outward through value and merge nodes only.
-//!
-//! Each value node also carries a 128-bit filter of the key slots that occur
-//! from it outward (keys get slot numbers in first-use order, so up to 128
-//! keys never collide). A lookup of a key whose bit is clear returns at
-//! once: a miss through a hundred value layers is one load, not a hundred
-//! hops. A merge on the path makes the filter all ones (no shortcut).
+//! Value nodes and lookup: walking outward through value and merge nodes
+//! only.
 //!
 //! Each value node also carries a 128-bit filter of the key slots that occur
 //! from it outward (keys get slot numbers in first-use order, so up to 128
@@ -19,8 +14,37 @@
 //! chain is searched before its second's, on an explicit stack (no
 //! recursion on depth).
 
-use crate::tree::node::{Header, NodeKind, ValueHead, ValueNode};
+use super::node::{Header, NodeKind};
 use std::ptr::NonNull;
+
+/// The fixed head of a value node; the value follows it.
+#[repr(C)]
+pub(crate) struct ValueHead {
+    pub(crate) header: Header,
+    /// The key's address (`Key::id`).
+    pub(crate) key: usize,
+    pub(crate) key_name: &'static str,
+    /// The parent's `values` (kept alive by the parent handle).
+    pub(crate) outer: Option<NonNull<Header>>,
+    /// Which key slots occur from here outward.
+    pub(crate) filter: KeyFilter,
+}
+
+/// A `with_value` node carrying a `T`.
+#[repr(C)]
+pub(crate) struct ValueNode<T> {
+    pub(crate) head: ValueHead,
+    pub(crate) value: T,
+}
+
+/// The key name of a value node, for `Display`.
+pub(crate) fn key_name(node: &Header) -> Option<&'static str> {
+    if node.kind != NodeKind::Value {
+        return None;
+    }
+    // SAFETY: value nodes start with a `ValueHead` (`repr(C)`).
+    Some(unsafe { &*(node as *const Header).cast::<ValueHead>() }.key_name)
+}
 
 /// The value stored under `key` (the key's address) as seen from `start`.
 ///

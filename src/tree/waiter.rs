@@ -12,11 +12,11 @@
 //!    the state word (state invariant 3), and a future re-checks `err()`
 //!    after every re-registration (atomic-waker's protocol).
 
-use crate::tree::list::{push_counted, Entry, EntryKind};
-use crate::tree::node::CancelNode;
-use crate::tree::state::err_of;
+use super::list::{Entry, EntryKind};
+use super::node::CancelNode;
+use super::state::err_of;
+use crate::error::Error;
 use crate::sync::{current_thread, release_last, AtomicUsize, AtomicWaker, LeakTrack, Thread};
-use crate::Error;
 use std::ptr::NonNull;
 use std::task::Waker;
 
@@ -29,7 +29,7 @@ enum Wake {
 #[repr(C)]
 pub(crate) struct Waiter {
     pub(crate) entry: Entry,
-    pub(crate) refs: AtomicUsize,
+    refs: AtomicUsize,
     wake: Wake,
     _track: LeakTrack,
 }
@@ -58,10 +58,14 @@ impl Waiter {
 
     /// Pushes a new waiter onto `scope`'s list. If `scope` is done already,
     /// frees the waiter and returns why.
-    pub(crate) fn enlist(w: NonNull<Waiter>, scope: &CancelNode) -> Result<(), Error> {
-        // SAFETY: a new waiter, counted on its own `refs`, alive as long as
-        // they are (list invariant 3).
-        let pushed = unsafe { push_counted(&scope.state, &w.as_ref().entry, &w.as_ref().refs) };
+    ///
+    /// # Safety
+    /// `w` comes from `for_task` or `for_thread`, was never enlisted, and
+    /// the caller gives up the reference it holds if this returns `Err`.
+    pub(crate) unsafe fn enlist(w: NonNull<Waiter>, scope: &CancelNode) -> Result<(), Error> {
+        // SAFETY: a new waiter (caller), counted on its own `refs`, alive as
+        // long as they are (list invariant 3).
+        let pushed = unsafe { scope.list.push(&w.as_ref().entry, &w.as_ref().refs) };
         pushed.map_err(|word| {
             // SAFETY: the push failed, so ours is the only reference.
             unsafe { Waiter::release(w) };

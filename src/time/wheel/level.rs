@@ -98,9 +98,4 @@ impl Level {
         let base = elapsed & !(self.level_span() - 1);
         Some((slot, base + slot as u64 * self.slot_span()))
     }
-
-    /// Whether every slot is empty.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.occupied == 0
-    }
 }

@@ -1,5 +1,5 @@
 //! An intrusive doubly linked list of timer entries, threaded through each
-//! entry's owner-only `Links` (timer.rs invariant 4). No allocation: a list is
+//! entry's owner-only `Links` (entry.rs invariant 4). No allocation: a list is
 //! two pointers and a length, so the wheel's memory never grows with the
 //! number of timers.
 
@@ -31,11 +31,6 @@ impl List {
     /// The first entry.
     pub(crate) fn head(&self) -> Option<Entry> {
         self.head
-    }
-
-    /// Number of entries.
-    pub(crate) fn len(&self) -> usize {
-        self.len
     }
 
     /// Whether the list is empty.
@@ -79,7 +74,7 @@ impl List {
 
     /// Unlinks `e`, which is in this list, and returns the pointer this list
     /// held for it (the arm-time pointer, which the hooks need). Leaves `e`
-    /// `Detached`, with that pointer stored in its `next`.
+    /// `Unlinked`, with that pointer stored in its `next`.
     pub(crate) fn remove(&mut self, e: Entry) -> Entry {
         let (prev, next) = links(e, |l| (l.prev, l.next));
         let stored = match prev {
@@ -96,7 +91,7 @@ impl List {
         links(e, |l| {
             l.prev = None;
             l.next = Some(stored);
-            l.pos = Pos::Detached;
+            l.pos = Pos::Unlinked;
         });
         stored
     }

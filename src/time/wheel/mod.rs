@@ -95,7 +95,7 @@ pub(crate) struct Wheel {
 }
 
 // SAFETY: the wheel only holds pointers to `TimerEntry`s, which are
-// `Send + Sync`, and only its owner (timer.rs invariant 4) follows them.
+// `Send + Sync`, and only its owner (entry.rs invariant 4) follows them.
 unsafe impl Send for Wheel {}
 
 impl Wheel {
@@ -112,11 +112,13 @@ impl Wheel {
     }
 
     /// Number of entries filed.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether nothing is filed.
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -124,7 +126,7 @@ impl Wheel {
     /// Files `e`.
     ///
     /// # Safety
-    /// The caller owns the wheel (timer.rs invariant 4), `e` is the arm-time
+    /// The caller owns the wheel (entry.rs invariant 4), `e` is the arm-time
     /// pointer of a live entry that is in no list, and it stays live until
     /// it leaves the wheel through `remove`, `pop_due` or `pop_any`.
     pub(crate) unsafe fn insert(&mut self, e: Entry) {
@@ -148,8 +150,8 @@ impl Wheel {
             }
             Pos::Parked => &mut self.parked,
             Pos::Ready => &mut self.ready,
-            // Detached entries keep their arm-time pointer in `next`.
-            Pos::Detached => return stored.unwrap_or(e),
+            // Unlinked entries keep their arm-time pointer in `next`.
+            Pos::Unlinked => return stored.unwrap_or(e),
             Pos::Unfiled => return e,
         };
         self.len -= 1;
@@ -173,7 +175,7 @@ impl Wheel {
     }
 
     /// Removes and returns the earliest entry whose deadline is `<= now`
-    /// (call `turn(now)` first). The returned entry is `Detached`.
+    /// (call `turn(now)` first). The returned entry is `Unlinked`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Entry> {
         let head = self.ready.head()?;
         if deadline_of(head) > now {

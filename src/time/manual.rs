@@ -1,0 +1,92 @@
+//! A manual clock's time: virtual, moved only by `advance`, which then runs
+//! the clock's timer engine on the calling thread.
+//!
+//! Time is nanoseconds since the clock's origin (the real `Instant::now()`
+//! at creation) in an `AtomicU64`, capped at the largest offset the
+//! platform's `Instant` can represent, so `advance(Duration::MAX)`
+//! saturates instead of panicking.
+
+use std::time::{Duration, Instant};
+
+use super::core::TimerCore;
+use crate::sync::{AtomicU64, Ordering};
+
+/// Shared state of one manual clock.
+#[derive(Debug)]
+pub(crate) struct ManualClock {
+    core: TimerCore,
+    /// Virtual nanoseconds since `core.origin()`.
+    nanos: AtomicU64,
+    /// The largest `nanos` for which `origin + nanos` is an `Instant`.
+    max_nanos: u64,
+}
+
+impl ManualClock {
+    /// A clock whose time starts at `origin`.
+    pub(crate) fn new(origin: Instant) -> ManualClock {
+        ManualClock {
+            core: TimerCore::new(origin),
+            nanos: AtomicU64::new(0),
+            max_nanos: max_offset(origin),
+        }
+    }
+
+    /// The timer engine of this clock.
+    pub(crate) fn core(&self) -> &TimerCore {
+        &self.core
+    }
+
+    /// Virtual time since the origin, for `Debug`.
+    pub(crate) fn elapsed(&self) -> Duration {
+        // Relaxed: a diagnostic read.
+        Duration::from_nanos(self.nanos.load(Ordering::Relaxed))
+    }
+
+    /// The clock's current time.
+    pub(crate) fn now(&self) -> Instant {
+        // Acquire: pairs with `advance`'s Release (time read after a fire
+        // that an observer synchronised with is at least that deadline).
+        let nanos = self.nanos.load(Ordering::Acquire);
+        self.at(nanos)
+    }
+
+    fn at(&self, nanos: u64) -> Instant {
+        let origin = self.core.origin();
+        // `max_nanos` guarantees the addition fits.
+        origin
+            .checked_add(Duration::from_nanos(nanos))
+            .unwrap_or(origin)
+    }
+
+    /// Moves time forward by `d` and fires what is due (see `Clock::advance`).
+    pub(crate) fn advance(&self, d: Duration) {
+        let step = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        // Relaxed: only the seed of the CAS loop.
+        let mut cur = self.nanos.load(Ordering::Relaxed);
+        let new = loop {
+            let new = cur.saturating_add(step).min(self.max_nanos);
+            // AcqRel: time is monotonic across concurrent advances; Release
+            // publishes it to `now` (see there).
+            match self
+                .nanos
+                .compare_exchange_weak(cur, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break new,
+                Err(actual) => cur = actual,
+            }
+        };
+        let (_, panic) = self.core.run_settled(self.at(new));
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
+    }
+}
+
+/// The largest offset (ns) that `origin` can be moved by, up to `u64::MAX`.
+fn max_offset(origin: Instant) -> u64 {
+    let mut n = u64::MAX;
+    while n > 0 && origin.checked_add(Duration::from_nanos(n)).is_none() {
+        n /= 2;
+    }
+    n
+}

@@ -1,0 +1,100 @@
+//! Entry dispatch: the one place that maps a link to its container.
+//!
+//! Two kinds of link point into containers: a list [`Entry`] (tagged with an
+//! [`EntryKind`]) and a node's [`TimerEntry`] (whose clock calls back through
+//! the hook table of `create.rs`, so that the time side knows nothing about
+//! the tree). Both are resolved here and nowhere else: the drain asks
+//! [`container`] what it reached, every released list reference goes
+//! through [`release`], and the timer hooks find their node with
+//! [`timer_node`].
+//!
+//! Invariant:
+//! 1. `Child` and `MergeLink` entries are the `link` and `link2` fields of a
+//!    `CancelNode`, `Waiter` entries the first field of a `Waiter`,
+//!    `Callback` entries the first field of a `Callback`, and every armed
+//!    `TimerEntry` of the tree is the `timer` field of a `CancelNode`.
+
+use super::callback::Callback;
+use super::list::{self, Entry, EntryKind, List};
+use super::node::CancelNode;
+use super::refs::release_node_ref;
+use super::waiter::Waiter;
+use crate::time::TimerEntry;
+use crossbeam_epoch::Guard;
+use std::mem::offset_of;
+use std::ptr::NonNull;
+
+/// What a list entry is part of.
+pub(super) enum Container {
+    /// A cancellable child node (through its first or second link).
+    Child(NonNull<CancelNode>),
+    /// A `Done` future or a blocked thread.
+    Waiter(NonNull<Waiter>),
+    /// An `after_func` registration.
+    Callback(NonNull<Callback>),
+}
+
+/// The container of a list entry, by its kind (invariant 1).
+///
+/// # Safety
+/// `entry` is alive: the caller holds a reference on its container.
+pub(super) unsafe fn container(entry: NonNull<Entry>) -> Container {
+    // SAFETY: alive by the caller's reference.
+    let kind = unsafe { entry.as_ref() }.kind();
+    let offset = match kind {
+        EntryKind::Child => offset_of!(CancelNode, link),
+        EntryKind::MergeLink => offset_of!(CancelNode, link2),
+        EntryKind::Waiter => return Container::Waiter(entry.cast()),
+        EntryKind::Callback => return Container::Callback(entry.cast()),
+    };
+    // SAFETY: the entry is a field of a live `CancelNode` at `offset`
+    // (invariant 1), so stepping back stays inside that allocation.
+    Container::Child(unsafe { entry.byte_sub(offset).cast() })
+}
+
+/// Releases the list's reference on whatever contains `entry`.
+///
+/// # Safety
+/// The caller owns that reference (list invariant 3).
+pub(crate) unsafe fn release(entry: NonNull<Entry>) {
+    // SAFETY: the reference we own keeps the entry alive.
+    match unsafe { container(entry) } {
+        // SAFETY: the node's list reference is ours.
+        Container::Child(node) => unsafe { release_node_ref(node) },
+        // SAFETY: as above.
+        Container::Waiter(w) => unsafe { Waiter::release(w) },
+        // SAFETY: as above.
+        Container::Callback(cb) => unsafe { Callback::release(cb) },
+    }
+}
+
+/// Releases the list's reference on `entry`'s container through the epoch
+/// (list invariant 4), for a sweeper or drainer that others may race.
+///
+/// # Safety
+/// As [`release`].
+pub(super) unsafe fn defer(entry: NonNull<Entry>, guard: &Guard) {
+    // SAFETY: the caller owns the reference; `release` releases exactly it.
+    unsafe { list::defer_release(guard, entry, release) }
+}
+
+/// Withdraws `entry` from `list` for its holder (list `withdraw`, with the
+/// release above). True if this call claimed it.
+///
+/// # Safety
+/// `entry` was pushed onto `list` (or marked unlinked) and its container
+/// follows invariant 1.
+pub(crate) unsafe fn withdraw(list: &List, entry: &Entry) -> bool {
+    // SAFETY: the caller's promise; `release` matches invariant 1.
+    unsafe { list.withdraw(entry, release) }
+}
+
+/// The node whose `timer` field `timer` is.
+///
+/// # Safety
+/// `timer` points at the `timer` field of a live `CancelNode` (invariant 1).
+pub(super) unsafe fn timer_node(timer: NonNull<TimerEntry>) -> NonNull<CancelNode> {
+    // SAFETY: the caller's promise (a `MaybeUninit` holds its payload at
+    // offset 0), so stepping back stays inside the node.
+    unsafe { timer.byte_sub(offset_of!(CancelNode, timer)).cast() }
+}
