@@ -2,13 +2,10 @@
 
 use crate::after_func::AfterFunc;
 use crate::clock::Clock;
-use crate::done::Done;
 use crate::error::{Cause, Error};
 use crate::handle::CancelHandle;
 use crate::key::Key;
-use crate::tree::{self, CancelNode, KeyId, NodeKind, NodeRef, OwnDeadline, Root};
-use std::fmt;
-use std::future::Future;
+use crate::tree::{self, CancelNode, KeyId, NodeRef, OwnDeadline, Root};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -108,7 +105,10 @@ impl Context {
         if let Some(scope) = self.scope().filter(|s| s.err().is_some()) {
             // Done already: a child would be indistinguishable from this
             // context (same err, cause, deadline, values), so share it.
-            return (self.clone(), CancelHandle::new(tree::share(scope)));
+            // SAFETY: `share` took the handle count we hand over.
+            return (self.clone(), unsafe {
+                CancelHandle::new(tree::share(scope))
+            });
         }
         pair(tree::cancellable(&self.node, None, OwnDeadline::Inherited))
     }
@@ -365,58 +365,6 @@ impl Context {
         self.node.deadline()
     }
 
-    /// A future that resolves, with the `err()`, once the context is done:
-    /// `<-ctx.Done()` for async code. Works on any executor; dropping it
-    /// leaves nothing behind.
-    ///
-    /// ```
-    /// # use gocontext::{Context, Error};
-    /// # async fn example() {
-    /// let (ctx, cancel) = Context::background().with_cancel();
-    /// cancel.cancel();
-    /// assert_eq!(ctx.done().await, Error::Canceled);
-    /// # }
-    /// ```
-    pub fn done(&self) -> Done {
-        Done::new(self.node.clone())
-    }
-
-    /// Blocks the calling thread until the context is done. Blocks forever
-    /// on a context that is never done.
-    ///
-    /// ```
-    /// use gocontext::{Context, Error};
-    /// let (ctx, cancel) = Context::background().with_cancel();
-    /// let t = std::thread::spawn(move || ctx.wait());
-    /// cancel.cancel();
-    /// assert_eq!(t.join().unwrap(), Error::Canceled);
-    /// ```
-    pub fn wait(&self) -> Error {
-        loop {
-            if let Some(err) = crate::done::wait_until(&self.node, None) {
-                return err;
-            }
-        }
-    }
-
-    /// Blocks the calling thread until the context is done or `timeout`
-    /// (real time) passes; `None` on time-out.
-    ///
-    /// ```
-    /// use gocontext::Context;
-    /// use std::time::Duration;
-    /// let ctx = Context::background();
-    /// assert_eq!(ctx.wait_timeout(Duration::from_millis(1)), None);
-    /// ```
-    pub fn wait_timeout(&self, timeout: Duration) -> Option<Error> {
-        match Instant::now().checked_add(timeout) {
-            Some(deadline) => {
-                crate::done::wait_until(&self.node, Some(deadline)).or_else(|| self.err())
-            }
-            None => Some(self.wait()),
-        }
-    }
-
     /// The value stored under `key` by the nearest `with_value` on the path
     /// to the root.
     ///
@@ -432,23 +380,6 @@ impl Context {
         // SAFETY: our handle keeps the whole path alive for `&self`'s life,
         // and the key's address fixes the type.
         unsafe { tree::lookup(self.node.values(), key.id(), key.slot()) }
-    }
-
-    /// Runs `fut` until it completes or the context is done, whichever is
-    /// first (a context that is done wins a tie).
-    ///
-    /// ```
-    /// # use gocontext::{Context, Error};
-    /// # async fn example() {
-    /// let ctx = Context::background();
-    /// assert_eq!(ctx.run(async { 7 }).await, Ok(7));
-    /// let (ctx, cancel) = ctx.with_cancel();
-    /// cancel.cancel();
-    /// assert_eq!(ctx.run(std::future::pending::<()>()).await, Err(Error::Canceled));
-    /// # }
-    /// ```
-    pub fn run<F: Future>(&self, fut: F) -> impl Future<Output = Result<F::Output, Error>> {
-        crate::done::run(self.done(), fut)
     }
 
     /// The clock this context's deadlines run on: its root's.
@@ -467,8 +398,10 @@ impl Context {
 /// A new node's two handles, as a context and its cancel handle.
 fn pair(node: NonNull<CancelNode>) -> (Context, CancelHandle) {
     // SAFETY: `cancellable` returns the node with two handles: one each.
-    let h = unsafe { NodeRef::adopt(node.as_ref().as_header()) };
-    (Context::from_ref(h), CancelHandle::new(node))
+    unsafe {
+        let h = NodeRef::adopt(node.as_ref().as_header());
+        (Context::from_ref(h), CancelHandle::new(node))
+    }
 }
 
 impl Clone for Context {
@@ -498,52 +431,5 @@ impl Clock {
     }
 }
 
-impl fmt::Display for Context {
-    /// Go's style: the path from the root, e.g.
-    /// `context.Background.WithValue(user).WithCancel`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut path = Vec::new();
-        let mut cur = &self.node;
-        while let Some(n) = cur.header() {
-            path.push(n);
-            match n.parent() {
-                Some(p) => cur = p,
-                None => break,
-            }
-        }
-        let root = match cur.as_root() {
-            Some(Root::Todo) => "context.TODO",
-            _ => "context.Background",
-        };
-        f.write_str(root)?;
-        for n in path.iter().rev() {
-            segment(n, f)?;
-        }
-        Ok(())
-    }
-}
-
-fn segment(n: &tree::Header, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    match n.kind {
-        NodeKind::Root => Ok(()),
-        NodeKind::Cancel => f.write_str(".WithCancel"),
-        NodeKind::Merge => f.write_str(".Merge"),
-        NodeKind::WithoutCancel => f.write_str(".WithoutCancel"),
-        NodeKind::Value => write!(f, ".WithValue({})", tree::key_name(n).unwrap_or("?")),
-        NodeKind::Deadline => {
-            let deadline = n.as_cancel().and_then(|c| c.deadline);
-            let left = deadline.map(|d| d.saturating_duration_since(n.clock.now()));
-            write!(f, ".WithDeadline({:?})", left.unwrap_or_default())
-        }
-    }
-}
-
-impl fmt::Debug for Context {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("path", &format_args!("{self}"))
-            .field("err", &self.err())
-            .field("deadline", &self.deadline())
-            .finish()
-    }
-}
+mod display;
+mod wait;

@@ -33,7 +33,10 @@ unsafe impl Sync for CancelHandle {}
 
 impl CancelHandle {
     /// Adopts one handle count on `node`.
-    pub(crate) fn new(node: NonNull<CancelNode>) -> CancelHandle {
+    ///
+    /// # Safety
+    /// The caller gives up one handle count it owns on the live `node`.
+    pub(crate) unsafe fn new(node: NonNull<CancelNode>) -> CancelHandle {
         CancelHandle { node }
     }
 

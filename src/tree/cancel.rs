@@ -105,9 +105,10 @@ pub(crate) fn withdraw_links(node: &CancelNode) {
     ];
     for (link, parent_scope) in links {
         match parent_scope {
-            // SAFETY: our handle holds the parent whose scope owns the list,
-            // and the link was pushed there or marked unlinked (create.rs).
             Some(p) => {
+                // SAFETY: our handle holds the parent whose scope owns the
+                // list, and the link was pushed there or marked unlinked
+                // (create.rs).
                 unsafe { entry::withdraw(&p.as_ref().list, link) };
             }
             None => debug_assert!(!link.mark()),

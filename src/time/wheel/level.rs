@@ -8,7 +8,7 @@
 
 use std::ptr::NonNull;
 
-use super::list::List;
+use super::list::TimerList;
 use crate::time::entry::{Pos, TimerEntry};
 
 /// Slots per level.
@@ -23,7 +23,7 @@ pub(crate) struct Level {
     level: u32,
     /// Bit `s` set iff `slots[s]` is non-empty.
     occupied: u64,
-    slots: [List; SLOTS],
+    slots: [TimerList; SLOTS],
 }
 
 impl Level {
@@ -32,7 +32,7 @@ impl Level {
         Level {
             level,
             occupied: 0,
-            slots: std::array::from_fn(|_| List::default()),
+            slots: std::array::from_fn(|_| TimerList::default()),
         }
     }
 
@@ -52,19 +52,31 @@ impl Level {
     }
 
     /// Files `e` (tick `tick`) into its slot.
-    pub(crate) fn push(&mut self, e: NonNull<TimerEntry>, tick: u64) {
+    ///
+    /// # Safety
+    /// The list contract (`list.rs`); `e` is in no list.
+    pub(crate) unsafe fn push(&mut self, e: NonNull<TimerEntry>, tick: u64) {
         let slot = self.slot_for(tick);
         let pos = Pos::Slot {
             level: self.level as u8,
             slot: slot as u8,
         };
-        self.slots[slot].push_back(e, pos);
+        // SAFETY: the caller's promise.
+        unsafe { self.slots[slot].push_back(e, pos) };
         self.occupied |= 1 << slot;
     }
 
     /// Unlinks `e` from `slot`; returns the list's (arm-time) pointer.
-    pub(crate) fn remove(&mut self, e: NonNull<TimerEntry>, slot: usize) -> NonNull<TimerEntry> {
-        let stored = self.slots[slot].remove(e);
+    ///
+    /// # Safety
+    /// The list contract (`list.rs`); `e` is in `slot`.
+    pub(crate) unsafe fn remove(
+        &mut self,
+        e: NonNull<TimerEntry>,
+        slot: usize,
+    ) -> NonNull<TimerEntry> {
+        // SAFETY: the caller's promise.
+        let stored = unsafe { self.slots[slot].remove(e) };
         if self.slots[slot].is_empty() {
             self.occupied &= !(1 << slot);
         }
@@ -72,7 +84,7 @@ impl Level {
     }
 
     /// Empties `slot` and returns its entries.
-    pub(crate) fn take(&mut self, slot: usize) -> List {
+    pub(crate) fn take(&mut self, slot: usize) -> TimerList {
         self.occupied &= !(1 << slot);
         std::mem::take(&mut self.slots[slot])
     }

@@ -2,34 +2,48 @@
 //! entry's owner-only `Links` (entry.rs invariant 4). No allocation: a list is
 //! two pointers and a length, so the wheel's memory never grows with the
 //! number of timers.
+//!
+//! Every operation that follows an entry's links is an `unsafe fn` with one
+//! contract, the *list contract*: the caller is the wheel's owner (entry.rs
+//! invariant 4), and every entry passed in or reachable from the lists
+//! involved is live (the clock holds its reference).
 
 use std::ptr::NonNull;
+use std::time::Instant;
 
 use crate::time::entry::{Links, Pos, TimerEntry};
 
-type Entry = NonNull<TimerEntry>;
+type Timer = NonNull<TimerEntry>;
 
 /// Runs `f` on the links of `e`.
 ///
-/// Every list operation below has the same contract, stated once here: the
-/// caller is the wheel's owner, and every entry reachable from the list (and
-/// the argument) is live and armed on this wheel's clock.
-fn links<R>(e: Entry, f: impl FnOnce(&mut Links) -> R) -> R {
-    // SAFETY: the module contract above: owner thread, live entry.
+/// # Safety
+/// The list contract (module doc) for `e`.
+unsafe fn links<R>(e: Timer, f: impl FnOnce(&mut Links) -> R) -> R {
+    // SAFETY: owner thread, live entry (caller).
     unsafe { TimerEntry::with_links(e, f) }
+}
+
+/// The deadline of `e`.
+///
+/// # Safety
+/// `e` is live.
+pub(super) unsafe fn deadline_of(e: Timer) -> Instant {
+    // SAFETY: live (caller).
+    unsafe { e.as_ref() }.deadline()
 }
 
 /// A list head. Entries are kept in insertion order (push at the back).
 #[derive(Debug, Default)]
-pub(crate) struct List {
-    head: Option<Entry>,
-    tail: Option<Entry>,
+pub(crate) struct TimerList {
+    head: Option<Timer>,
+    tail: Option<Timer>,
     len: usize,
 }
 
-impl List {
+impl TimerList {
     /// The first entry.
-    pub(crate) fn head(&self) -> Option<Entry> {
+    pub(crate) fn head(&self) -> Option<Timer> {
         self.head
     }
 
@@ -39,35 +53,48 @@ impl List {
     }
 
     /// Appends `e` and records `pos` in it.
-    pub(crate) fn push_back(&mut self, e: Entry, pos: Pos) {
+    ///
+    /// # Safety
+    /// The list contract; `e` is in no list.
+    pub(crate) unsafe fn push_back(&mut self, e: Timer, pos: Pos) {
         let prev = self.tail;
-        links(e, |l| {
-            l.prev = prev;
-            l.next = None;
-            l.pos = pos;
-        });
-        match prev {
-            Some(p) => links(p, |l| l.next = Some(e)),
-            None => self.head = Some(e),
+        // SAFETY: the list contract (caller) covers `e` and our tail.
+        unsafe {
+            links(e, |l| {
+                l.prev = prev;
+                l.next = None;
+                l.pos = pos;
+            });
+            match prev {
+                Some(p) => links(p, |l| l.next = Some(e)),
+                None => self.head = Some(e),
+            }
         }
         self.tail = Some(e);
         self.len += 1;
     }
 
     /// Inserts `e` right after `after` (or at the front if `None`).
-    fn insert_after(&mut self, after: Option<Entry>, e: Entry, pos: Pos) {
-        let next = match after {
-            Some(a) => links(a, |l| l.next.replace(e)),
-            None => self.head.replace(e),
-        };
-        links(e, |l| {
-            l.prev = after;
-            l.next = next;
-            l.pos = pos;
-        });
-        match next {
-            Some(n) => links(n, |l| l.prev = Some(e)),
-            None => self.tail = Some(e),
+    ///
+    /// # Safety
+    /// The list contract; `e` is in no list, `after` is in this one.
+    unsafe fn insert_after(&mut self, after: Option<Timer>, e: Timer, pos: Pos) {
+        // SAFETY: the list contract (caller) covers `after`, `e` and the
+        // neighbours reachable from them.
+        unsafe {
+            let next = match after {
+                Some(a) => links(a, |l| l.next.replace(e)),
+                None => self.head.replace(e),
+            };
+            links(e, |l| {
+                l.prev = after;
+                l.next = next;
+                l.pos = pos;
+            });
+            match next {
+                Some(n) => links(n, |l| l.prev = Some(e)),
+                None => self.tail = Some(e),
+            }
         }
         self.len += 1;
     }
@@ -75,48 +102,64 @@ impl List {
     /// Unlinks `e`, which is in this list, and returns the pointer this list
     /// held for it (the arm-time pointer, which the hooks need). Leaves `e`
     /// `Unlinked`, with that pointer stored in its `next`.
-    pub(crate) fn remove(&mut self, e: Entry) -> Entry {
-        let (prev, next) = links(e, |l| (l.prev, l.next));
-        let stored = match prev {
-            Some(p) => links(p, |l| std::mem::replace(&mut l.next, next)),
-            None => std::mem::replace(&mut self.head, next),
-        };
-        match next {
-            Some(n) => links(n, |l| l.prev = prev),
-            None => self.tail = prev,
+    ///
+    /// # Safety
+    /// The list contract; `e` is in this list.
+    pub(crate) unsafe fn remove(&mut self, e: Timer) -> Timer {
+        // SAFETY: the list contract (caller) covers `e` and its neighbours.
+        unsafe {
+            let (prev, next) = links(e, |l| (l.prev, l.next));
+            let stored = match prev {
+                Some(p) => links(p, |l| std::mem::replace(&mut l.next, next)),
+                None => std::mem::replace(&mut self.head, next),
+            };
+            match next {
+                Some(n) => links(n, |l| l.prev = prev),
+                None => self.tail = prev,
+            }
+            self.len -= 1;
+            // The list only ever holds entries that are in it.
+            let stored = stored.unwrap_or(e);
+            links(e, |l| {
+                l.prev = None;
+                l.next = Some(stored);
+                l.pos = Pos::Unlinked;
+            });
+            stored
         }
-        self.len -= 1;
-        // The list only ever holds entries that are in it.
-        let stored = stored.unwrap_or(e);
-        links(e, |l| {
-            l.prev = None;
-            l.next = Some(stored);
-            l.pos = Pos::Unlinked;
-        });
-        stored
     }
 
     /// Removes and returns the first entry (see `remove`).
-    pub(crate) fn pop_front(&mut self) -> Option<Entry> {
+    ///
+    /// # Safety
+    /// The list contract.
+    pub(crate) unsafe fn pop_front(&mut self) -> Option<Timer> {
         let head = self.head?;
-        Some(self.remove(head))
+        // SAFETY: the head is in this list; the contract is the caller's.
+        Some(unsafe { self.remove(head) })
     }
 
     /// Sorts by deadline, stably (merge sort on the links: O(n log n), no
     /// allocation, recursion depth log2(n)).
-    pub(crate) fn sort_by_deadline(&mut self) {
-        let pos = match self.head {
-            Some(h) => links(h, |l| l.pos),
-            None => return,
-        };
-        let len = self.len;
-        let head = merge_sort(self.head, len);
-        // Rebuild `prev` and `tail` from the sorted `next` chain.
-        *self = List::default();
-        let mut cur = head;
-        while let Some(e) = cur {
-            cur = links(e, |l| l.next);
-            self.push_back(e, pos);
+    ///
+    /// # Safety
+    /// The list contract.
+    pub(crate) unsafe fn sort_by_deadline(&mut self) {
+        // SAFETY: the list contract (caller) covers every entry here.
+        unsafe {
+            let pos = match self.head {
+                Some(h) => links(h, |l| l.pos),
+                None => return,
+            };
+            let len = self.len;
+            let head = merge_sort(self.head, len);
+            // Rebuild `prev` and `tail` from the sorted `next` chain.
+            *self = TimerList::default();
+            let mut cur = head;
+            while let Some(e) = cur {
+                cur = links(e, |l| l.next);
+                self.push_back(e, pos);
+            }
         }
     }
 
@@ -124,69 +167,82 @@ impl List {
     /// than most of `self`) into `self`, keeping `self` sorted and stable.
     /// Walks back from the tail, so it costs O(len(sorted) + the entries of
     /// `self` that are later than the earliest of `sorted`).
-    pub(crate) fn merge_sorted(&mut self, mut sorted: List, pos: Pos) {
+    ///
+    /// # Safety
+    /// The list contract, for both lists.
+    pub(crate) unsafe fn merge_sorted(&mut self, mut sorted: TimerList, pos: Pos) {
         let mut cursor = self.tail;
         while let Some(e) = sorted.tail {
-            sorted.remove(e);
-            let deadline = deadline_of(e);
-            while let Some(c) = cursor {
-                if deadline_of(c) <= deadline {
-                    break;
+            // SAFETY: the list contract (caller) covers both lists.
+            unsafe {
+                sorted.remove(e);
+                let deadline = deadline_of(e);
+                while let Some(c) = cursor {
+                    if deadline_of(c) <= deadline {
+                        break;
+                    }
+                    cursor = links(c, |l| l.prev);
                 }
-                cursor = links(c, |l| l.prev);
+                self.insert_after(cursor, e, pos);
             }
-            self.insert_after(cursor, e, pos);
         }
     }
-}
-
-fn deadline_of(e: Entry) -> std::time::Instant {
-    // SAFETY: module contract: `e` is live.
-    unsafe { e.as_ref() }.deadline()
 }
 
 /// Sorts the `next`-chain of `len` entries starting at `head`.
-fn merge_sort(head: Option<Entry>, len: usize) -> Option<Entry> {
-    if len <= 1 {
-        if let Some(h) = head {
-            links(h, |l| l.next = None);
+///
+/// # Safety
+/// The list contract for the chain.
+unsafe fn merge_sort(head: Option<Timer>, len: usize) -> Option<Timer> {
+    // SAFETY: the list contract (caller) covers the chain.
+    unsafe {
+        if len <= 1 {
+            if let Some(h) = head {
+                links(h, |l| l.next = None);
+            }
+            return head;
         }
-        return head;
+        let half = len / 2;
+        let mut mid = head?;
+        for _ in 1..half {
+            mid = links(mid, |l| l.next)?;
+        }
+        let right = links(mid, |l| l.next.take());
+        merge(merge_sort(head, half), merge_sort(right, len - half))
     }
-    let half = len / 2;
-    let mut mid = head?;
-    for _ in 1..half {
-        mid = links(mid, |l| l.next)?;
-    }
-    let right = links(mid, |l| l.next.take());
-    merge(merge_sort(head, half), merge_sort(right, len - half))
 }
 
 /// Merges two sorted `next`-chains; ties go to `a` (stability).
-fn merge(mut a: Option<Entry>, mut b: Option<Entry>) -> Option<Entry> {
+///
+/// # Safety
+/// The list contract for both chains.
+unsafe fn merge(mut a: Option<Timer>, mut b: Option<Timer>) -> Option<Timer> {
     let mut head = None;
-    let mut tail: Option<Entry> = None;
-    loop {
-        let take = match (a, b) {
-            (Some(x), Some(y)) if deadline_of(y) < deadline_of(x) => {
-                b = links(y, |l| l.next);
-                y
+    let mut tail: Option<Timer> = None;
+    // SAFETY: the list contract (caller) covers both chains.
+    unsafe {
+        loop {
+            let take = match (a, b) {
+                (Some(x), Some(y)) if deadline_of(y) < deadline_of(x) => {
+                    b = links(y, |l| l.next);
+                    y
+                }
+                (Some(x), _) => {
+                    a = links(x, |l| l.next);
+                    x
+                }
+                (None, Some(y)) => {
+                    b = links(y, |l| l.next);
+                    y
+                }
+                (None, None) => return head,
+            };
+            links(take, |l| l.next = None);
+            match tail {
+                Some(t) => links(t, |l| l.next = Some(take)),
+                None => head = Some(take),
             }
-            (Some(x), _) => {
-                a = links(x, |l| l.next);
-                x
-            }
-            (None, Some(y)) => {
-                b = links(y, |l| l.next);
-                y
-            }
-            (None, None) => return head,
-        };
-        links(take, |l| l.next = None);
-        match tail {
-            Some(t) => links(t, |l| l.next = Some(take)),
-            None => head = Some(take),
+            tail = Some(take);
         }
-        tail = Some(take);
     }
 }

@@ -32,7 +32,7 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use self::level::{Level, BITS};
-use self::list::List;
+use self::list::{deadline_of, TimerList};
 use crate::time::entry::{Pos, TimerEntry};
 
 /// Levels in the wheel.
@@ -42,7 +42,7 @@ const RANGE_BITS: u32 = BITS * LEVELS as u32;
 /// Nanoseconds per tick (1 ms).
 const TICK_NANOS: u128 = 1_000_000;
 
-type Entry = NonNull<TimerEntry>;
+type Timer = NonNull<TimerEntry>;
 
 /// The tick of `t`: whole milliseconds since `origin`, rounded up; 0 for
 /// instants before `origin`; saturates (no panic) for any `Instant`.
@@ -87,9 +87,9 @@ pub(crate) struct Wheel {
     elapsed: u64,
     levels: [Level; LEVELS],
     /// Entries beyond the range, re-filed at the next 2^36-tick boundary.
-    parked: List,
+    parked: TimerList,
     /// Entries with tick <= `elapsed`, sorted by deadline.
-    ready: List,
+    ready: TimerList,
     /// Entries in the wheel (all lists together).
     len: usize,
 }
@@ -105,8 +105,8 @@ impl Wheel {
             origin,
             elapsed: 0,
             levels: std::array::from_fn(|l| Level::new(l as u32)),
-            parked: List::default(),
-            ready: List::default(),
+            parked: TimerList::default(),
+            ready: TimerList::default(),
             len: 0,
         }
     }
@@ -129,9 +129,10 @@ impl Wheel {
     /// The caller owns the wheel (entry.rs invariant 4), `e` is the arm-time
     /// pointer of a live entry that is in no list, and it stays live until
     /// it leaves the wheel through `remove`, `pop_due` or `pop_any`.
-    pub(crate) unsafe fn insert(&mut self, e: Entry) {
+    pub(crate) unsafe fn insert(&mut self, e: Timer) {
         self.len += 1;
-        self.file(e);
+        // SAFETY: the caller's promise; it is the list contract for `e`.
+        unsafe { self.file(e) };
     }
 
     /// Unlinks `e` if it is filed and returns the arm-time pointer of the
@@ -140,13 +141,14 @@ impl Wheel {
     /// # Safety
     /// The caller owns the wheel; `e` is live and was inserted into this
     /// wheel (it may have left it since).
-    pub(crate) unsafe fn remove(&mut self, e: Entry) -> Entry {
+    pub(crate) unsafe fn remove(&mut self, e: Timer) -> Timer {
         // SAFETY: owner thread, live entry (caller).
         let (pos, stored) = unsafe { TimerEntry::with_links(e, |l| (l.pos, l.next)) };
         let list = match pos {
             Pos::Slot { level, slot } => {
                 self.len -= 1;
-                return self.levels[level as usize].remove(e, slot as usize);
+                // SAFETY: owner, live, and in that slot (its `pos` says so).
+                return unsafe { self.levels[level as usize].remove(e, slot as usize) };
             }
             Pos::Parked => &mut self.parked,
             Pos::Ready => &mut self.ready,
@@ -155,7 +157,8 @@ impl Wheel {
             Pos::Unfiled => return e,
         };
         self.len -= 1;
-        list.remove(e)
+        // SAFETY: owner, live, and in that list (its `pos` says so).
+        unsafe { list.remove(e) }
     }
 
     /// Moves the wheel to `now`: every entry whose tick has been reached
@@ -176,26 +179,34 @@ impl Wheel {
 
     /// Removes and returns the earliest entry whose deadline is `<= now`
     /// (call `turn(now)` first). The returned entry is `Unlinked`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Entry> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
         let head = self.ready.head()?;
-        if deadline_of(head) > now {
-            return None;
+        // SAFETY: filed entries are live (`insert`'s contract), and whoever
+        // holds `&mut self` is the owner.
+        unsafe {
+            if deadline_of(head) > now {
+                return None;
+            }
+            self.len -= 1;
+            self.ready.pop_front()
         }
-        self.len -= 1;
-        self.ready.pop_front()
     }
 
     /// Removes and returns any filed entry (used to empty a dropped clock).
-    pub(crate) fn pop_any(&mut self) -> Option<Entry> {
-        let e = match self.next_slot() {
-            _ if !self.ready.is_empty() => self.ready.pop_front(),
-            Some((Source::Slot { level, slot }, _)) => {
-                let list = self.levels[level].take(slot);
-                self.ready.merge_sorted(list, Pos::Ready);
-                self.ready.pop_front()
+    pub(crate) fn pop_any(&mut self) -> Option<Timer> {
+        // SAFETY: as in `pop_due`: the list contract holds for every list
+        // of the wheel.
+        let e = unsafe {
+            match self.next_slot() {
+                _ if !self.ready.is_empty() => self.ready.pop_front(),
+                Some((Source::Slot { level, slot }, _)) => {
+                    let list = self.levels[level].take(slot);
+                    self.ready.merge_sorted(list, Pos::Ready);
+                    self.ready.pop_front()
+                }
+                Some((Source::Parked, _)) => self.parked.pop_front(),
+                None => None,
             }
-            Some((Source::Parked, _)) => self.parked.pop_front(),
-            None => None,
         }?;
         self.len -= 1;
         Some(e)
@@ -206,7 +217,8 @@ impl Wheel {
     /// the next occupied slot's tick. Never later than any filed deadline.
     pub(crate) fn next_expiry(&self) -> Option<Instant> {
         if let Some(head) = self.ready.head() {
-            return Some(deadline_of(head));
+            // SAFETY: filed entries are live (`insert`'s contract).
+            return Some(unsafe { deadline_of(head) });
         }
         let (_, at) = self.next_slot()?;
         tick_start(self.origin, at)
@@ -239,37 +251,44 @@ impl Wheel {
             Source::Slot { level, slot } => self.levels[level].take(slot),
             Source::Parked => std::mem::take(&mut self.parked),
         };
-        let mut due = List::default();
-        while let Some(e) = list.pop_front() {
-            if tick_of(self.origin, deadline_of(e)) <= self.elapsed {
-                due.push_back(e, Pos::Ready);
-            } else {
-                self.file(e);
+        let mut due = TimerList::default();
+        // SAFETY: the list contract holds for every list of the wheel
+        // (filed entries are live by `insert`'s contract; `&mut self` is
+        // the owner), and a popped entry is in no list.
+        unsafe {
+            while let Some(e) = list.pop_front() {
+                if tick_of(self.origin, deadline_of(e)) <= self.elapsed {
+                    due.push_back(e, Pos::Ready);
+                } else {
+                    self.file(e);
+                }
             }
+            due.sort_by_deadline();
+            self.ready.merge_sorted(due, Pos::Ready);
         }
-        due.sort_by_deadline();
-        self.ready.merge_sorted(due, Pos::Ready);
     }
 
     /// Links `e` where its tick belongs relative to `elapsed`.
-    fn file(&mut self, e: Entry) {
-        let tick = tick_of(self.origin, deadline_of(e));
-        if tick <= self.elapsed {
-            let mut one = List::default();
-            one.push_back(e, Pos::Ready);
-            self.ready.merge_sorted(one, Pos::Ready);
-            return;
-        }
-        match level_for(self.elapsed, tick) {
-            Some(level) => self.levels[level].push(e, tick),
-            None => self.parked.push_back(e, Pos::Parked),
+    ///
+    /// # Safety
+    /// As `insert` (the count is the caller's business).
+    unsafe fn file(&mut self, e: Timer) {
+        // SAFETY: the caller's promise, and the wheel's own lists hold only
+        // live entries.
+        unsafe {
+            let tick = tick_of(self.origin, deadline_of(e));
+            if tick <= self.elapsed {
+                let mut one = TimerList::default();
+                one.push_back(e, Pos::Ready);
+                self.ready.merge_sorted(one, Pos::Ready);
+                return;
+            }
+            match level_for(self.elapsed, tick) {
+                Some(level) => self.levels[level].push(e, tick),
+                None => self.parked.push_back(e, Pos::Parked),
+            }
         }
     }
-}
-
-fn deadline_of(e: Entry) -> Instant {
-    // SAFETY: every entry the wheel holds is live (`insert`'s contract).
-    unsafe { e.as_ref() }.deadline()
 }
 
 #[cfg(all(test, not(loom)))]

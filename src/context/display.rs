@@ -1,0 +1,56 @@
+//! How a `Context` prints: Go's path from the root (`Display`), and a
+//! `Debug` with the path, err and deadline.
+
+use super::Context;
+use crate::tree::{self, NodeKind, Root};
+use std::fmt;
+
+impl fmt::Display for Context {
+    /// Go's style: the path from the root, e.g.
+    /// `context.Background.WithValue(user).WithCancel`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut path = Vec::new();
+        let mut cur = &self.node;
+        while let Some(n) = cur.header() {
+            path.push(n);
+            match n.parent() {
+                Some(p) => cur = p,
+                None => break,
+            }
+        }
+        let root = match cur.as_root() {
+            Some(Root::Todo) => "context.TODO",
+            _ => "context.Background",
+        };
+        f.write_str(root)?;
+        for n in path.iter().rev() {
+            segment(n, f)?;
+        }
+        Ok(())
+    }
+}
+
+fn segment(n: &tree::Header, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match n.kind {
+        NodeKind::Root => Ok(()),
+        NodeKind::Cancel => f.write_str(".WithCancel"),
+        NodeKind::Merge => f.write_str(".Merge"),
+        NodeKind::WithoutCancel => f.write_str(".WithoutCancel"),
+        NodeKind::Value => write!(f, ".WithValue({})", tree::key_name(n).unwrap_or("?")),
+        NodeKind::Deadline => {
+            let deadline = n.as_cancel().and_then(|c| c.deadline);
+            let left = deadline.map(|d| d.saturating_duration_since(n.clock.now()));
+            write!(f, ".WithDeadline({:?})", left.unwrap_or_default())
+        }
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("path", &format_args!("{self}"))
+            .field("err", &self.err())
+            .field("deadline", &self.deadline())
+            .finish()
+    }
+}

@@ -1,0 +1,76 @@
+//! Waiting for a `Context`: the `Done` future, blocking waits, and `run`.
+
+use super::Context;
+use crate::done::{self, Done};
+use crate::error::Error;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+impl Context {
+    /// A future that resolves, with the `err()`, once the context is done:
+    /// `<-ctx.Done()` for async code. Works on any executor; dropping it
+    /// leaves nothing behind.
+    ///
+    /// ```
+    /// # use gocontext::{Context, Error};
+    /// # async fn example() {
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// cancel.cancel();
+    /// assert_eq!(ctx.done().await, Error::Canceled);
+    /// # }
+    /// ```
+    pub fn done(&self) -> Done {
+        Done::new(self.node.clone())
+    }
+
+    /// Blocks the calling thread until the context is done. Blocks forever
+    /// on a context that is never done.
+    ///
+    /// ```
+    /// use gocontext::{Context, Error};
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// let t = std::thread::spawn(move || ctx.wait());
+    /// cancel.cancel();
+    /// assert_eq!(t.join().unwrap(), Error::Canceled);
+    /// ```
+    pub fn wait(&self) -> Error {
+        loop {
+            if let Some(err) = done::wait_until(&self.node, None) {
+                return err;
+            }
+        }
+    }
+
+    /// Blocks the calling thread until the context is done or `timeout`
+    /// (real time) passes; `None` on time-out.
+    ///
+    /// ```
+    /// use gocontext::Context;
+    /// use std::time::Duration;
+    /// let ctx = Context::background();
+    /// assert_eq!(ctx.wait_timeout(Duration::from_millis(1)), None);
+    /// ```
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Error> {
+        match Instant::now().checked_add(timeout) {
+            Some(deadline) => done::wait_until(&self.node, Some(deadline)).or_else(|| self.err()),
+            None => Some(self.wait()),
+        }
+    }
+
+    /// Runs `fut` until it completes or the context is done, whichever is
+    /// first (a context that is done wins a tie).
+    ///
+    /// ```
+    /// # use gocontext::{Context, Error};
+    /// # async fn example() {
+    /// let ctx = Context::background();
+    /// assert_eq!(ctx.run(async { 7 }).await, Ok(7));
+    /// let (ctx, cancel) = ctx.with_cancel();
+    /// cancel.cancel();
+    /// assert_eq!(ctx.run(std::future::pending::<()>()).await, Err(Error::Canceled));
+    /// # }
+    /// ```
+    pub fn run<F: Future>(&self, fut: F) -> impl Future<Output = Result<F::Output, Error>> {
+        done::run(self.done(), fut)
+    }
+}
