@@ -171,10 +171,10 @@ impl Clock {
         matches!(self.inner, Inner::Manual(_))
     }
 
-    /// Gets the inbox drained without blocking: drains it on this thread if
+    /// Gets the inbox emptied without blocking: empties it on this thread if
     /// no one owns the wheel right now (else the owner will). On the system
     /// clock the driver is unparked when the wheel was busy, or when this
-    /// drain filed live entries it has not seen (its sleep target may be
+    /// collection filed live entries it has not seen (its sleep target may be
     /// too late now; driver invariant 3).
     pub(crate) fn collect(&self) {
         match &self.inner {

@@ -1,5 +1,5 @@
 //! The timer engine of one clock: the lock-free inbox that any thread feeds,
-//! and the wheel that one owner at a time drains it into and fires from.
+//! and the wheel that one owner at a time files it into and fires from.
 //!
 //! # Why the wheel sits behind a `Mutex`, and why that is not a lock on arm
 //! or disarm
@@ -8,22 +8,22 @@
 //! plus at most one push onto the inbox (entry.rs). The mutex only decides
 //! which thread is the wheel's owner right now: the system clock's driver
 //! thread, a thread inside a manual clock's `advance`, or a *collector* (see
-//! below). It is held only while draining the inbox and moving entries
+//! below). It is held only while emptying the inbox and moving entries
 //! between lists, bounded work with no user code, and it is always dropped
 //! before any `fire` or `release` hook runs, so a hook may arm, disarm or
 //! `advance` the same clock without deadlock. The collector takes it with
 //! `try_lock`, which never waits: when the lock is taken it leaves the work
-//! to the holder (and, on the system clock, unparks the driver).
+//! to the owner (and, on the system clock, unparks the driver).
 //!
 //! # Memory bound
 //!
 //! A cancelled entry is held by the clock (through the node reference the
-//! caller gave `arm`) only until the next drain of the inbox. Every
+//! caller gave `arm`) only until the inbox is next emptied. Every
 //! successful disarm counts itself in `cancelled`; each `COLLECT_EVERY`-th
-//! one makes the disarming thread a collector: `try_collect` drains the
+//! one makes the disarming thread a collector: `try_collect` empties the
 //! inbox and releases the cancelled entries right there (so nodes are freed
 //! on the thread that most likely allocated them, without waking anyone).
-//! If the wheel is busy, the holder drains again once it unlocks (the
+//! If the wheel is busy, the owner empties it again once it unlocks (the
 //! system clock's driver is unparked to be sure). So at any time the clock
 //! holds the live entries plus about `COLLECT_EVERY` cancelled ones per
 //! concurrently disarming thread, however long the driver would otherwise
@@ -39,7 +39,7 @@ use super::inbox::{Graveyard, Inbox};
 use super::wheel::Wheel;
 use crate::sync::{fence, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
 
-/// Every this many successful disarms, someone drains the inbox. Under loom
+/// Every this many successful disarms, someone empties the inbox. Under loom
 /// every disarm collects, so the models explore the collector's races too.
 pub(crate) const COLLECT_EVERY: usize = if cfg!(loom) { 1 } else { 1024 };
 
@@ -51,10 +51,10 @@ pub(crate) type Panic = Box<dyn Any + Send>;
 pub(crate) enum Collected {
     /// Someone else owns the wheel right now.
     Busy,
-    /// Drained; `filed` live entries went into the wheel, so a sleeping
+    /// Emptied; `filed` live entries went into the wheel, so a sleeping
     /// driver may need to recompute its wake-up time.
     Done {
-        /// Live entries filed by this drain.
+        /// Live entries filed from the inbox.
         filed: usize,
     },
 }
@@ -64,7 +64,7 @@ pub(crate) enum Collected {
 pub(crate) enum AfterDisarm {
     /// Nothing more.
     Nothing,
-    /// Enough cancelled entries wait: get the owner to drain the inbox.
+    /// Enough cancelled entries wait: get the owner to empty the inbox.
     Collect,
 }
 
@@ -75,7 +75,7 @@ pub(crate) struct TimerCore {
     inbox: Inbox,
     /// Successful disarms so far (wrapping); drives collection.
     cancelled: AtomicUsize,
-    /// A collector found the wheel taken and left its push to the holder.
+    /// A collector found the wheel taken and left its push to the owner.
     wanted: AtomicBool,
     /// The wheel and the right to own it (see the module doc).
     wheel: Mutex<Wheel>,
@@ -130,7 +130,7 @@ impl TimerCore {
             // inbox and its `queue_next` is ours (entry.rs inv. 2, 3).
             Disarmed::Filed => unsafe { self.inbox.push(NonNull::from(entry)) },
         }
-        // Relaxed: only a counter; the drain it triggers synchronises
+        // Relaxed: only a counter; the collection it triggers synchronises
         // through the inbox.
         let n = self
             .cancelled
@@ -148,13 +148,13 @@ impl TimerCore {
         self.inbox.is_empty()
     }
 
-    /// Drains the inbox if no one owns the wheel right now; never waits.
+    /// Empties the inbox if no one owns the wheel right now; never waits.
     /// Releases what was cancelled on the calling thread, after unlocking.
     pub(crate) fn try_collect(&self) -> Collected {
         // SeqCst: the collector's half of the hand-off (`handed_over`): our
         // push (or the arming push still queued) comes before the flag,
         // the flag before the fence, so either the `try_lock` below sees
-        // the wheel free, or its holder sees the flag after it unlocks.
+        // the wheel free, or its owner sees the flag after it unlocks.
         self.wanted.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let mut filed = 0;
@@ -163,7 +163,7 @@ impl TimerCore {
             filed += match self.wheel.try_lock() {
                 Ok(mut wheel) => self.file_inbox(&mut wheel, &mut graves),
                 Err(TryLockError::Poisoned(p)) => self.file_inbox(&mut p.into_inner(), &mut graves),
-                // The holder drains again once it unlocks (`handed_over`).
+                // The owner empties it again once it unlocks (`handed_over`).
                 Err(TryLockError::WouldBlock) if filed == 0 => return Collected::Busy,
                 Err(TryLockError::WouldBlock) => break,
             };
@@ -176,12 +176,12 @@ impl TimerCore {
     }
 
     /// Whether a collector left its work to us while we held the wheel:
-    /// a holder that does not hand over to a driver (`try_collect`, a
-    /// manual clock's `advance`) asks after unlocking and, if so, drains
+    /// a owner that does not hand over to a driver (`try_collect`, a
+    /// manual clock's `advance`) asks after unlocking and, if so, empties
     /// again. Only collectors set the flag, never arms, so a stream of
-    /// arms from other threads cannot keep a holder going round.
+    /// arms from other threads cannot keep a owner going round.
     fn handed_over(&self) -> bool {
-        // SeqCst: the holder's half of the hand-off; with the fence in
+        // SeqCst: the owner's half of the hand-off; with the fence in
         // `try_collect` (store-buffer pattern, a fence on each side).
         fence(Ordering::SeqCst);
         self.wanted.load(Ordering::SeqCst)
@@ -280,7 +280,7 @@ impl TimerCore {
 
     /// Owner: pops the earliest due entry and claims it for firing. The
     /// claim happens under the lock, so a concurrent disarmer's push cannot
-    /// be drained (and released) by another owner while we still look at it.
+    /// be taken (and released) by another owner while we still look at it.
     fn claim_due(&self, wheel: &mut Wheel, now: Instant) -> Step {
         let Some(entry) = wheel.pop_due(now) else {
             return Step::Idle(wheel.next_expiry());
@@ -290,7 +290,7 @@ impl TimerCore {
             Step::Fire(entry)
         } else {
             // A disarm won; its push (maybe still to come) makes a later
-            // drain release the now-`Unlinked` entry (entry.rs inv. 7).
+            // `file_inbox` release the now-`Unlinked` entry (entry.rs inv. 7).
             Step::Lost
         }
     }

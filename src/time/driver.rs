@@ -13,7 +13,7 @@
 //!    (and unparks if the new deadline is earlier). An arm with a later
 //!    deadline does not wake it: the driver files the entry when it next
 //!    wakes, which is no later than that deadline. A disarming thread that
-//!    collects (drains the inbox itself, `Clock::collect`) may file an entry
+//!    collects (empties the inbox itself, `Clock::collect`) may file an entry
 //!    the driver has not seen; it then unparks the driver unconditionally
 //!    (the park token makes that safe even before the driver parks).
 //! 4. Hooks run with no lock held and their panics are caught (`TimerCore::run`),
@@ -89,7 +89,7 @@ impl Driver {
         }
     }
 
-    /// Unparks the driver: it drains the inbox and recomputes its sleep.
+    /// Unparks the driver: it empties the inbox and recomputes its sleep.
     pub(crate) fn wake(&self) {
         if let Some(thread) = self.thread.get() {
             thread.unpark();

@@ -10,7 +10,7 @@
 //! # States
 //!
 //! ```text
-//!   IDLE --arm--> QUEUED --owner drains--> FILED --owner claims--> FIRED
+//!   IDLE --arm--> QUEUED --owner files--> FILED --owner claims--> FIRED
 //!     |             |                        |
 //!     +--disarm--+--+--disarm-------------+--+
 //!                v                        v
@@ -38,7 +38,7 @@
 //! 6. `fire` runs only after the owner won `FILED -> FIRED`, so it runs at most
 //!    once and never after a disarm returned true.
 //! 7. `release` is called exactly once per armed entry, by exactly one party:
-//!    the owner that fired it (after `fire`); the owner that drained it as
+//!    the owner that fired it (after `fire`); the owner that took it off the inbox as
 //!    `CANCELLED` (from `QUEUED`, or from `FILED` via the second push); or
 //!    `arm` itself, for an entry disarmed before it was ever armed.
 //!
@@ -149,7 +149,7 @@ impl std::fmt::Debug for TimerEntry {
 pub(crate) enum Disarmed {
     /// It was never armed; `arm` will release it.
     BeforeArm,
-    /// It was still on the inbox; the owner releases it when it drains.
+    /// It was still on the inbox; the owner releases it when it empties the inbox.
     Queued,
     /// It was in the wheel; the caller must push it onto the inbox.
     Filed,

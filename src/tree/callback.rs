@@ -11,7 +11,7 @@
 //!    without running it: the context can no longer be done observably.
 //!    The memory reference lets `stop` reach the node's list safely, and is
 //!    given back when the registration is freed.
-//! 3. The callback cell is touched only by the owner of the mark.
+//! 3. The callback cell is touched only by whoever set the mark.
 
 use super::list::{Entry, EntryKind};
 use super::node::CancelNode;

@@ -50,7 +50,7 @@
 //!    entry happen before the holder's free.
 //!
 //! 6. Likewise, a drainer that finds no sweeper running right after its close
-//!    (SeqCst close, then SeqCst load of the flag) may free the detached
+//!    (SeqCst close, then SeqCst load of the flag) may free the taken
 //!    chain's entries without the epoch: any later sweeper's first head load
 //!    sees the node closed and stops, and an earlier one lowered the flag
 //!    with Release after its last read.

@@ -11,7 +11,7 @@
 //!
 //! - `CLOSED = 0`: the node is live; the high bits are the head of its
 //!   intrusive list of entries (children, waiters, callbacks), or zero.
-//! - `CLOSED = 1`: the node is done. The list was detached in the same
+//! - `CLOSED = 1`: the node is done. The list was taken in the same
 //!   atomic step, so the high bits are zero; `DEADLINE` gives the reason
 //!   (`DeadlineExceeded` if set, `Canceled` if not), and `CAUSE` says that
 //!   the node's record slot holds a custom cause.

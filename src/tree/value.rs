@@ -8,7 +8,7 @@
 //! hops. A merge on the path makes the filter all ones (no shortcut).
 //!
 //! Every node records its nearest ancestor-or-self that can answer a lookup
-//! (`Header::values`): a value node or a merge. Cancellable and detached
+//! (`Header::values`): a value node or a merge. Cancellable and `without_cancel`
 //! nodes are skipped without being visited, so a lookup costs one hop per
 //! value node, not per context. A merge forks the walk: its first parent's
 //! chain is searched before its second's, on an explicit stack (no

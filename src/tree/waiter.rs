@@ -5,7 +5,7 @@
 //! timed-out wait withdraws it like a dropped child: nothing is left behind.
 //!
 //! Invariants:
-//! 1. A waiter holds two memory references while linked: its owner's (the
+//! 1. A waiter holds two memory references while linked: its holder's (the
 //!    future or the waiting call) and the list's (list invariant 3).
 //! 2. No lost wake-up: the waiter is registered (waker stored or thread
 //!    recorded) before it is pushed, the push and the close are ordered on

@@ -13,7 +13,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
-/// Disarm races the owner's drain + fire of a due entry: exactly one of
+/// Disarm races the owner's filing + fire of a due entry: exactly one of
 /// "fired" and "disarm returned true", and exactly one release.
 #[test]
 fn disarm_races_fire() {
@@ -28,7 +28,7 @@ fn disarm_races_fire() {
         };
         let won = p.disarm(&clock);
         owner.join().unwrap();
-        clock.advance(Duration::ZERO); // drain a late cancel push
+        clock.advance(Duration::ZERO); // take a late cancel push
         assert_eq!(p.fires() + usize::from(won), 1);
         assert_eq!(p.releases(), 1);
     });
@@ -106,7 +106,7 @@ fn collectors_race_the_owner() {
 
 /// A disarm of a filed entry races an advance that owns the wheel, and no
 /// advance comes after: the entry is still released (a collector that
-/// finds the wheel taken leaves its push to the holder, which drains again
+/// finds the wheel taken leaves its push to the owner, which empties the inbox again
 /// after unlocking). Without that hand-off the push stayed queued and the
 /// node and its clock kept each other alive (fuzz `threads`, LSan).
 #[test]
