@@ -176,10 +176,10 @@ impl TimerCore {
     }
 
     /// Whether a collector left its work to us while we held the wheel:
-    /// a owner that does not hand over to a driver (`try_collect`, a
-    /// manual clock's `advance`) asks after unlocking and, if so, empties
+    /// an owner that does not hand over to a driver (`try_collect`, a
+    /// manual clock's `advance`) asks after unlocking and, if so, empties the inbox
     /// again. Only collectors set the flag, never arms, so a stream of
-    /// arms from other threads cannot keep a owner going round.
+    /// arms from other threads cannot keep an owner going round.
     fn handed_over(&self) -> bool {
         // SeqCst: the owner's half of the hand-off; with the fence in
         // `try_collect` (store-buffer pattern, a fence on each side).
