@@ -14,7 +14,7 @@ use std::time::Instant;
 /// done: `<-ctx.Done()` for async code.
 ///
 /// It works on any executor: the waker is stored in an entry of the
-/// context's own list (waiter.rs), woken by whoever cancels. It allocates
+/// context's own list (tree/waiter.rs), woken by whoever cancels. It allocates
 /// only if it has to wait, and dropping it withdraws that entry.
 ///
 /// ```
@@ -51,7 +51,7 @@ pub struct Done {
 }
 
 // SAFETY: the waiter is owned by this future and shared with the list only
-// through atomics (waiter.rs).
+// through atomics (tree/waiter.rs).
 unsafe impl Send for Done {}
 // SAFETY: `&Done` exposes nothing.
 unsafe impl Sync for Done {}

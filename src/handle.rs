@@ -25,7 +25,7 @@ pub struct CancelHandle {
     node: NonNull<CancelNode>,
 }
 
-// SAFETY: cancelling is thread-safe (cancel.rs), and the handle is a
+// SAFETY: cancelling is thread-safe (tree/cancel.rs), and the handle is a
 // counted reference on the node.
 unsafe impl Send for CancelHandle {}
 // SAFETY: as above.

@@ -23,8 +23,9 @@
 //!
 //! Every check (`err`, `is_done`, `cause`) is a lock-free atomic read,
 //! deriving and cancelling take no lock, and cancellation walks the tree
-//! iteratively, so a chain a million deep is fine. See `docs/design.md` for
-//! how the engine works, and `docs/go-mapping.md` for each Go idiom's form.
+//! iteratively, so a chain a million deep is fine. See `docs/semantics.md`
+//! for the rules every context keeps, `docs/design.md` for how the engine
+//! works, and `docs/go-mapping.md` for each Go idiom's form.
 #![deny(missing_docs)]
 #![deny(
     unsafe_op_in_unsafe_fn,

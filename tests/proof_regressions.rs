@@ -4,7 +4,7 @@
 use gocontext::{Clock, Error};
 use std::time::Duration;
 
-/// API.md §Semantics 3: deriving from a context that is already done gives
+/// Semantics 3 (docs/semantics.md): deriving from a context that is already done gives
 /// a context that is done at once. (Found by `fuzz/` `tree_ops`: in debug
 /// builds this tripped `debug_assert!(!entry.mark())` in
 /// `CancelNode::withdraw_links`.)
@@ -21,9 +21,10 @@ fn derive_from_cancelled_parent() {
     assert_eq!(m.err(), Some(Error::Canceled));
 }
 
-/// API.md `clock.advance`: "fires every deadline that is due ... before
-/// returning", and §Semantics 4: "a deadline at or before now() makes the
-/// child done at once". A deadline armed while another thread advances past
+/// `Clock::advance` fires every deadline that is due on the calling
+/// thread before returning, and by semantics 4 (docs/semantics.md) a
+/// deadline at or before `now()` gives a child that is done at once. A
+/// deadline armed while another thread advances past
 /// it must therefore be done once both calls have returned. (Found by
 /// `fuzz/` `threads`; about 1 round in 20,000 lost the timer until the next
 /// `advance`.)
@@ -83,8 +84,8 @@ fn strong_after_flush(p: &std::sync::Arc<()>) -> usize {
     std::sync::Arc::strong_count(p)
 }
 
-/// API.md §Semantics 10: "dropping every Context and CancelHandle of a
-/// subtree frees it ..., timers included." A deadline on a manual clock that
+/// Semantics 10 (docs/semantics.md): dropping every `Context` and
+/// `CancelHandle` of a subtree frees it, its timer included. A deadline on a manual clock that
 /// was cancelled (or abandoned) before it fired stays filed in the wheel, and
 /// is never freed once the clock itself is dropped. (Found by
 /// `tests/leaks.rs` `deadlines_manual`.)
@@ -110,7 +111,7 @@ fn manual_clock_dropped_with_filed_timers_frees_them() {
     }
 }
 
-/// API.md §Semantics 10: a subtree whose every Context and CancelHandle is
+/// Semantics 10 (docs/semantics.md): a subtree whose every Context and CancelHandle is
 /// dropped is freed. A callback registered with `after_func` on such a
 /// context, never run, keeps its closure (and the node) alive forever.
 /// (Found by `tests/leaks.rs` `callbacks`.)

@@ -1,4 +1,4 @@
-//! Integration tests for the numbered semantics of `shared/API.md` (1-12),
+//! Integration tests for the numbered semantics of `docs/semantics.md` (1-12),
 //! except deadlines and clocks (semantics 4 and 5), which the timer branch
 //! covers. Each test names the semantic it checks.
 

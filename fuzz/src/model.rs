@@ -1,5 +1,5 @@
 //! A plain, single-threaded reference model of Go's context semantics
-//! (API.md §Semantics 1-12), written only to be compared against gocontext.
+//! (docs/semantics.md, semantics 1-12), written only to be compared against gocontext.
 //!
 //! Nodes are never freed and never shared; every link is an index. The model
 //! knows nothing about memory, handles or threads: the harness decides what is

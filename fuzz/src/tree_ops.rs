@@ -402,7 +402,7 @@ impl Harness {
     }
 
     /// A callback whose node's subtree has lost every context, handle and
-    /// `Done` may be discarded unrun (API.md §10 frees such a subtree);
+    /// `Done` may be discarded unrun (semantics 10 frees such a subtree);
     /// the harness then only requires "at most once, never early".
     pub fn update_orphans(&mut self) {
         let live = self.live();
@@ -476,7 +476,7 @@ impl Harness {
     pub fn finish(mut self) {
         while let Some((h, id)) = self.handles.pop() {
             drop(h);
-            // The drop may have let the engine free a subtree (API.md §10)
+            // The drop may have let the engine free a subtree (semantics 10)
             // before the model cancels anything: mark its callbacks now.
             self.update_orphans();
             self.model

@@ -49,7 +49,7 @@ struct Wheel {
     /// What the callbacks saw, in the order they ran.
     log: Arc<Mutex<Vec<usize>>>,
     /// Timers whose context and handle are both gone: they may be freed
-    /// without firing (API.md §10), so only "at most once" applies.
+    /// without firing (semantics 10, docs/semantics.md), so only "at most once" applies.
     orphans: HashSet<usize>,
 }
 

@@ -1,4 +1,4 @@
-//! The clocks end to end, with test containers (`timer_probe`).
+//! The clocks end to end, with test containers (`time/probe.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

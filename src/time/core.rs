@@ -108,7 +108,7 @@ impl TimerCore {
         // SAFETY: live (caller).
         if !unsafe { entry.as_ref() }.begin_arm() {
             // SAFETY: never armed, so nobody else will release it (entry
-            // inv. 7); the caller's reference is the clock's.
+            // entry inv. 7); the caller's reference is the clock's.
             drop(unsafe { call_hook(entry, |e| e.hooks().release) });
             return false;
         }
@@ -217,7 +217,7 @@ impl TimerCore {
             match step {
                 Step::Fire(entry) => {
                     // SAFETY: we won FILED -> FIRED (entry inv. 6), so `fire`
-                    // is ours to call, then `release`, once (inv. 7).
+                    // is ours to call, then `release`, once (entry inv. 7).
                     first_panic = first_panic.or(unsafe { call_hook(entry, |e| e.hooks().fire) });
                     // SAFETY: as above.
                     let panic = unsafe { call_hook(entry, |e| e.hooks().release) };
@@ -254,17 +254,17 @@ impl TimerCore {
         // one that sets it later is seen by `handed_over`.
         self.wanted.store(false, Ordering::SeqCst);
         for entry in self.inbox.take_all() {
-            // SAFETY: we own the wheel; the clock holds the entry (inv. 7).
+            // SAFETY: we own the wheel; the clock holds the entry (entry inv. 7).
             let pos = unsafe { TimerEntry::with_links(entry, |l| l.pos) };
             if pos == Pos::Unfiled {
                 // The arming push. SAFETY: live (the clock's reference).
                 if unsafe { entry.as_ref() }.try_file() {
-                    // SAFETY: arm-time pointer, in no list (inv. 2, 4).
+                    // SAFETY: arm-time pointer, in no list (entry inv. 2, 4).
                     unsafe { wheel.insert(entry) };
                     filed += 1;
                 } else {
-                    // Disarmed while queued: never filed (inv. 5).
-                    // SAFETY: arm-time pointer; we alone release it (inv. 7).
+                    // Disarmed while queued: never filed (entry inv. 5).
+                    // SAFETY: arm-time pointer; we alone release it (entry inv. 7).
                     unsafe { graves.bury(entry) };
                 }
             } else {
@@ -290,7 +290,7 @@ impl TimerCore {
             Step::Fire(entry)
         } else {
             // A disarm won; its push (maybe still to come) makes a later
-            // `file_inbox` release the now-`Unlinked` entry (entry.rs inv. 7).
+            // `file_inbox` release the now-`Unlinked` entry (entry inv. 7).
             Step::Lost
         }
     }

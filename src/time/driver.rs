@@ -22,9 +22,10 @@
 //!    finite target (`LINGER` from now) instead of indefinitely, so arms of
 //!    deadlines later than that target need not wake it (by invariant 3 it
 //!    files them when the linger ends, before their deadline). Without this,
-//!    a create/cancel loop of long timeouts paid a futex wake per arm (1.7 us
-//!    per op measured). A driver with nothing armed and no recent work still
-//!    parks indefinitely: one extra wake-up after activity, then none.
+//!    a create/cancel loop of long timeouts would pay a futex wake per arm
+//!    (`docs/benchmarks.md`, "History"). A driver with nothing armed and no
+//!    recent work still parks indefinitely: one extra wake-up after
+//!    activity, then none.
 //!
 //! This module uses `std::thread` and `std::sync::OnceLock` directly: the
 //! process-wide static and a real thread have no loom model, and loom models

@@ -43,7 +43,7 @@
 //!    `arm` itself, for an entry disarmed before it was ever armed.
 //!
 //! Deadlock safety: nothing in this module takes a lock, and hooks are never
-//! called while the owner holds the wheel lock (see `timer_core`).
+//! called while the owner holds the wheel lock (see `core.rs`).
 
 use std::ptr::NonNull;
 use std::time::Instant;

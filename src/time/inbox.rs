@@ -44,7 +44,7 @@ impl Inbox {
         loop {
             let next = NonNull::new(head);
             // SAFETY: live (caller); we own `queue_next` until the CAS
-            // publishes it (inv. 3).
+            // publishes it (entry inv. 3).
             unsafe { TimerEntry::set_queue_next(entry, next) };
             // SeqCst: publishes the entry (Release for the owner's Acquire
             // swap) and takes part in the driver's sleep/wake handshake: the
@@ -75,7 +75,7 @@ impl Inbox {
         // (and `queue_next`) are visible. SeqCst like `push`.
         let mut cur = NonNull::new(self.head.swap(std::ptr::null_mut(), Ordering::SeqCst));
         // Reverse the LIFO chain in place; the owner owns every `queue_next`
-        // on it until it moves the entry to `FILED` (inv. 3).
+        // on it until it moves the entry to `FILED` (entry inv. 3).
         let mut reversed = None;
         while let Some(entry) = cur {
             // SAFETY: live (the clock holds it) and `queue_next` is ours.
@@ -99,7 +99,7 @@ impl Iterator for Taken {
     fn next(&mut self) -> Option<NonNull<TimerEntry>> {
         let entry = self.next?;
         // SAFETY: the entry is live (the clock holds its reference) and the
-        // owner owns `queue_next` after `take_all` (inv. 3).
+        // owner owns `queue_next` after `take_all` (entry inv. 3).
         self.next = unsafe { TimerEntry::queue_next(entry) };
         Some(entry)
     }
@@ -122,7 +122,7 @@ impl Graveyard {
     pub(crate) unsafe fn bury(&mut self, entry: NonNull<TimerEntry>) {
         let next = self.head;
         // SAFETY: live (caller); terminal and off the inbox, so
-        // `queue_next` is ours (inv. 3).
+        // `queue_next` is ours (entry inv. 3).
         unsafe { TimerEntry::set_queue_next(entry, next) };
         self.head = Some(entry);
     }

@@ -23,7 +23,7 @@
 //! there is no wrap-around to get wrong at any uptime (tokio #8334).
 //!
 //! The wheel is owned by one thread at a time and has no atomics; see
-//! `timer_core` for who that is.
+//! `core.rs` for who that is.
 
 mod level;
 mod list;
