@@ -210,5 +210,14 @@ impl fmt::Debug for Clock {
     }
 }
 
+#[cfg(test)]
+mod probe;
+
 #[cfg(all(test, not(loom)))]
 mod tests;
+
+#[cfg(all(test, not(loom)))]
+mod memory_tests;
+
+#[cfg(all(test, loom))]
+mod loom_models;

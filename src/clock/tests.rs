@@ -1,11 +1,11 @@
-//! The clocks end to end, with test containers (`time/probe.rs`).
+//! The clocks end to end, with test containers (`clock/probe.rs`).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::probe::{Board, ProbeRef};
 use crate::clock::Clock;
-use crate::time::probe::{Board, ProbeRef};
 
 fn us(n: u64) -> Duration {
     Duration::from_micros(n)

@@ -326,9 +326,3 @@ impl Drop for TimerCore {
         drop(graves.release_all());
     }
 }
-
-#[cfg(all(test, not(loom)))]
-mod tests;
-
-#[cfg(all(test, loom))]
-mod loom_models;

@@ -63,7 +63,7 @@ const CANCELLED: usize = 4;
 
 /// The callbacks through which a clock reaches the node that embeds an entry.
 ///
-/// Both receive the pointer that was passed to [`Clock::arm`](crate::clock::Clock::arm),
+/// Both receive the pointer that was passed to `Clock::arm`,
 /// so a `#[repr(C)]` container whose first field is the entry may cast it back.
 pub(crate) struct TimerHooks {
     /// The deadline is due: the node cancels itself with `DeadlineExceeded`.

@@ -21,8 +21,8 @@
 //! supplies a static [`TimerHooks`] table, and the engine calls back only
 //! through it. Within the folder dependencies run one way: `entry` ←
 //! `inbox` ← `core` ← `driver`, `manual`; `wheel` uses `entry` only.
-//! (`probe.rs`, test-only, arms its test containers through the public
-//! `Clock`.)
+//! Its tests drive it through the public `Clock`, so they live beside
+//! `clock.rs` (`clock/`), not here.
 
 mod core;
 pub(crate) mod driver;
@@ -31,9 +31,8 @@ mod inbox;
 mod manual;
 mod wheel;
 
-#[cfg(test)]
-pub(crate) mod probe;
-
 pub(crate) use self::core::{AfterDisarm, Collected, TimerCore};
+#[cfg(all(test, not(loom)))]
+pub(crate) use self::core::COLLECT_EVERY;
 pub(crate) use entry::{TimerEntry, TimerHooks};
 pub(crate) use manual::ManualClock;

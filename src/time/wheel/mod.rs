@@ -118,7 +118,7 @@ impl Wheel {
     }
 
     /// Whether nothing is filed.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }

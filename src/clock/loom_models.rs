@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use super::probe::{Board, ProbeRef};
 use crate::clock::Clock;
-use crate::time::probe::{Board, ProbeRef};
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();

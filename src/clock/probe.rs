@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::clock::Clock;
-use crate::time::entry::{TimerEntry, TimerHooks};
+use crate::time::{TimerEntry, TimerHooks};
 
 /// What a group of probes shares: counters and the order of fires.
 #[derive(Default)]
@@ -26,6 +26,7 @@ impl Board {
         Arc::new(Board::default())
     }
 
+    #[cfg(not(loom))]
     pub(crate) fn fired(&self) -> Vec<usize> {
         self.fired.lock().unwrap().clone()
     }
@@ -146,6 +147,7 @@ impl ProbeRef {
         unsafe { clock.disarm(&self.probe().entry) }
     }
 
+    #[cfg(not(loom))]
     pub(crate) fn deadline(&self) -> Instant {
         self.probe().entry.deadline()
     }
@@ -158,6 +160,7 @@ impl ProbeRef {
         self.probe().releases.load(Ordering::SeqCst)
     }
 
+    #[cfg(not(loom))]
     pub(crate) fn fired_at(&self) -> Option<Instant> {
         *self.probe().fired_at.lock().unwrap()
     }

@@ -11,9 +11,9 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::COLLECT_EVERY;
+use super::probe::{Board, ProbeRef};
 use crate::clock::Clock;
-use crate::time::probe::{Board, ProbeRef};
+use crate::time::COLLECT_EVERY;
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// A million natively; Miri checks the same paths on a smaller count.
