@@ -187,3 +187,91 @@ fn docs_cite_nothing_outside_the_repository() {
         }
     }
 }
+
+/// The module that `path` (`crate::a::b::Item`, relative to `module`)
+/// names: the longest prefix that is a file of `src/`.
+fn resolve(module: &[String], path: &str, modules: &BTreeSet<Vec<String>>) -> Option<Vec<String>> {
+    let mut segs: Vec<&str> = path.split("::").collect();
+    let mut base: Vec<String> = match segs.first()? {
+        &"crate" => Vec::new(),
+        &"super" => module[..module.len().saturating_sub(1)].to_vec(),
+        _ => return None,
+    };
+    segs.remove(0);
+    while segs.first() == Some(&"super") {
+        base.pop();
+        segs.remove(0);
+    }
+    base.extend(segs.iter().map(|s| s.to_string()));
+    (1..=base.len())
+        .rev()
+        .map(|k| base[..k].to_vec())
+        .find(|m| modules.contains(m))
+}
+
+#[test]
+fn no_module_imports_a_sibling_that_imports_it_back() {
+    let mut files = BTreeSet::new();
+    rust_files(&root().join("src"), &root().join("src"), &mut files);
+    let module_of = |f: &str| -> Vec<String> {
+        let f = f.trim_end_matches(".rs").trim_end_matches("/mod");
+        f.split('/').map(str::to_string).collect()
+    };
+    let modules: BTreeSet<Vec<String>> = files.iter().map(|f| module_of(f)).collect();
+    let mut edges = BTreeSet::new();
+    for file in &files {
+        let module = module_of(file);
+        let text = fs::read_to_string(root().join("src").join(file)).expect("readable");
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            // Every `crate::...` / `super::...` path, and each item of a
+            // `use x::{a, b}` group.
+            let line = line.replace(['{', '}', ',', ';', '(', ')', '<', '>', '&', ' ', '!'], " ");
+            let mut prefix: Option<String> = None;
+            for word in line.split_whitespace() {
+                let path = if word.starts_with("crate::") || word.starts_with("super::") {
+                    prefix = Some(word.trim_end_matches("::").to_string());
+                    word.to_string()
+                } else if let Some(p) = prefix.as_ref().filter(|_| word != "self") {
+                    format!("{p}::{word}")
+                } else {
+                    continue;
+                };
+                let Some(target) = resolve(&module, &path, &modules) else {
+                    continue;
+                };
+                let shared = module
+                    .iter()
+                    .zip(&target)
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                if shared < module.len() && shared < target.len() {
+                    edges.insert((module[..=shared].join("::"), target[..=shared].join("::")));
+                }
+            }
+        }
+    }
+    let mutual: Vec<_> = edges
+        .iter()
+        .filter(|(a, b)| a < b && edges.contains(&(b.clone(), a.clone())))
+        .collect();
+    assert!(
+        mutual.is_empty(),
+        "modules that import each other: {mutual:?}"
+    );
+}
+
+#[test]
+fn no_source_file_is_over_500_lines() {
+    let mut files = BTreeSet::new();
+    rust_files(&root().join("src"), &root().join("src"), &mut files);
+    for file in files {
+        let lines = fs::read_to_string(root().join("src").join(&file))
+            .expect("readable")
+            .lines()
+            .count();
+        assert!(
+            lines <= 500,
+            "src/{file} has {lines} lines (at most 500: one concept per file)"
+        );
+    }
+}

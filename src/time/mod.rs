@@ -31,8 +31,8 @@ mod inbox;
 mod manual;
 mod wheel;
 
-pub(crate) use self::core::{AfterDisarm, Collected, TimerCore};
 #[cfg(all(test, not(loom)))]
 pub(crate) use self::core::COLLECT_EVERY;
+pub(crate) use self::core::{AfterDisarm, Collected, TimerCore};
 pub(crate) use entry::{TimerEntry, TimerHooks};
 pub(crate) use manual::ManualClock;

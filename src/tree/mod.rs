@@ -18,15 +18,16 @@
 //! | `callback.rs` | `after_func` registrations as list entries | callback 1-3 |
 //! | `value.rs` | value nodes and lookup | — |
 //!
-//! Dependencies run one way except for one argued cycle: `refs` →
-//! `cancel` → `entry` → `refs`. Dropping a node's last handle closes it
-//! (refs calls cancel), a drain releases the entries it reached (cancel
-//! calls entry), and releasing a child's entry may free that child (entry
-//! calls refs). The recursion is real, but no call in it recurses on the
-//! stack: teardown and the drain both loop over explicit stacks (refs
-//! invariant 3). No two modules import each other. The time side
-//! (`crate::time`) knows nothing of this folder: it calls back through the
-//! hook table that `create.rs` arms timers with.
+//! No two modules here import each other, and all dependencies run one way
+//! except for one argued cycle: `refs` → `cancel` → `entry`/`callback` →
+//! `refs`. Dropping a node's last handle closes it (refs calls cancel), a
+//! drain acts on and releases the entries it reached (cancel calls entry and
+//! callback), and releasing an entry's memory reference may free a child
+//! node or a callback's scope (entry and callback call refs). The recursion
+//! is in the problem, not in the stack: teardown and the drain both loop
+//! over explicit stacks (refs invariant 3), so no call in the cycle recurses.
+//! The time side (`crate::time`) knows nothing of this folder: it calls back
+//! only through the hook table that `create.rs` arms timers with.
 
 mod callback;
 mod cancel;
