@@ -192,9 +192,9 @@ fn docs_cite_nothing_outside_the_repository() {
 /// names: the longest prefix that is a file of `src/`.
 fn resolve(module: &[String], path: &str, modules: &BTreeSet<Vec<String>>) -> Option<Vec<String>> {
     let mut segs: Vec<&str> = path.split("::").collect();
-    let mut base: Vec<String> = match segs.first()? {
-        &"crate" => Vec::new(),
-        &"super" => module[..module.len().saturating_sub(1)].to_vec(),
+    let mut base: Vec<String> = match *segs.first()? {
+        "crate" => Vec::new(),
+        "super" => module[..module.len().saturating_sub(1)].to_vec(),
         _ => return None,
     };
     segs.remove(0);

@@ -116,17 +116,25 @@ pub(crate) fn withdraw_links(node: &CancelNode) {
     }
 }
 
+/// How the entries of a taken chain are released.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Free {
+    /// At once: no sweeper was on the list at the close (list invariant 6).
+    Direct,
+    /// Through the epoch: a sweeper may still read them (list invariant 4).
+    Epoch,
+}
+
 /// A node just closed: its taken chain and what it was closed with.
 struct Closed {
     chain: usize,
     err: Error,
     record: Option<Arc<Record>>,
-    /// No sweeper was on the list at the close: its entries may be freed
-    /// without the epoch (list invariant 6).
-    direct: bool,
-    /// The list reference to release once the chain is drained, and
-    /// whether the chain it came from allows a direct free.
-    entry: Option<(NonNull<Entry>, bool)>,
+    /// Whether the chain's entries may be freed without the epoch.
+    free: Free,
+    /// The list reference to release once the chain is drained, and how
+    /// the chain it came from lets it be freed.
+    entry: Option<(NonNull<Entry>, Free)>,
 }
 
 /// Closes `node` with `err`/`record` unless it is done already.
@@ -147,7 +155,11 @@ fn publish(node: &CancelNode, err: Error, record: Option<Arc<Record>>) -> Option
         chain,
         err,
         record,
-        direct: chain == 0 || !node.list.sweeper_active(),
+        free: if chain == 0 || !node.list.sweeper_active() {
+            Free::Direct
+        } else {
+            Free::Epoch
+        },
         entry: None,
     })
 }
@@ -195,8 +207,8 @@ impl Drain {
         let mut next = Some(first);
         while let Some(closed) = next.take().or_else(|| self.stack.pop()) {
             self.drain_chain(&closed);
-            if let Some((entry, direct)) = closed.entry {
-                self.release(entry, direct);
+            if let Some((entry, free)) = closed.entry {
+                self.release(entry, free);
             }
         }
     }
@@ -215,7 +227,7 @@ impl Drain {
             if claimed && self.act(entry, closed) {
                 continue; // the entry's reference now rides on the stack
             }
-            self.release(entry, closed.direct);
+            self.release(entry, closed.free);
         }
     }
 
@@ -234,7 +246,7 @@ impl Drain {
                 if closed.chain == 0 {
                     return false;
                 }
-                closed.entry = Some((entry, parent.direct));
+                closed.entry = Some((entry, parent.free));
                 self.stack.push(closed);
                 true
             }
@@ -259,8 +271,8 @@ impl Drain {
         }
     }
 
-    fn release(&mut self, entry: NonNull<Entry>, direct: bool) {
-        if direct {
+    fn release(&mut self, entry: NonNull<Entry>, free: Free) {
+        if free == Free::Direct {
             // SAFETY: we own the entry's list reference (list invariant 3),
             // and no sweeper can reach it (list invariant 6).
             unsafe { entry::release(entry) };
