@@ -44,8 +44,10 @@ struct Probe {
     refs: AtomicUsize,
     fired_at: Mutex<Option<Instant>>,
     on_fire: Option<OnFire>,
-    /// The clock it was armed on: armed at most once, disarmed only there.
-    armed_on: std::sync::OnceLock<Clock>,
+    /// The address of the timer engine it was armed on: armed at most
+    /// once, disarmed only there. (An address, not a `Clock`: a probe that
+    /// held its clock would keep it alive from inside it.)
+    armed_on: std::sync::OnceLock<usize>,
 }
 
 static HOOKS: TimerHooks = TimerHooks {
@@ -127,7 +129,7 @@ impl ProbeRef {
 
     /// Takes a reference for the clock and arms the entry.
     pub(crate) fn arm(&self, clock: &Clock) {
-        let first = self.probe().armed_on.set(clock.clone()).is_ok();
+        let first = self.probe().armed_on.set(engine(clock)).is_ok();
         assert!(first, "a probe is armed at most once");
         self.probe().refs.fetch_add(1, Ordering::SeqCst);
         // SAFETY: the entry is boxed (never moves until freed), idle and
@@ -139,7 +141,7 @@ impl ProbeRef {
     pub(crate) fn disarm(&self, clock: &Clock) -> bool {
         let armed_on = self.probe().armed_on.get();
         assert!(
-            armed_on.map_or(true, |c| c.ptr_eq(clock)),
+            armed_on.map_or(true, |&e| e == engine(clock)),
             "disarm on the arming clock"
         );
         // SAFETY: our reference keeps the entry alive, and it was armed on
@@ -171,4 +173,9 @@ impl Drop for ProbeRef {
         // SAFETY: gives up the test's reference.
         unsafe { unref(self.0) };
     }
+}
+
+/// The identity of a clock's timer engine.
+fn engine(clock: &Clock) -> usize {
+    clock.core() as *const _ as usize
 }
