@@ -12,7 +12,7 @@ use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
 use crate::sync::Arc;
-use crate::time::{driver, AfterDisarm, Collected, ManualClock, TimerCore, TimerEntry};
+use crate::time::{system_driver, AfterDisarm, Collected, ManualClock, TimerCore, TimerEntry};
 
 /// The time source and timing wheel that deadlines run on.
 ///
@@ -37,7 +37,7 @@ pub struct Clock {
 
 #[derive(Clone)]
 enum Inner {
-    /// The process-wide clock; its state lives in a static (see `driver`).
+    /// The process-wide clock; its state lives in a static (see `time/driver.rs`).
     System,
     /// A virtual clock; clones share it.
     Manual(Arc<ManualClock>),
@@ -136,7 +136,7 @@ impl Clock {
     pub(crate) unsafe fn arm(&self, entry: NonNull<TimerEntry>) {
         match &self.inner {
             // SAFETY: the caller's promise is `Driver::arm`'s.
-            Inner::System => unsafe { driver::system().arm(entry) },
+            Inner::System => unsafe { system_driver().arm(entry) },
             Inner::Manual(m) => {
                 // SAFETY: the caller's promise is `TimerCore::arm`'s. (If it
                 // was disarmed before, `arm` already released it.)
@@ -179,7 +179,7 @@ impl Clock {
     pub(crate) fn collect(&self) {
         match &self.inner {
             Inner::System => {
-                let driver = driver::system();
+                let driver = system_driver();
                 match driver.core().try_collect() {
                     Collected::Done { filed: 0 } => {}
                     Collected::Busy | Collected::Done { .. } => driver.wake(),
@@ -192,7 +192,7 @@ impl Clock {
     /// The timer engine behind this clock.
     pub(crate) fn core(&self) -> &TimerCore {
         match &self.inner {
-            Inner::System => driver::system().core(),
+            Inner::System => system_driver().core(),
             Inner::Manual(m) => m.core(),
         }
     }

@@ -411,6 +411,8 @@ impl Clone for Context {
     }
 }
 
+// `Clock::background` lives here, not in clock.rs: a root is a `Context`,
+// and clock.rs must not import context.rs, which imports it.
 impl Clock {
     /// A root context whose deadlines run on this clock:
     /// `Clock::system().background()` is [`Context::background`].

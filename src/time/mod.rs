@@ -25,7 +25,7 @@
 //! `clock.rs` (`clock/`), not here.
 
 mod core;
-pub(crate) mod driver;
+mod driver;
 mod entry;
 mod inbox;
 mod manual;
@@ -34,5 +34,6 @@ mod wheel;
 #[cfg(all(test, not(loom)))]
 pub(crate) use self::core::COLLECT_EVERY;
 pub(crate) use self::core::{AfterDisarm, Collected, TimerCore};
+pub(crate) use driver::system as system_driver;
 pub(crate) use entry::{TimerEntry, TimerHooks};
 pub(crate) use manual::ManualClock;
