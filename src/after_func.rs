@@ -123,6 +123,11 @@ unsafe impl Send for AfterFunc {}
 // SAFETY: as above; `stop` through `&self` is the mark protocol.
 unsafe impl Sync for AfterFunc {}
 
+// The registration changes only through the mark (invariant 1), one
+// atomic step; a panic cannot leave it half-claimed.
+impl std::panic::UnwindSafe for AfterFunc {}
+impl std::panic::RefUnwindSafe for AfterFunc {}
+
 impl AfterFunc {
     /// Unregisters the callback: Go's `stop()`.
     ///

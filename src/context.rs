@@ -3,7 +3,7 @@
 use crate::after_func::{self, AfterFunc};
 use crate::cancel;
 use crate::clock::Clock;
-use crate::done::Done;
+use crate::done::{Done, Run};
 use crate::handle::CancelHandle;
 use crate::node::{
     release_handle, CancelNode, CancelSpec, Header, NodeKind, Record, ValueHead, ValueNode,
@@ -64,6 +64,13 @@ pub struct Context {
 unsafe impl Send for Context {}
 // SAFETY: as above; every `&self` method is thread-safe.
 unsafe impl Sync for Context {}
+
+// A panic cannot leave a context half-updated for code that catches it: the
+// node's shared state changes only in single atomic steps, and the engine
+// completes a cancellation or teardown before it re-raises a panic of user
+// code run inside it (cancel.rs). So a `Context` may cross `catch_unwind`.
+impl std::panic::UnwindSafe for Context {}
+impl std::panic::RefUnwindSafe for Context {}
 
 impl Context {
     fn sentinel(addr: usize) -> Context {
@@ -182,6 +189,9 @@ impl Context {
     /// [`Error::DeadlineExceeded`]. If this context's deadline is earlier,
     /// the child simply follows it (and `deadline()` reports it). A deadline
     /// at or before the clock's `now()` gives a child that is done at once.
+    /// A deadline that the clock can never reach (past a manual clock's cap,
+    /// see [`Clock::advance`]) means no deadline of its own, as a timeout
+    /// too large for `Instant` does.
     ///
     /// ```
     /// use gocontext::{Context, Error};
@@ -271,6 +281,9 @@ impl Context {
     ) -> (Context, CancelHandle) {
         if self.deadline().is_some_and(|d| d <= deadline) {
             return self.with_cancel(); // Go's shortcut: the parent fires first
+        }
+        if self.clock().never_reaches(deadline) {
+            return self.with_cancel(); // as a timeout too large for `Instant`
         }
         let expired = deadline <= now.unwrap_or_else(|| self.clock().now());
         let (ctx, handle) = self.derive(Some(deadline), true, !expired, cause);
@@ -511,7 +524,10 @@ impl Context {
     }
 
     /// Runs `fut` until it completes or the context is done, whichever is
-    /// first (a context that is done wins a tie).
+    /// first: `Err` at once (without polling `fut`) if the context is done
+    /// already, and after that `fut` is polled first on every poll, so an
+    /// output that is ready wins a tie with the cancellation. See [`Run`]
+    /// for its cancel safety.
     ///
     /// ```
     /// # use gocontext::{Context, Error};
@@ -523,8 +539,8 @@ impl Context {
     /// assert_eq!(ctx.run(std::future::pending::<()>()).await, Err(Error::Canceled));
     /// # }
     /// ```
-    pub fn run<F: Future>(&self, fut: F) -> impl Future<Output = Result<F::Output, Error>> {
-        crate::done::run(self.done(), fut)
+    pub fn run<F: Future>(&self, fut: F) -> Run<F> {
+        Run::new(self, fut)
     }
 
     /// The clock this context's deadlines run on: its root's.

@@ -33,6 +33,10 @@ unsafe impl Send for CancelHandle {}
 // SAFETY: as above.
 unsafe impl Sync for CancelHandle {}
 
+// As for `Context`: node state changes in single atomic steps.
+impl std::panic::UnwindSafe for CancelHandle {}
+impl std::panic::RefUnwindSafe for CancelHandle {}
+
 impl CancelHandle {
     pub(crate) fn new(node: NonNull<CancelNode>) -> CancelHandle {
         CancelHandle { node }

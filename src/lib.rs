@@ -53,7 +53,7 @@ mod timer_probe;
 pub use after_func::AfterFunc;
 pub use clock::Clock;
 pub use context::Context;
-pub use done::Done;
+pub use done::{Done, Run};
 pub use error::{Cause, Error};
 pub use handle::CancelHandle;
 pub use key::Key;

@@ -20,7 +20,10 @@
 //!    when `refs` reaches zero. List references are released through the
 //!    epoch (list invariant 4), so a node is never freed under a sweeper.
 //! 3. Teardown and release walk up the tree in a loop, never by recursion:
-//!    a million-deep chain drops on a small stack.
+//!    a million-deep chain drops on a small stack. A node that loses its
+//!    last handle while its thread is already in that loop (a freed value
+//!    or callback that held a `Context`) is handed to the loop, so drops
+//!    through contexts stored inside contexts do not recurse either.
 //! 4. A node's fields other than the atomics are written only before it is
 //!    shared, except the parent cells, which only teardown empties; teardown
 //!    runs once handles are zero, when no reader of those cells is left.
@@ -29,9 +32,10 @@ use crate::cancel;
 use crate::clock::Clock;
 use crate::list::{Entry, EntryKind};
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use crate::sync::{release_last, AtomicBool, AtomicUsize, LeakTrack, UnsafeCell};
+use crate::sync::{release_last, thread_local, AtomicBool, AtomicUsize, LeakTrack, UnsafeCell};
 use crate::timer::{TimerEntry, TimerHooks};
 use crate::{Cause, Context, Error};
+use std::cell::RefCell;
 use std::mem::{offset_of, MaybeUninit};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -242,19 +246,88 @@ fn leak<T>(b: Box<T>) -> NonNull<Header> {
 /// # Safety
 /// The caller owns one handle on `h`.
 pub(crate) unsafe fn release_handle(h: NonNull<Header>) {
-    let mut more: Vec<NonNull<Header>> = Vec::new();
-    let mut next = Some(h);
-    while let Some(h) = next.take().or_else(|| more.pop()) {
-        // SAFETY: we own a handle on `h`, so it is alive.
-        let node = unsafe { h.as_ref() };
-        if !release_last(&node.handles) {
-            continue;
+    // SAFETY: we own a handle on `h`, so it is alive.
+    if release_last(&unsafe { h.as_ref() }.handles) {
+        tear_down_from(h);
+    }
+}
+
+/// `Some` while this thread runs `tear_down_from`: nodes that lose their
+/// last handle meanwhile (a freed value that holds a `Context`, a discarded
+/// callback that captured one) wait here for that loop.
+type Deferred = RefCell<Option<Vec<NonNull<Header>>>>;
+
+#[cfg(not(loom))]
+thread_local! {
+    static DEFERRED: Deferred = const { RefCell::new(None) };
+}
+// loom's `thread_local!` has no `const` form.
+#[cfg(loom)]
+thread_local! {
+    static DEFERRED: Deferred = RefCell::new(None);
+}
+
+/// Tears down `first` (its last handle is gone) and every node that loses
+/// its last handle as a result, in one loop (invariant 3). Freeing a node
+/// can drop user values that hold contexts; their teardown joins the loop
+/// already running on this thread instead of recursing, so a chain of
+/// contexts stored inside contexts drops on a small stack too.
+fn tear_down_from(first: NonNull<Header>) {
+    let nested = DEFERRED.try_with(|d| {
+        let mut d = d.borrow_mut();
+        if let Some(waiting) = d.as_mut() {
+            waiting.push(first);
+            return true;
         }
-        let (p1, p2) = teardown(node);
-        next = p1.and_then(Context::into_node);
-        more.extend(p2.and_then(Context::into_node));
+        *d = Some(Vec::new());
+        false
+    });
+    let Ok(nested) = nested else {
+        // This thread's locals are gone (it is exiting): loop without them.
+        return tear_down_loop(first);
+    };
+    if nested {
+        return;
+    }
+    let _end = DeferredLoop;
+    tear_down_loop(first);
+}
+
+/// The loop of `tear_down_from`.
+fn tear_down_loop(first: NonNull<Header>) {
+    let mut more: Vec<NonNull<Header>> = Vec::new();
+    let mut next = Some(first);
+    while let Some(h) = next.take().or_else(|| more.pop()).or_else(take_deferred) {
+        // SAFETY: its handles are zero and its memory is held by the
+        // handles' reference, which we release last.
+        let (p1, p2) = teardown(unsafe { h.as_ref() });
+        next = p1.and_then(Context::into_node).filter(|&p| last_handle(p));
+        more.extend(p2.and_then(Context::into_node).filter(|&p| last_handle(p)));
         // SAFETY: the handles' memory reference (node invariant 2).
         unsafe { release_ref(h) };
+    }
+}
+
+/// Releases a handle we own on `p`; true if it was the last.
+fn last_handle(p: NonNull<Header>) -> bool {
+    // SAFETY: we own a handle on `p`, so it is alive.
+    release_last(&unsafe { p.as_ref() }.handles)
+}
+
+/// The nodes deferred to the running loop so far.
+fn take_deferred() -> Option<NonNull<Header>> {
+    DEFERRED
+        .try_with(|d| d.borrow_mut().as_mut().and_then(Vec::pop))
+        .ok()
+        .flatten()
+}
+
+/// Ends this thread's teardown loop (also if it unwinds).
+struct DeferredLoop;
+
+impl Drop for DeferredLoop {
+    fn drop(&mut self) {
+        let _ = DEFERRED.try_with(|d| d.borrow_mut().take());
     }
 }
 

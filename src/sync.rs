@@ -16,6 +16,7 @@ mod imp {
     };
     pub(crate) use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
     pub(crate) use std::thread::{current as current_thread, park, Thread};
+    pub(crate) use std::thread_local;
 
     /// Parks for at most `d`; spurious wake-ups are allowed, as with `park`.
     pub(crate) fn park_timeout(d: std::time::Duration) {
@@ -73,6 +74,7 @@ mod imp {
     };
     pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
     pub(crate) use loom::thread::{current as current_thread, park, Thread};
+    pub(crate) use loom::thread_local;
     pub(crate) use std::sync::TryLockError;
 
     /// loom has no timed park; a yield is a legal spurious wake-up.
