@@ -1,9 +1,9 @@
 //! `after_func` registrations: a callback as a list entry.
 //!
 //! Invariants:
-//! 1. Whoever marks the entry (list invariant 1) owns the callback: the
-//!    drainer runs it, `stop` drops it. So it runs at most once, and `stop`
-//!    returns true exactly when it prevented the run.
+//! 1. Whoever marks the entry (list invariant 1) owns the callback cell:
+//!    the drainer takes the callback to run or discard it, `stop` takes it
+//!    to drop it.
 //! 2. The registration holds a *memory* reference on its context's node, not
 //!    a handle: it does not keep the context alive (contract semantics 10).
 //!    If every `Context` and `CancelHandle` of the context is dropped before
@@ -12,9 +12,18 @@
 //!    The memory reference lets `stop` reach the node's list safely, and is
 //!    given back when the registration is freed.
 //! 3. The callback cell is touched only by the owner of the mark.
+//! 4. What happened to the callback is decided separately, by one
+//!    compare-exchange out of `PENDING` on `outcome`: to `STARTED` by the
+//!    runner just before it calls `f`, to `DISCARDED` by teardown, to
+//!    `STOPPED` by `stop` (also out of `DISCARDED`: a discarded callback
+//!    never started, so the first `stop` is true). So `f` runs at most
+//!    once, and `stop` returns true exactly once, iff `f` never started.
+//!    A drainer that claimed the entry but finds it `STOPPED` drops `f`
+//!    unrun.
 
 use crate::list::{Entry, EntryKind};
 use crate::node::{release_ref, CancelNode};
+use crate::sync::Ordering::{AcqRel, Acquire};
 use crate::sync::{release_last, AtomicUsize, LeakTrack, UnsafeCell};
 use std::any::Any;
 use std::fmt;
@@ -31,8 +40,15 @@ pub(crate) struct Callback {
     /// The node whose list holds us; we hold a memory reference (inv. 2).
     owner: Option<NonNull<CancelNode>>,
     f: UnsafeCell<Option<Func>>,
+    /// `PENDING`, then one of `STARTED`, `DISCARDED`, `STOPPED` (inv. 4).
+    outcome: AtomicUsize,
     _track: LeakTrack,
 }
+
+const PENDING: usize = 0;
+const STARTED: usize = 1;
+const DISCARDED: usize = 2;
+const STOPPED: usize = 3;
 
 impl Callback {
     /// Takes the callback; only the owner of the mark may (invariant 3).
@@ -41,13 +57,28 @@ impl Callback {
         self.f.with_mut(|f| unsafe { (*f).take() })
     }
 
-    /// Runs a callback the drainer claimed; returns its panic, if any.
+    /// Moves `outcome` from `from` to `to`; true if this call did.
+    fn settle(&self, from: usize, to: usize) -> bool {
+        // AcqRel: the one decision between runner, teardown and `stop`
+        // (inv. 4); each side sees what the other did before deciding.
+        self.outcome
+            .compare_exchange(from, to, AcqRel, Acquire)
+            .is_ok()
+    }
+
+    /// Runs a callback the drainer claimed, unless `stop` came first;
+    /// returns its panic, if any.
     ///
     /// # Safety
     /// The caller claimed `cb` and holds a reference on it.
     pub(crate) unsafe fn run(cb: NonNull<Callback>) -> Option<Box<dyn Any + Send>> {
         // SAFETY: the caller's reference keeps it alive.
-        let f = unsafe { cb.as_ref() }.take()?;
+        let cb = unsafe { cb.as_ref() };
+        let f = cb.take()?;
+        if !cb.settle(PENDING, STARTED) {
+            drop(f); // stopped after our claim, before the start (inv. 4)
+            return None;
+        }
         catch_unwind(AssertUnwindSafe(f)).err()
     }
 
@@ -57,7 +88,11 @@ impl Callback {
     /// The caller claimed `cb` and holds a reference on it.
     pub(crate) unsafe fn discard(cb: NonNull<Callback>) {
         // SAFETY: the caller's reference keeps it alive.
-        drop(unsafe { cb.as_ref() }.take());
+        let cb = unsafe { cb.as_ref() };
+        // A `stop` that came first has said so already; either way `f`
+        // never starts.
+        cb.settle(PENDING, DISCARDED);
+        drop(cb.take());
     }
 
     /// Drops one memory reference; frees at zero.
@@ -89,6 +124,7 @@ pub(crate) fn register(owner: Option<&CancelNode>, f: Func) -> AfterFunc {
         refs: AtomicUsize::new(1),
         owner: owner.map(NonNull::from),
         f: UnsafeCell::new(Some(f)),
+        outcome: AtomicUsize::new(PENDING),
         _track: LeakTrack::new(),
     })));
     // SAFETY: just allocated; we hold its only reference.
@@ -98,10 +134,11 @@ pub(crate) fn register(owner: Option<&CancelNode>, f: Func) -> AfterFunc {
     };
     // SAFETY: the entry is new, and lives while its references do.
     if unsafe { crate::list::push_counted(&o.state, &c.entry, &c.refs) }.is_err() {
-        // Done already: the mark is ours (push_counted marked it).
+        // Done already: the mark is ours (push_counted marked it), and no
+        // `stop` can have come first: nobody else has the registration yet.
         let f = c.take();
         let after = AfterFunc { cb };
-        if let Some(f) = f {
+        if let Some(f) = f.filter(|_| c.settle(PENDING, STARTED)) {
             f();
         }
         return after;
@@ -131,9 +168,13 @@ impl std::panic::RefUnwindSafe for AfterFunc {}
 impl AfterFunc {
     /// Unregisters the callback: Go's `stop()`.
     ///
-    /// Returns true if this call stopped the callback from running; false if
-    /// it has already run (or is running) because the context is done, or
-    /// was stopped already.
+    /// Returns true if this call stopped the callback from running: it had
+    /// not started, and no earlier `stop` returned true. A callback that was
+    /// dropped unrun because every handle of its context was dropped (see
+    /// [`Context::after_func`](crate::Context::after_func)) never started,
+    /// so the first `stop` after that is true too. False if it has started
+    /// (it is running or ran) because the context is done, or an earlier
+    /// `stop` returned true.
     ///
     /// ```
     /// use gocontext::Context;
@@ -146,15 +187,19 @@ impl AfterFunc {
     pub fn stop(&self) -> bool {
         // SAFETY: we hold a reference on the registration.
         let cb = unsafe { self.cb.as_ref() };
+        if !cb.settle(PENDING, STOPPED) && !cb.settle(DISCARDED, STOPPED) {
+            return false; // started, or stopped by an earlier call
+        }
         let claimed = match cb.owner {
             // SAFETY: our memory reference keeps the owner alive (inv. 2).
             Some(owner) => unsafe { owner.as_ref() }.withdraw(&cb.entry),
             None => cb.entry.mark(),
         };
+        // Else the drainer claimed it; it sees STOPPED and drops `f`.
         if claimed {
             drop(cb.take());
         }
-        claimed
+        true
     }
 }
 

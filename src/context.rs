@@ -352,7 +352,8 @@ impl Context {
     ///
     /// The registration does not keep the context alive: if every
     /// `Context` and `CancelHandle` of it is dropped before it is done (a
-    /// detached handle), the context is freed and `f` is dropped unrun.
+    /// detached handle), the context is freed and `f` is dropped unrun (and
+    /// the first [`AfterFunc::stop`] returns true: `f` never started).
     ///
     /// ```
     /// use gocontext::Context;

@@ -261,3 +261,61 @@ fn chain_of_contexts_stored_as_values_drops_on_a_small_stack() {
     t.join()
         .expect("dropping the chain must not overflow the stack");
 }
+
+// ---------------------------------------------------------------------------
+// AfterFunc::stop after teardown discarded the callback
+
+#[test]
+fn stop_after_teardown_discarded_the_callback_is_true_once() {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (ctx, cancel) = Context::background().with_cancel();
+    cancel.detach();
+    let r = ran.clone();
+    let after = ctx.after_func(move || {
+        r.fetch_add(1, SeqCst);
+    });
+    drop(ctx); // the last handle: teardown drops the callback unrun
+    assert!(
+        after.stop(),
+        "the run was prevented: f never ran, never will"
+    );
+    assert!(!after.stop(), "an earlier stop already said so");
+    assert_eq!(ran.load(SeqCst), 0);
+}
+
+#[test]
+fn stop_racing_teardown_is_always_true_and_never_runs() {
+    for _ in 0..2000 {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (ctx, cancel) = Context::background().with_cancel();
+        cancel.detach();
+        let r = ran.clone();
+        let after = ctx.after_func(move || {
+            r.fetch_add(1, SeqCst);
+        });
+        let t = std::thread::spawn(move || drop(ctx));
+        let stopped = after.stop();
+        t.join().unwrap();
+        assert!(stopped);
+        assert!(!after.stop());
+        assert_eq!(ran.load(SeqCst), 0);
+    }
+}
+
+#[test]
+fn stop_racing_a_cancel_is_true_exactly_when_f_does_not_run() {
+    for _ in 0..2000 {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let (ctx, cancel) = Context::background().with_cancel();
+        let r = ran.clone();
+        let after = ctx.after_func(move || {
+            r.fetch_add(1, SeqCst);
+        });
+        let t = std::thread::spawn(move || cancel.cancel());
+        let stopped = after.stop();
+        t.join().unwrap();
+        assert_eq!(ran.load(SeqCst), usize::from(!stopped));
+        assert!(!after.stop());
+        drop(ctx);
+    }
+}
