@@ -25,9 +25,7 @@ use crate::list::{Entry, EntryKind};
 use crate::node::{release_ref, CancelNode};
 use crate::sync::Ordering::{AcqRel, Acquire};
 use crate::sync::{release_last, AtomicUsize, LeakTrack, UnsafeCell};
-use std::any::Any;
 use std::fmt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 type Func = Box<dyn FnOnce() + Send + 'static>;
@@ -66,20 +64,18 @@ impl Callback {
             .is_ok()
     }
 
-    /// Runs a callback the drainer claimed, unless `stop` came first;
-    /// returns its panic, if any.
+    /// Runs a callback the drainer claimed, unless `stop` came first. The
+    /// caller catches its panic (unwind.rs).
     ///
     /// # Safety
     /// The caller claimed `cb` and holds a reference on it.
-    pub(crate) unsafe fn run(cb: NonNull<Callback>) -> Option<Box<dyn Any + Send>> {
+    pub(crate) unsafe fn run(cb: NonNull<Callback>) {
         // SAFETY: the caller's reference keeps it alive.
         let cb = unsafe { cb.as_ref() };
-        let f = cb.take()?;
-        if !cb.settle(PENDING, STARTED) {
-            drop(f); // stopped after our claim, before the start (inv. 4)
-            return None;
-        }
-        catch_unwind(AssertUnwindSafe(f)).err()
+        let Some(f) = cb.take() else { return };
+        if cb.settle(PENDING, STARTED) {
+            f();
+        } // else stopped after our claim, before the start (inv. 4): dropped
     }
 
     /// Drops a callback that teardown claimed, unrun (invariant 2).

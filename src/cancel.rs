@@ -5,8 +5,10 @@
 //! cancels claimed children, wakes claimed waiters and runs claimed
 //! callbacks. Children's chains go on an explicit stack, so depth costs heap,
 //! never call stack. No lock is held anywhere, so callbacks may re-enter
-//! the engine freely; each runs inside `catch_unwind`, and the first panic
-//! is re-raised only after the whole subtree is done.
+//! the engine freely. Every call of user code (a waker, a callback, the drop
+//! of a discarded callback or of what a release frees) runs inside
+//! `catch_unwind` (unwind.rs), and the first panic is re-raised only after
+//! the whole subtree is done.
 //!
 //! Invariants:
 //! 1. Every node of the subtree gets the err and record that were actually
@@ -17,13 +19,13 @@
 //!    a woken waiter or a running callback always sees `err()` set.
 
 use crate::list::{self, Entry, EntryKind};
-use crate::node::{entry_node, release_entry, CancelNode, Record};
+use crate::node::{entry_node, release_entry, release_entry_deferred, CancelNode, Record};
 #[cfg(target_arch = "x86_64")]
 use crate::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
 use crate::state::{closed_word, CAUSE};
+use crate::unwind::Panics;
 use crate::Error;
 use crossbeam_epoch::Guard;
-use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -65,7 +67,7 @@ fn close(
         let mut drain = Drain {
             guard: None,
             stack: Vec::new(),
-            panic: None,
+            panics: Panics::default(),
             silent,
         };
         drain.run(closed);
@@ -141,7 +143,8 @@ struct Drain {
     /// Pinned only once some release must go through the epoch.
     guard: Option<Guard>,
     stack: Vec<Closed>,
-    panic: Option<Box<dyn Any + Send>>,
+    /// The first panic of user code, re-raised by `finish`.
+    panics: Panics,
     /// Teardown: drop callbacks instead of running them.
     silent: bool,
 }
@@ -194,21 +197,24 @@ impl Drain {
                 true
             }
             EntryKind::Waiter => {
+                let w = entry.cast();
                 // SAFETY: claimed here, alive by our list reference.
-                unsafe { crate::waiter::Waiter::wake(entry.cast()) };
-                false
-            }
-            EntryKind::Callback if self.silent => {
-                // SAFETY: claimed here, alive by our list reference.
-                unsafe { crate::after_func::Callback::discard(entry.cast()) };
+                let wake = || unsafe { crate::waiter::Waiter::wake(w) };
+                self.panics.call(wake);
                 false
             }
             EntryKind::Callback => {
+                let cb = entry.cast();
+                let silent = self.silent;
                 // SAFETY: claimed here, alive by our list reference.
-                let panic = unsafe { crate::after_func::Callback::run(entry.cast()) };
-                if self.panic.is_none() {
-                    self.panic = panic;
-                }
+                let act = || unsafe {
+                    if silent {
+                        crate::after_func::Callback::discard(cb)
+                    } else {
+                        crate::after_func::Callback::run(cb)
+                    }
+                };
+                self.panics.call(act);
                 false
             }
         }
@@ -218,25 +224,24 @@ impl Drain {
         if direct {
             // SAFETY: we own the entry's list reference (list invariant 3),
             // and no sweeper can reach it (list invariant 6).
-            unsafe { release_entry(entry) };
+            let release = || unsafe { release_entry(entry) };
+            // It may free what runs user `Drop` code: caught.
+            self.panics.call(release);
             return;
         }
         let guard = self.guard.get_or_insert_with(crossbeam_epoch::pin);
         // SAFETY: we own the list reference of every entry on our chains
         // (list invariant 3) and release each exactly once.
-        unsafe { list::defer_release(guard, entry, release_entry) };
+        unsafe { list::defer_release(guard, entry, release_entry_deferred) };
     }
 
-    /// Re-raises the first callback panic, now that the subtree is done.
+    /// Re-raises the first panic of user code, now that the subtree is
+    /// done.
     fn finish(self) {
         // Hand over our deferred frees and collect (see entry_deleted).
         if let Some(guard) = self.guard {
             guard.flush();
         }
-        if let Some(panic) = self.panic {
-            if !std::thread::panicking() {
-                std::panic::resume_unwind(panic);
-            }
-        }
+        self.panics.resume();
     }
 }

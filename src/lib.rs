@@ -43,6 +43,7 @@ mod state;
 mod sync;
 mod timer;
 mod timer_core;
+mod unwind;
 mod value;
 mod waiter;
 mod wheel;

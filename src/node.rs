@@ -34,6 +34,7 @@ use crate::list::{Entry, EntryKind};
 use crate::sync::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use crate::sync::{release_last, thread_local, AtomicBool, AtomicUsize, LeakTrack, UnsafeCell};
 use crate::timer::{TimerEntry, TimerHooks};
+use crate::unwind::Panics;
 use crate::{Cause, Context, Error};
 use std::cell::RefCell;
 use std::mem::{offset_of, MaybeUninit};
@@ -293,19 +294,24 @@ fn tear_down_from(first: NonNull<Header>) {
     tear_down_loop(first);
 }
 
-/// The loop of `tear_down_from`.
+/// The loop of `tear_down_from`. User code it runs (discarded callbacks,
+/// freed values and causes) may panic: the loop completes regardless and
+/// re-raises the first panic at the end (unwind.rs).
 fn tear_down_loop(first: NonNull<Header>) {
+    let mut panics = Panics::default();
     let mut more: Vec<NonNull<Header>> = Vec::new();
     let mut next = Some(first);
     while let Some(h) = next.take().or_else(|| more.pop()).or_else(take_deferred) {
         // SAFETY: its handles are zero and its memory is held by the
         // handles' reference, which we release last.
-        let (p1, p2) = teardown(unsafe { h.as_ref() });
+        let (p1, p2) = teardown(unsafe { h.as_ref() }, &mut panics);
         next = p1.and_then(Context::into_node).filter(|&p| last_handle(p));
         more.extend(p2.and_then(Context::into_node).filter(|&p| last_handle(p)));
         // SAFETY: the handles' memory reference (node invariant 2).
-        unsafe { release_ref(h) };
+        let release = || unsafe { release_ref(h) };
+        panics.call(release); // frees values and causes: user `Drop` code
     }
+    panics.resume();
 }
 
 /// Releases a handle we own on `p`; true if it was the last.
@@ -332,10 +338,11 @@ impl Drop for DeferredLoop {
 }
 
 /// Invariant 1: the node's last handle is gone.
-fn teardown(node: &Header) -> (Option<Context>, Option<Context>) {
+fn teardown(node: &Header, panics: &mut Panics) -> (Option<Context>, Option<Context>) {
     let mut p2 = None;
     if let Some(c) = node.as_cancel() {
-        cancel::close_silently(c);
+        // Its drain completes, then re-raises a discarded callback's panic.
+        panics.call(|| cancel::close_silently(c));
         c.withdraw_links();
         // SAFETY: handles are zero: nobody else reads the cell (inv. 4).
         p2 = c.parent2.with_mut(|p| unsafe { (*p).take() });
@@ -728,10 +735,21 @@ pub(crate) unsafe fn release_entry(entry: NonNull<Entry>) {
     }
 }
 
+/// `release_entry` for a release deferred through the epoch: it runs on
+/// whichever thread collects, so a panic of user `Drop` code is dropped
+/// there (unwind invariant 4).
+///
+/// # Safety
+/// As `release_entry`.
+pub(crate) unsafe fn release_entry_deferred(entry: NonNull<Entry>) {
+    // SAFETY: the caller's guarantee.
+    crate::unwind::orphan(|| unsafe { release_entry(entry) });
+}
+
 /// Sweeper's hand-off: release through the epoch (list invariant 4).
 fn defer_entry_release(entry: NonNull<Entry>, guard: &crossbeam_epoch::Guard) {
     // SAFETY: the sweeper that unlinked `entry` owns its list reference.
-    unsafe { crate::list::defer_release(guard, entry, release_entry) }
+    unsafe { crate::list::defer_release(guard, entry, release_entry_deferred) }
 }
 
 /// Timer hook: our deadline is due.

@@ -414,7 +414,7 @@ impl Graveyard {
             self.head = unsafe { TimerEntry::queue_next(entry) };
             self.len -= 1;
             let panic = call_hook(entry, |e| e.hooks.release);
-            first_panic = first_panic.or(panic);
+            first_panic = crate::unwind::first(first_panic, panic);
         }
         first_panic
     }
@@ -423,7 +423,7 @@ impl Graveyard {
 impl Drop for Graveyard {
     fn drop(&mut self) {
         // Never drop references silently: a graveyard always gets emptied.
-        drop(self.release_all());
+        crate::unwind::discard(self.release_all());
     }
 }
 

@@ -36,6 +36,7 @@ use std::time::Instant;
 
 use crate::sync::{fence, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
 use crate::timer::{call_hook, Disarmed, Graveyard, Inbox, Pos, TimerEntry};
+use crate::unwind::{discard, first};
 use crate::wheel::Wheel;
 
 /// Every this many successful disarms, someone drains the inbox. Under loom
@@ -106,7 +107,7 @@ impl TimerCore {
     pub(crate) unsafe fn arm(&self, entry: NonNull<TimerEntry>) -> bool {
         // SAFETY: live (caller).
         if !unsafe { entry.as_ref() }.begin_arm() {
-            drop(call_hook(entry, |e| e.hooks().release)); // timer.rs inv. 7
+            discard(call_hook(entry, |e| e.hooks().release)); // timer.rs inv. 7
             return false;
         }
         // SAFETY: QUEUED and not yet pushed: ours to push (timer.rs inv. 2).
@@ -164,7 +165,7 @@ impl TimerCore {
                 Err(TryLockError::WouldBlock) if filed == 0 => return Collected::Busy,
                 Err(TryLockError::WouldBlock) => break,
             };
-            drop(graves.release_all());
+            discard(graves.release_all());
             if !self.handed_over() {
                 break;
             }
@@ -190,7 +191,7 @@ impl TimerCore {
         let mut first_panic = None;
         loop {
             let (next, panic) = self.run(now);
-            first_panic = first_panic.or(panic);
+            first_panic = first(first_panic, panic);
             if !self.handed_over() {
                 return (next, first_panic);
             }
@@ -210,11 +211,11 @@ impl TimerCore {
                 wheel.turn(now);
                 self.claim_due(&mut wheel, now)
             };
-            first_panic = first_panic.or(graves.release_all());
+            first_panic = first(first_panic, graves.release_all());
             match step {
                 Step::Fire(entry) => {
-                    first_panic = first_panic.or(call_hook(entry, |e| e.hooks().fire));
-                    first_panic = first_panic.or(call_hook(entry, |e| e.hooks().release));
+                    first_panic = first(first_panic, call_hook(entry, |e| e.hooks().fire));
+                    first_panic = first(first_panic, call_hook(entry, |e| e.hooks().release));
                 }
                 Step::Lost => {}
                 Step::Idle(next) => return (next, first_panic),
@@ -315,7 +316,7 @@ impl Drop for TimerCore {
                 unsafe { graves.bury(entry) };
             }
         }
-        drop(graves.release_all());
+        discard(graves.release_all());
     }
 }
 
