@@ -2,7 +2,7 @@
 //! value lookup through merge DAGs, a manual clock's cap, and drop depth
 //! through stored contexts. (The public types' traits: `api_traits.rs`.)
 
-use gocontext::{CancelHandle, Clock, Context, Error, Key};
+use gocontext::{AfterFunc, CancelHandle, Clock, Context, Error, Key};
 use std::future::Future;
 use std::io::Read;
 use std::pin::Pin;
@@ -265,15 +265,27 @@ fn chain_of_contexts_stored_as_values_drops_on_a_small_stack() {
 // ---------------------------------------------------------------------------
 // AfterFunc::stop after teardown discarded the callback
 
-#[test]
-fn stop_after_teardown_discarded_the_callback_is_true_once() {
+/// A context whose handle is detached (or not), with a callback that counts
+/// its runs.
+fn counted_callback(detach: bool) -> (Context, Option<CancelHandle>, AfterFunc, Arc<AtomicUsize>) {
     let ran = Arc::new(AtomicUsize::new(0));
     let (ctx, cancel) = Context::background().with_cancel();
-    cancel.detach();
+    let cancel = if detach {
+        cancel.detach();
+        None
+    } else {
+        Some(cancel)
+    };
     let r = ran.clone();
     let after = ctx.after_func(move || {
         r.fetch_add(1, SeqCst);
     });
+    (ctx, cancel, after, ran)
+}
+
+#[test]
+fn stop_after_teardown_discarded_the_callback_is_true_once() {
+    let (ctx, _, after, ran) = counted_callback(true);
     drop(ctx); // the last handle: teardown drops the callback unrun
     assert!(
         after.stop(),
@@ -286,13 +298,7 @@ fn stop_after_teardown_discarded_the_callback_is_true_once() {
 #[test]
 fn stop_racing_teardown_is_always_true_and_never_runs() {
     for _ in 0..2000 {
-        let ran = Arc::new(AtomicUsize::new(0));
-        let (ctx, cancel) = Context::background().with_cancel();
-        cancel.detach();
-        let r = ran.clone();
-        let after = ctx.after_func(move || {
-            r.fetch_add(1, SeqCst);
-        });
+        let (ctx, _, after, ran) = counted_callback(true);
         let t = std::thread::spawn(move || drop(ctx));
         let stopped = after.stop();
         t.join().unwrap();
@@ -305,12 +311,8 @@ fn stop_racing_teardown_is_always_true_and_never_runs() {
 #[test]
 fn stop_racing_a_cancel_is_true_exactly_when_f_does_not_run() {
     for _ in 0..2000 {
-        let ran = Arc::new(AtomicUsize::new(0));
-        let (ctx, cancel) = Context::background().with_cancel();
-        let r = ran.clone();
-        let after = ctx.after_func(move || {
-            r.fetch_add(1, SeqCst);
-        });
+        let (ctx, cancel, after, ran) = counted_callback(false);
+        let cancel = cancel.unwrap();
         let t = std::thread::spawn(move || cancel.cancel());
         let stopped = after.stop();
         t.join().unwrap();

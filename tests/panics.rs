@@ -288,6 +288,15 @@ const SCENARIOS: &[Scenario] = &[
     ("value_whose_drop_panics", value_whose_drop_panics),
 ];
 
+/// Runs a scenario; its failure's message if it fails.
+fn run(f: fn()) -> Result<(), String> {
+    catch_unwind(f).map_err(|p| {
+        let why = message(&*p).unwrap_or_default();
+        std::mem::forget(p); // its drop may panic too
+        why
+    })
+}
+
 #[test]
 fn panics_inside_the_engine() {
     let only = std::env::var("GOCONTEXT_PANICS_ONLY").ok();
@@ -304,17 +313,13 @@ fn panics_inside_the_engine() {
         if only.as_deref().is_some_and(|o| o != *name) {
             continue;
         }
-        if let Err(p) = catch_unwind(f) {
-            let why = message(&*p).unwrap_or_default();
+        if let Err(why) = run(*f) {
             failures.push(format!("{name}: {why} (warm-up run)"));
-            std::mem::forget(p); // its drop may panic too
             continue;
         }
         let base = settle(isize::MIN);
-        if let Err(p) = catch_unwind(f) {
-            let why = message(&*p).unwrap_or_default();
+        if let Err(why) = run(*f) {
             failures.push(format!("{name}: {why}"));
-            std::mem::forget(p);
             continue;
         }
         let after = settle(base);
