@@ -120,12 +120,8 @@ impl Driver {
         loop {
             let had_work = !self.core.inbox_is_empty();
             let (next, panic) = self.core.run(Instant::now());
-            if let Some(payload) = panic {
-                // Dropping a payload runs user code too; keep it contained.
-                drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                    || drop(payload),
-                )));
-            }
+            // Dropping a payload runs user code too; keep it contained.
+            crate::unwind::discard(panic);
             // Invariant 5: linger with a finite target after activity.
             let wake_at = next.or_else(|| {
                 had_work

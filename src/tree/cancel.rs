@@ -5,8 +5,10 @@
 //! cancels claimed children, wakes claimed waiters and runs claimed
 //! callbacks. Children's chains go on an explicit stack, so depth costs heap,
 //! never call stack. No lock is held anywhere, so callbacks may re-enter
-//! the engine freely; each runs inside `catch_unwind`, and the first panic
-//! is re-raised only after the whole subtree is done.
+//! the engine freely. Every call of user code (a waker, a callback, the drop
+//! of a discarded callback or of what a release frees) runs inside
+//! `catch_unwind` (unwind.rs), and the first panic is re-raised only after
+//! the whole subtree is done.
 //!
 //! Invariants:
 //! 1. Every node of the subtree gets the err and record that were actually
@@ -23,8 +25,8 @@ use super::node::{CancelNode, Record};
 use super::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
 use super::state::{closed_word, CAUSE};
 use crate::error::Error;
+use crate::unwind::Panics;
 use crossbeam_epoch::Guard;
-use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -84,7 +86,7 @@ fn close(
         let mut drain = Drain {
             guard: None,
             stack: Vec::new(),
-            panic: None,
+            panics: Panics::default(),
             callbacks,
         };
         drain.run(closed);
@@ -197,7 +199,8 @@ struct Drain {
     /// Pinned only once some release must go through the epoch.
     guard: Option<Guard>,
     stack: Vec<Closed>,
-    panic: Option<Box<dyn Any + Send>>,
+    /// The first panic of user code, re-raised by `finish`.
+    panics: Panics,
     /// Run the claimed callbacks, or drop them (teardown).
     callbacks: Callbacks,
 }
@@ -252,20 +255,20 @@ impl Drain {
             }
             Container::Waiter(w) => {
                 // SAFETY: claimed here, alive by our list reference.
-                unsafe { super::waiter::Waiter::wake(w) };
-                false
-            }
-            Container::Callback(cb) if self.callbacks == Callbacks::Drop => {
-                // SAFETY: claimed here, alive by our list reference.
-                unsafe { super::callback::Callback::discard(cb) };
+                let wake = || unsafe { super::waiter::Waiter::wake(w) };
+                self.panics.call(wake);
                 false
             }
             Container::Callback(cb) => {
+                let callbacks = self.callbacks;
                 // SAFETY: claimed here, alive by our list reference.
-                let panic = unsafe { super::callback::Callback::run(cb) };
-                if self.panic.is_none() {
-                    self.panic = panic;
-                }
+                let act = || unsafe {
+                    match callbacks {
+                        Callbacks::Drop => super::callback::Callback::discard(cb),
+                        Callbacks::Run => super::callback::Callback::run(cb),
+                    }
+                };
+                self.panics.call(act);
                 false
             }
         }
@@ -275,7 +278,9 @@ impl Drain {
         if free == Free::Direct {
             // SAFETY: we own the entry's list reference (list invariant 3),
             // and no sweeper can reach it (list invariant 6).
-            unsafe { entry::release(entry) };
+            let release = || unsafe { entry::release(entry) };
+            // It may free what runs user `Drop` code: caught.
+            self.panics.call(release);
             return;
         }
         let guard = self.guard.get_or_insert_with(crossbeam_epoch::pin);
@@ -284,16 +289,13 @@ impl Drain {
         unsafe { entry::defer(entry, guard) };
     }
 
-    /// Re-raises the first callback panic, now that the subtree is done.
+    /// Re-raises the first panic of user code, now that the subtree is
+    /// done.
     fn finish(self) {
         // Hand over our deferred frees and collect (see list `entry_deleted`).
         if let Some(guard) = self.guard {
             guard.flush();
         }
-        if let Some(panic) = self.panic {
-            if !std::thread::panicking() {
-                std::panic::resume_unwind(panic);
-            }
-        }
+        self.panics.resume();
     }
 }
