@@ -74,20 +74,8 @@ pub(crate) unsafe fn release(entry: NonNull<Entry>) {
 /// # Safety
 /// As [`release`].
 pub(super) unsafe fn defer(entry: NonNull<Entry>, guard: &Guard) {
-    // SAFETY: the caller owns the reference; `release_deferred` releases
-    // exactly it.
-    unsafe { list::defer_release(guard, entry, release_deferred) }
-}
-
-/// [`release`] for a release deferred through the epoch: it runs on
-/// whichever thread collects, so a panic of user `Drop` code is dropped
-/// there (unwind invariant 4).
-///
-/// # Safety
-/// As [`release`].
-unsafe fn release_deferred(entry: NonNull<Entry>) {
-    // SAFETY: the caller's guarantee.
-    crate::unwind::orphan(|| unsafe { release(entry) });
+    // SAFETY: the caller owns the reference; `release` releases exactly it.
+    unsafe { list::defer_release(guard, entry, release) }
 }
 
 /// Withdraws `entry` from `list` for its holder (list `withdraw`, with the
