@@ -153,7 +153,7 @@ if [ "${SKIP_TSAN:-}" != 1 ]; then
   done
   # exitcode=66 (TSan's default) fails the step on any report; every
   # report is printed before that.
-  time GOCONTEXT_STRESS_CHILDREN=200000 TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
+  time RUST_BACKTRACE=0 GOCONTEXT_STRESS_CHILDREN=200000 TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
     "${tsan[@]}" "${targets[@]}" -- --test-threads=2
 fi
 
