@@ -45,6 +45,14 @@ enum Inner {
     Manual(Arc<ManualClock>),
 }
 
+/// The panic message of a system-clock deadline under loom.
+#[cfg(loom)]
+pub(crate) const LOOM_NEEDS_MANUAL_CLOCK: &str = "gocontext under loom: a deadline on the \
+system clock (Context::background(), Clock::system()) needs a real timer thread and real \
+time, which loom cannot model. Root the model's contexts in a manual clock instead: \
+`let clock = Clock::manual(); let root = clock.background();`, and move its time with \
+`clock.advance(d)` (see docs/loom.md).";
+
 /// Shared state of one manual clock.
 #[derive(Debug)]
 struct ManualClock {
@@ -131,6 +139,14 @@ impl Clock {
         if let Inner::Manual(m) = &self.inner {
             m.advance(d);
         }
+    }
+
+    /// Under loom, refuses a deadline on the system clock: its timers run on
+    /// a real driver thread and real time, which loom cannot model, so a
+    /// model would hang or flake. The message names what to use instead.
+    #[cfg(loom)]
+    pub(crate) fn refuse_real_time_under_loom(&self) {
+        assert!(self.is_manual(), "{LOOM_NEEDS_MANUAL_CLOCK}");
     }
 
     /// Whether both are the same clock.

@@ -4,7 +4,7 @@
 //! engine through its `sync` facade (and crossbeam-epoch in its loom mode).
 //!
 //! Run: `cd loom-tests && RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release`
-//! (`LOOM_MAX_PREEMPTIONS` overrides the default bound of 2; add
+//! (`LOOM_MAX_PREEMPTIONS` overrides the default bound of 3; add
 //! `-- --test-threads=1` for undisturbed timings). Every model prints its wall
 //! time and the number of interleavings loom explored, straight to stderr.
 //!
@@ -34,16 +34,18 @@ pub fn cause(n: u32) -> Cause {
     Cause::from(Tag(n))
 }
 
+/// loom's preemption bound when `LOOM_MAX_PREEMPTIONS` is not set.
+pub const DEFAULT_BOUND: usize = 3;
+
 /// Runs `f` under loom at the configured preemption bound and reports.
 pub fn model<F>(name: &str, f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
-    let bound = std::env::var("LOOM_MAX_PREEMPTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
+    // `Builder::new` reads `LOOM_MAX_PREEMPTIONS` (the one knob for every
+    // harness in the repository); only fill in the default.
     let mut b = loom::model::Builder::new();
+    let bound = b.preemption_bound.unwrap_or(DEFAULT_BOUND);
     b.preemption_bound = Some(bound);
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
@@ -54,7 +56,7 @@ where
         fn drop(&mut self) {
             if std::thread::panicking() {
                 let line = format!(
-                    "loom model {} FAILED in interleaving #{}\n",
+                    "loom model {} panicked in interleaving #{}\n",
                     self.0,
                     self.1.load(SeqCst)
                 );

@@ -1,15 +1,21 @@
 //! Loom models of the entry state machine against a manual clock's owner
-//! (`RUSTFLAGS="--cfg loom" cargo test --lib --release loom_models`).
-//! Two threads each, so they run at any preemption bound quickly.
+//! (`RUSTFLAGS="--cfg gocontext_loom --cfg crossbeam_loom" cargo test --lib
+//! --release loom_models`). Two threads each, so they run at any preemption
+//! bound quickly. `LOOM_MAX_PREEMPTIONS` sets the bound (default 3), as it
+//! does for `loom-tests/`.
 
 use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::timer_probe::{Board, ProbeRef};
 
+/// The bound when `LOOM_MAX_PREEMPTIONS` is not set.
+const DEFAULT_BOUND: usize = 3;
+
 fn model(f: impl Fn() + Sync + Send + 'static) {
+    // `Builder::new` reads `LOOM_MAX_PREEMPTIONS`; only fill in the default.
     let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(3);
+    b.preemption_bound = b.preemption_bound.or(Some(DEFAULT_BOUND));
     b.check(f);
 }
 
