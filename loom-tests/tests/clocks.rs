@@ -47,3 +47,28 @@ fn system_root_without_deadlines_and_manual_deadlines_work() {
         },
     );
 }
+
+/// Stepping to the next deadline while another thread cancels the earlier
+/// of two: time lands exactly on one of the two deadlines, and what fired
+/// agrees with where it landed.
+#[test]
+fn advance_to_next_vs_cancel_of_the_next_deadline() {
+    model("advance_to_next_vs_cancel_of_the_next_deadline", || {
+        let clock = Clock::manual();
+        let t0 = clock.now();
+        let (a, cancel_a) = clock.background().with_timeout(Duration::from_millis(10));
+        let (b, _cancel_b) = clock.background().with_timeout(Duration::from_millis(20));
+        let t = loom::thread::spawn(move || cancel_a.cancel());
+        let now = clock.advance_to_next();
+        t.join().unwrap();
+        assert_eq!(clock.now(), now);
+        if now == t0 + Duration::from_millis(20) {
+            assert_eq!(a.err(), Some(Error::Canceled), "skipped a live deadline");
+            assert_eq!(b.err(), Some(Error::DeadlineExceeded));
+        } else {
+            assert_eq!(now, t0 + Duration::from_millis(10));
+            assert!(a.is_done());
+            assert_eq!(b.err(), None, "fired early");
+        }
+    });
+}

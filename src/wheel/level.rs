@@ -71,6 +71,11 @@ impl Level {
         stored
     }
 
+    /// The entries of `slot`.
+    pub(crate) fn slot(&self, slot: usize) -> &List {
+        &self.slots[slot]
+    }
+
     /// Empties `slot` and returns its entries.
     pub(crate) fn take(&mut self, slot: usize) -> List {
         self.occupied &= !(1 << slot);

@@ -101,6 +101,11 @@ impl List {
         stored
     }
 
+    /// The entries from the front (the list must not change meanwhile).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Entry> + '_ {
+        std::iter::successors(self.head, |&e| links(e, |l| l.next))
+    }
+
     /// Removes and returns the first entry (see `remove`).
     pub(crate) fn pop_front(&mut self) -> Option<Entry> {
         let head = self.head?;

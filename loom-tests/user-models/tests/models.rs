@@ -139,7 +139,8 @@ fn request_without_reply_times_out() {
             let call = call.clone();
             thread::spawn(move || call.wait())
         };
-        clock.advance(Duration::from_millis(100));
+        let t0 = clock.now();
+        assert_eq!(clock.advance_to_next(), t0 + Duration::from_millis(100));
         assert_eq!(waiter.join().unwrap(), Err(Error::DeadlineExceeded));
         assert!(!call.reply(1), "a reply after the deadline was taken");
     });
