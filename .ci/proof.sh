@@ -4,7 +4,8 @@
 #      loom-tests/ and the user-style crate loom-tests/user-models/, the
 #      latter exactly as docs/loom.md tells a user;
 #   2. valgrind --leak-check=full over the integration test binaries;
-#   3. a 30-second `cargo fuzz run` smoke of every fuzz target.
+#   3. a 30-second `cargo fuzz run` smoke of every fuzz target (`cargo fuzz
+#      list`: gocontext's own and the user-style `inflight`).
 # Knobs: FUZZ_SECONDS (default 30), SKIP_LOOM=1, SKIP_VALGRIND=1, SKIP_FUZZ=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."

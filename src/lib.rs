@@ -45,6 +45,8 @@ mod context;
 mod done;
 mod driver;
 mod error;
+#[cfg(feature = "arbitrary")]
+pub mod fuzz;
 mod handle;
 mod key;
 mod list;
