@@ -37,16 +37,35 @@ pub fn cause(n: u32) -> Cause {
 /// loom's preemption bound when `LOOM_MAX_PREEMPTIONS` is not set.
 pub const DEFAULT_BOUND: usize = 3;
 
-/// Runs `f` under loom at the configured preemption bound and reports.
+/// Runs `f` under loom at `LOOM_MAX_PREEMPTIONS`, else at `DEFAULT_BOUND`,
+/// and reports.
 pub fn model<F>(name: &str, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    model_with_default(name, Some(DEFAULT_BOUND), f)
+}
+
+/// Runs `f` under loom at `LOOM_MAX_PREEMPTIONS`, else without a bound:
+/// for models whose whole state space explores in about a second.
+pub fn model_unbounded<F>(name: &str, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    model_with_default(name, None, f)
+}
+
+fn model_with_default<F>(name: &str, default: Option<usize>, f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
     // `Builder::new` reads `LOOM_MAX_PREEMPTIONS` (the one knob for every
     // harness in the repository); only fill in the default.
     let mut b = loom::model::Builder::new();
-    let bound = b.preemption_bound.unwrap_or(DEFAULT_BOUND);
-    b.preemption_bound = Some(bound);
+    b.preemption_bound = b.preemption_bound.or(default);
+    let bound = b
+        .preemption_bound
+        .map_or("none".to_string(), |n| n.to_string());
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
     let start = Instant::now();
@@ -70,7 +89,7 @@ where
         f();
     });
     let line = format!(
-        "loom model {name:<40} bound {bound}: {:>9} interleavings in {:>8.2?}\n",
+        "loom model {name:<40} bound {bound:>4}: {:>9} interleavings in {:>8.2?}\n",
         runs.load(SeqCst),
         start.elapsed()
     );

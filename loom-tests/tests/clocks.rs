@@ -33,7 +33,7 @@ fn system_clock_deadline_below_a_cancel_is_refused() {
 /// deadlines work on a manual clock's.
 #[test]
 fn system_root_without_deadlines_and_manual_deadlines_work() {
-    model(
+    model_unbounded(
         "system_root_without_deadlines_and_manual_deadlines_work",
         || {
             let (c, cancel) = Context::background().with_cancel();
