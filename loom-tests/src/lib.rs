@@ -4,7 +4,8 @@
 //! engine through its `sync` facade (and crossbeam-epoch in its loom mode).
 //!
 //! Run: `cd loom-tests && RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release`
-//! (`LOOM_MAX_PREEMPTIONS` overrides the default bound of 3; add
+//! (`LOOM_MAX_PREEMPTIONS` overrides each model's default: no bound for
+//! `model_unbounded`, 3 for `model`; add
 //! `-- --test-threads=1` for undisturbed timings). Every model prints its wall
 //! time and the number of interleavings loom explored, straight to stderr.
 //!
