@@ -322,20 +322,6 @@ impl Model {
         }
     }
 
-    /// Every node reached by `id`'s cancellation, `id` included.
-    pub fn subtree(&self, id: NodeId) -> Vec<NodeId> {
-        let mut out = vec![];
-        let mut seen = vec![false; self.nodes.len()];
-        let mut stack = vec![id];
-        while let Some(n) = stack.pop() {
-            if !std::mem::replace(&mut seen[n], true) {
-                out.push(n);
-                stack.extend(self.nodes[n].children.iter().copied());
-            }
-        }
-        out
-    }
-
     /// Per node: whether it or anything in its subtree is `live`. One pass
     /// from the newest node down: a child is always newer than its parents.
     pub fn live_below(&self, live: &[bool]) -> Vec<bool> {

@@ -511,7 +511,12 @@ fn final_check(
     }
 
     // (6) callbacks and waiters.
-    let reachable_live = |n: NodeId| model.subtree(n).iter().any(|m| live.contains(m));
+    let mut live_nodes = vec![false; model.nodes.len()];
+    for &n in &live {
+        live_nodes[n] = true;
+    }
+    let live_below = model.live_below(&live_nodes);
+    let reachable_live = |n: NodeId| live_below[n];
     let mut stop_true: HashSet<*const AtomicU32> = HashSet::new();
     let mut stop_false: HashSet<*const AtomicU32> = HashSet::new();
     for worker in &workers {
