@@ -15,6 +15,7 @@
 #![cfg(loom)]
 
 use gocontext::{Cause, Clock, Context};
+use loom::thread;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -129,4 +130,36 @@ impl<F: std::future::Future + Unpin> std::future::Future for PollOnce<'_, F> {
             std::task::Poll::Pending => None,
         })
     }
+}
+
+/// Both parents of a merge cancel, one on another thread; with `add_child`
+/// a third thread meanwhile adds a child to the merge. The merge takes one
+/// of the two causes, its callback runs once, and the child (if any) ends
+/// with the merge's cause.
+pub fn merge_parents_cancel(add_child: bool) {
+    let r = root();
+    let (a, ah) = r.with_cancel();
+    let (b, bh) = r.with_cancel();
+    let (m, _mh) = Context::merge(&a, &b);
+    let (n, f) = counter();
+    let _af = m.after_func(f);
+    let (ca, cb) = (cause(1), cause(2));
+    let cb2 = cb.clone();
+    let t = thread::spawn(move || bh.cancel_with_cause(cb2));
+    let adder = add_child.then(|| {
+        let m = m.clone();
+        thread::spawn(move || m.with_cancel())
+    });
+    ah.cancel_with_cause(ca.clone());
+    t.join().unwrap();
+    let won = m.cause().expect("merge not done");
+    assert!(
+        won.ptr_eq(&ca) || won.ptr_eq(&cb),
+        "merge has a third cause"
+    );
+    if let Some(adder) = adder {
+        let (child, _child_h) = adder.join().unwrap();
+        assert!(is(&child, &won), "child disagrees with the merge");
+    }
+    assert_eq!(n.load(SeqCst), 1, "callback ran {} times", n.load(SeqCst));
 }

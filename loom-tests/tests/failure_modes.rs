@@ -5,7 +5,7 @@
 //! How to run them: see the crate doc in `src/lib.rs`.
 #![cfg(loom)]
 
-use gocontext::{Clock, Context, Error};
+use gocontext::{Clock, Error};
 use gocontext_loom_tests::*;
 use loom::thread;
 use std::sync::atomic::Ordering::SeqCst;
@@ -108,25 +108,6 @@ fn timer_fire_vs_cancel_vs_last_drop_with_child_below() {
 #[test]
 fn merge_parents_cancel_while_child_added() {
     model("merge_parents_cancel_while_child_added", || {
-        let r = root();
-        let (a, ah) = r.with_cancel();
-        let (b, bh) = r.with_cancel();
-        let (m, _mh) = Context::merge(&a, &b);
-        let (n, f) = counter();
-        let _af = m.after_func(f);
-        let (ca, cb) = (cause(1), cause(2));
-        let (ca2, cb2) = (ca.clone(), cb.clone());
-        let t1 = thread::spawn(move || ah.cancel_with_cause(ca2));
-        let t2 = thread::spawn(move || bh.cancel_with_cause(cb2));
-        let (child, _child_h) = m.with_cancel();
-        t1.join().unwrap();
-        t2.join().unwrap();
-        let won = m.cause().expect("merge not done");
-        assert!(
-            won.ptr_eq(&ca) || won.ptr_eq(&cb),
-            "merge has a third cause"
-        );
-        assert!(is(&child, &won), "child disagrees with the merge");
-        assert_eq!(n.load(SeqCst), 1, "callback ran {} times", n.load(SeqCst));
+        merge_parents_cancel(true)
     });
 }

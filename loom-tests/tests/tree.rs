@@ -2,7 +2,7 @@
 //! How to run them: see the crate doc in `src/lib.rs`.
 #![cfg(loom)]
 
-use gocontext::{Context, Error};
+use gocontext::Error;
 use gocontext_loom_tests::*;
 use loom::thread;
 use std::sync::atomic::Ordering::SeqCst;
@@ -142,19 +142,5 @@ fn grandchild_insert_vs_parent_cancels_child() {
 /// two causes, and its callback runs once.
 #[test]
 fn merge_both_parents_cancel() {
-    model_unbounded("merge_both_parents_cancel", || {
-        let r = root();
-        let (a, ah) = r.with_cancel();
-        let (b, bh) = r.with_cancel();
-        let (m, _mh) = Context::merge(&a, &b);
-        let (n, f) = counter();
-        let _af = m.after_func(f);
-        let (ca, cb) = (cause(1), cause(2));
-        let cb2 = cb.clone();
-        let t = thread::spawn(move || bh.cancel_with_cause(cb2));
-        ah.cancel_with_cause(ca.clone());
-        t.join().unwrap();
-        assert!(is(&m, &ca) || is(&m, &cb), "merge has a third cause");
-        assert_eq!(n.load(SeqCst), 1);
-    });
+    model_unbounded("merge_both_parents_cancel", || merge_parents_cancel(false));
 }
