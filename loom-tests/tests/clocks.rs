@@ -29,8 +29,9 @@ fn system_clock_deadline_below_a_cancel_is_refused() {
     });
 }
 
-/// Everything without a deadline works on the system clock's root, and
-/// deadlines work on a manual clock's.
+/// Everything without a deadline works on the system clock's root (and
+/// stepping it is the documented no-op), and deadlines work on a manual
+/// clock's.
 #[test]
 fn system_root_without_deadlines_and_manual_deadlines_work() {
     model_unbounded(
@@ -44,6 +45,10 @@ fn system_root_without_deadlines_and_manual_deadlines_work() {
             t.join().unwrap();
             assert_eq!(c.err(), Some(Error::Canceled));
             assert_eq!(d.err(), Some(Error::DeadlineExceeded));
+            // Stepping the system clock stays a no-op, with no driver.
+            assert_eq!(Clock::system().next_deadline(), None);
+            let before = Clock::system().now();
+            assert!(Clock::system().advance_to_next() >= before);
         },
     );
 }
