@@ -215,6 +215,8 @@ impl Context {
         cause: Option<Cause>,
         now: Option<Instant>,
     ) -> (Context, CancelHandle) {
+        #[cfg(loom)]
+        self.clock().refuse_real_time_under_loom();
         if self.deadline().is_some_and(|d| d <= deadline) {
             return self.with_cancel(); // Go's shortcut: the parent fires first
         }

@@ -33,11 +33,23 @@
     clippy::missing_safety_doc
 )]
 
+// Loom mode switches gocontext and crossbeam-epoch together (docs/loom.md):
+// gocontext's nodes are reclaimed through the epoch, and an epoch outside
+// loom's model keeps garbage across a model's executions (false leaks) and
+// hides the reclamation races from it.
+#[cfg(all(loom, not(crossbeam_loom)))]
+compile_error!(
+    "gocontext's loom mode needs crossbeam-epoch's too: build with \
+     RUSTFLAGS=\"--cfg gocontext_loom --cfg crossbeam_loom\" (see docs/loom.md)"
+);
+
 mod after_func;
 mod clock;
 mod context;
 mod done;
 mod error;
+#[cfg(feature = "arbitrary")]
+pub mod fuzz;
 mod handle;
 mod key;
 mod sync;
