@@ -1,0 +1,87 @@
+//! Loom models of the overrun watch: a driver in user code against a
+//! standby that takes its role (`RUSTFLAGS="--cfg loom" cargo test --lib
+//! --release loom_models`).
+
+use super::{Role, Watch};
+use crate::sync::Arc;
+
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    b.check(f);
+}
+
+/// The standby's side: watch for user code, take the role if seen.
+fn stand_by(watch: &Watch) -> Option<Role> {
+    watch.busy().and_then(|busy| watch.take(busy))
+}
+
+/// A take races the leave of the hook it saw: exactly one of them wins,
+/// so exactly one thread goes on driving (invariant 2).
+#[test]
+fn take_races_leave() {
+    model(|| {
+        let watch = Arc::new(Watch::new());
+        let role = watch.first_role();
+        let busy = watch.enter(role, 7);
+        let standby = {
+            let watch = watch.clone();
+            loom::thread::spawn(move || stand_by(&watch))
+        };
+        let still_driver = watch.leave(role, busy);
+        let taken = standby.join().unwrap();
+        assert_ne!(still_driver, taken.is_some());
+    });
+}
+
+/// After a take, the new driver enters and leaves user code of its own
+/// while the old one is still in its hook: the new driver's leaves always
+/// succeed and the old driver's fails (invariant 3), whatever the order.
+#[test]
+fn new_driver_is_not_confused_by_the_old() {
+    model(|| {
+        let watch = Arc::new(Watch::new());
+        let role = watch.first_role();
+        let busy = watch.enter(role, 1);
+        let standby = {
+            let watch = watch.clone();
+            loom::thread::spawn(move || {
+                let Some(mine) = stand_by(&watch) else {
+                    return false;
+                };
+                for since in [2, 3] {
+                    let b = watch.enter(mine, since);
+                    assert!(watch.leave(mine, b), "the new driver lost its role");
+                }
+                true
+            })
+        };
+        let still_driver = watch.leave(role, busy);
+        let took = standby.join().unwrap();
+        assert_ne!(still_driver, took);
+        if took {
+            // The old driver's word is gone for good.
+            assert!(!watch.leave(role, busy));
+        }
+    });
+}
+
+/// The standby role has one holder: a new driver hands it to a fresh
+/// thread while the old driver, back from its hook, tries to claim it too
+/// (invariant 4).
+#[test]
+fn standby_role_has_one_holder() {
+    model(|| {
+        let watch = Arc::new(Watch::new());
+        assert!(watch.claim_standby());
+        watch.vacate_standby(); // the standby took over the driver role
+        let old_driver = {
+            let watch = watch.clone();
+            loom::thread::spawn(move || watch.claim_standby())
+        };
+        let for_new_thread = watch.claim_standby();
+        let old = old_driver.join().unwrap();
+        assert_ne!(old, for_new_thread);
+        assert!(!watch.claim_standby());
+    });
+}
