@@ -178,7 +178,7 @@ impl Clock {
     /// no one owns the wheel right now (else the owner will). On the system
     /// clock the driver is unparked when the wheel was busy, or when this
     /// collection filed live entries it has not seen (its sleep target may be
-    /// too late now; driver invariant 3).
+    /// too late now; driver invariant 4).
     pub(crate) fn collect(&self) {
         match &self.inner {
             Inner::System => {
