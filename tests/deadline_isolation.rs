@@ -83,7 +83,10 @@ fn a_blocking_after_func_does_not_delay_other_deadlines() {
     });
     let others = fifty_from_20_to_120_ms(start);
     let p99 = others.p99();
-    assert!(p99 <= BOUND, "p99 lateness {p99:?} behind a blocking callback");
+    assert!(
+        p99 <= BOUND,
+        "p99 lateness {p99:?} behind a blocking callback"
+    );
     // The others really did fire while the callback was still blocking.
     assert_eq!(blocked.load(Ordering::SeqCst), 0);
     wait_for(|| blocked.load(Ordering::SeqCst) == 1);
@@ -111,7 +114,10 @@ fn cancelling_a_100k_node_subtree_does_not_delay_other_deadlines() {
         (0..50).map(|i| Duration::from_millis(i * 4)),
     );
     let p99 = others.p99();
-    assert!(p99 <= BOUND, "p99 lateness {p99:?} around a 100k-node drain");
+    assert!(
+        p99 <= BOUND,
+        "p99 lateness {p99:?} around a 100k-node drain"
+    );
     wait_for(|| subtree.iter().all(|(_, _, _, (g, _))| g.err().is_some()));
 }
 
@@ -180,7 +186,10 @@ fn timer_threads_stay_bounded_and_extra_ones_exit() {
     let mut most = 0;
     while released.load(Ordering::SeqCst) < slow.len() {
         most = most.max(timer_threads());
-        assert!(start.elapsed() < Duration::from_secs(20), "slow callbacks never all ran");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "slow callbacks never all ran"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     assert!(most <= 8, "{most} timer threads (bound 8)");

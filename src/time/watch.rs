@@ -106,7 +106,12 @@ impl Watch {
         // Relaxed: the CAS only decides who drives; a driver that goes on
         // needs nothing from the standby, which did nothing.
         self.word
-            .compare_exchange(busy.0, role.0 << SINCE_BITS, Ordering::Relaxed, Ordering::Relaxed)
+            .compare_exchange(
+                busy.0,
+                role.0 << SINCE_BITS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
             .is_ok()
     }
 
@@ -124,7 +129,12 @@ impl Watch {
         let next = ((seen.0 >> SINCE_BITS) + 1) & ((1 << (64 - SINCE_BITS)) - 1);
         // Acquire: pairs with `enter`'s Release (see there).
         self.word
-            .compare_exchange(seen.0, next << SINCE_BITS, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(
+                seen.0,
+                next << SINCE_BITS,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
             .ok()
             .map(|_| Role(next))
     }
