@@ -2,7 +2,7 @@
 //! standby that takes its role (`RUSTFLAGS="--cfg loom" cargo test --lib
 //! --release loom_models`).
 
-use super::{Role, Watch};
+use super::{Busy, Role, Watch};
 use crate::sync::Arc;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -16,20 +16,27 @@ fn stand_by(watch: &Watch) -> Option<Role> {
     watch.busy().and_then(|busy| watch.take(busy))
 }
 
+/// The driver inside user code, and a standby thread running `standby`
+/// on the same watch; returns the driver's leave and the standby's result.
+fn race<T: Send + 'static>(standby: fn(&Watch) -> T) -> (Arc<Watch>, Role, Busy, bool, T) {
+    let watch = Arc::new(Watch::new());
+    let role = watch.first_role();
+    let busy = watch.enter(role, 7);
+    let other = {
+        let watch = watch.clone();
+        loom::thread::spawn(move || standby(&watch))
+    };
+    let still_driver = watch.leave(role, busy);
+    let result = other.join().unwrap();
+    (watch, role, busy, still_driver, result)
+}
+
 /// A take races the leave of the hook it saw: exactly one of them wins,
 /// so exactly one thread goes on driving (invariant 2).
 #[test]
 fn take_races_leave() {
     model(|| {
-        let watch = Arc::new(Watch::new());
-        let role = watch.first_role();
-        let busy = watch.enter(role, 7);
-        let standby = {
-            let watch = watch.clone();
-            loom::thread::spawn(move || stand_by(&watch))
-        };
-        let still_driver = watch.leave(role, busy);
-        let taken = standby.join().unwrap();
+        let (_, _, _, still_driver, taken) = race(stand_by);
         assert_ne!(still_driver, taken.is_some());
     });
 }
@@ -40,24 +47,16 @@ fn take_races_leave() {
 #[test]
 fn new_driver_is_not_confused_by_the_old() {
     model(|| {
-        let watch = Arc::new(Watch::new());
-        let role = watch.first_role();
-        let busy = watch.enter(role, 1);
-        let standby = {
-            let watch = watch.clone();
-            loom::thread::spawn(move || {
-                let Some(mine) = stand_by(&watch) else {
-                    return false;
-                };
-                for since in [2, 3] {
-                    let b = watch.enter(mine, since);
-                    assert!(watch.leave(mine, b), "the new driver lost its role");
-                }
-                true
-            })
-        };
-        let still_driver = watch.leave(role, busy);
-        let took = standby.join().unwrap();
+        let (watch, role, busy, still_driver, took) = race(|watch| {
+            let Some(mine) = stand_by(watch) else {
+                return false;
+            };
+            for since in [2, 3] {
+                let b = watch.enter(mine, since);
+                assert!(watch.leave(mine, b), "the new driver lost its role");
+            }
+            true
+        });
         assert_ne!(still_driver, took);
         if took {
             // The old driver's word is gone for good.
