@@ -43,7 +43,8 @@
 //!    (`standby_until`) and then re-reads `sleep_until`; the driver stores
 //!    `sleep_until` (a target, or `AWAKE` on waking) and then loads
 //!    `standby_until`, ringing the standby if its own next work plus
-//!    `OVERRUN` comes earlier. All SeqCst: one of them sees the other.
+//!    `OVERRUN` comes earlier. All SeqCst: one of them sees the other
+//!    (`watch.rs` invariant 5, modelled in loom).
 //! 6. Hooks run with no lock held and their panics are caught
 //!    (`TimerCore::run_watched`), on whichever thread drives, so a panicking
 //!    callback cannot stop a thread or the other deadlines.
@@ -58,8 +59,8 @@
 //!
 //! This module uses `std::thread` and `std::sync::OnceLock` directly: the
 //! process-wide static and real threads have no loom model, and loom models
-//! drive manual clocks only (the role hand-off is modelled on its own,
-//! `watch/loom_models.rs`). Arming a system-clock timer under `cfg(loom)` is
+//! drive manual clocks only (the role hand-off and the time handshake live
+//! in `watch.rs` and are modelled on their own, `watch/loom_models.rs`). Arming a system-clock timer under `cfg(loom)` is
 //! not supported.
 
 use std::ptr::NonNull;
@@ -69,11 +70,8 @@ use std::time::{Duration, Instant};
 use super::core::{Ran, TimerCore, Watcher};
 use super::doorbell::Doorbell;
 use super::entry::TimerEntry;
-use super::watch::{Busy, Role, Watch};
-use crate::sync::{AtomicU64, AtomicUsize, Ordering};
-
-/// `sleep_until` while the driver is running (invariant 3).
-const AWAKE: u64 = 0;
+use super::watch::{Busy, Role, Watch, AWAKE};
+use crate::sync::{AtomicUsize, Ordering};
 
 /// How long an idle driver keeps a finite sleep target (invariant 7).
 const LINGER: Duration = Duration::from_millis(50);
@@ -92,11 +90,8 @@ const OVERRUN_NS: u64 = OVERRUN.as_nanos() as u64;
 #[derive(Debug)]
 pub(crate) struct Driver {
     core: TimerCore,
-    /// See invariant 3.
-    sleep_until: AtomicU64,
-    /// When the standby looks at the driver next (ns offset; invariant 5).
-    standby_until: AtomicU64,
-    /// The driver role's generation and its user-code word; the standby flag.
+    /// The driver role's generation and user-code word, the standby flag,
+    /// and the two times of invariants 3-5 (`sleep_until`, `standby_until`).
     watch: Watch,
     /// The thread holding the driver role: arms and collectors ring it.
     driver: Doorbell,
@@ -113,9 +108,7 @@ pub(crate) fn system() -> &'static Driver {
     static SYSTEM: OnceLock<Driver> = OnceLock::new();
     SYSTEM.get_or_init(|| Driver {
         core: TimerCore::new(Instant::now()),
-        sleep_until: AtomicU64::new(AWAKE),
-        standby_until: AtomicU64::new(u64::MAX),
-        watch: Watch::new(),
+        watch: Watch::new(OVERRUN_NS),
         driver: Doorbell::new(),
         standby: Doorbell::new(),
         threads: AtomicUsize::new(0),
@@ -148,8 +141,8 @@ impl Driver {
         // SAFETY: still live: the clock's reference is held until release.
         let deadline = unsafe { entry.as_ref() }.deadline();
         self.started.get_or_init(|| self.start());
-        // SeqCst: invariant 4.
-        if self.offset(deadline) < self.sleep_until.load(Ordering::SeqCst) {
+        // Invariant 4: after the push, load the target.
+        if self.offset(deadline) < self.watch.sleep_target() {
             self.driver.ring();
         }
     }
@@ -244,23 +237,20 @@ impl Driver {
                     .flatten()
             });
             let target = wake_at.map_or(u64::MAX, |t| self.offset(t));
-            // SeqCst store, then SeqCst inbox check: invariant 4.
-            self.sleep_until.store(target, Ordering::SeqCst);
-            self.keep_watched(target);
+            // Publish the target, then check the inbox: invariant 4.
+            self.publish(target, target);
             if self.core.inbox_is_empty() {
                 sleep(wake_at);
             }
-            self.sleep_until.store(AWAKE, Ordering::SeqCst);
-            self.keep_watched(self.offset(Instant::now()));
+            self.publish(AWAKE, self.offset(Instant::now()));
         }
     }
 
-    /// Driver: rings the standby if it would look later than `OVERRUN`
-    /// after the driver's next work at `work_at` (invariant 5).
-    fn keep_watched(&self, work_at: u64) {
-        // SeqCst: invariant 5 (after our SeqCst store of `sleep_until`).
-        let watched_at = self.standby_until.load(Ordering::SeqCst);
-        if work_at.saturating_add(OVERRUN_NS) < watched_at {
+    /// Driver: publishes `sleep_until` and rings the standby if it would
+    /// look later than `OVERRUN` after the driver's next work, `work_at`
+    /// (invariant 5).
+    fn publish(&self, target: u64, work_at: u64) {
+        if self.watch.driver_publishes(target, work_at) {
             self.standby.ring();
         }
     }
@@ -276,23 +266,12 @@ impl Driver {
                     None => continue, // it left user code just now
                 },
                 Some(busy) => now + (OVERRUN_NS - busy.elapsed_us(now / 1000) * 1000),
-                None => self.driver_next_work(now).saturating_add(OVERRUN_NS),
+                None => self.watch.driver_next_work(now).saturating_add(OVERRUN_NS),
             };
-            // SeqCst store, then SeqCst re-read: invariant 5.
-            self.standby_until.store(look_at, Ordering::SeqCst);
-            if self.driver_next_work(now).saturating_add(OVERRUN_NS) < look_at {
-                continue;
+            // Publish, then re-read the driver's next work: invariant 5.
+            if self.watch.standby_publishes(look_at, now) {
+                sleep(self.instant(look_at));
             }
-            sleep(self.instant(look_at));
-        }
-    }
-
-    /// When the driver works next, as the standby sees it (ns offset).
-    fn driver_next_work(&self, now: u64) -> u64 {
-        // SeqCst: invariant 5.
-        match self.sleep_until.load(Ordering::SeqCst) {
-            AWAKE => now,
-            target => target,
         }
     }
 
@@ -300,9 +279,7 @@ impl Driver {
     /// now on, and a new standby behind it.
     fn took_over(&'static self, role: Role) -> Role {
         self.driver.set(std::thread::current());
-        // SeqCst: nobody watches until the new standby says when it looks
-        // (invariant 5), so the driver rings its doorbell meanwhile.
-        self.standby_until.store(u64::MAX, Ordering::SeqCst);
+        self.watch.unwatched();
         self.watch.vacate_standby();
         if self.watch.claim_standby() {
             self.spawn_standby();

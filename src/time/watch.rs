@@ -27,6 +27,13 @@
 //!    moved on and only the new driver stores words of the new generation
 //!    (an ABA needs 2^16 takeovers during one hook with the same `since`).
 //! 4. The standby role has at most one holder: a flag claimed by CAS.
+//! 5. No lost watch: the standby stores when it looks next
+//!    (`standby_until`), then re-reads when the driver works next
+//!    (`sleep_until`); the driver stores `sleep_until`, then loads
+//!    `standby_until` and rings the standby if its next work plus the
+//!    overrun budget comes earlier. All four SeqCst: one side sees the
+//!    other, so a standby never sleeps past the driver's next work plus
+//!    the budget without being rung.
 //!
 //! The protocol is modelled in `watch/loom_models.rs`.
 
@@ -35,11 +42,21 @@ use crate::sync::{AtomicBool, AtomicU64, Ordering};
 const SINCE_BITS: u32 = 48;
 const SINCE_MASK: u64 = (1 << SINCE_BITS) - 1;
 
+/// `sleep_until` while the driver is running (driver invariant 3).
+pub(crate) const AWAKE: u64 = 0;
+
 /// The overrun watch of one driver (see the module doc).
 #[derive(Debug)]
 pub(crate) struct Watch {
     word: AtomicU64,
     standby: AtomicBool,
+    /// When the driver works next: `AWAKE`, or the ns offset it sleeps
+    /// until, `u64::MAX` for "indefinitely" (driver invariant 3).
+    sleep_until: AtomicU64,
+    /// When the standby looks at the driver next (ns offset; invariant 5).
+    standby_until: AtomicU64,
+    /// How long the driver may stay in user code (ns).
+    overrun_ns: u64,
 }
 
 /// The driver role as one thread holds it: its generation.
@@ -69,19 +86,55 @@ impl Busy {
     }
 }
 
-impl Default for Watch {
-    fn default() -> Watch {
-        Watch::new()
-    }
-}
-
 impl Watch {
-    /// A watch whose driver role is generation 0, with no standby.
-    pub(crate) fn new() -> Watch {
+    /// A watch whose driver role is generation 0, awake, with no standby,
+    /// that lets the driver stay `overrun_ns` in user code.
+    pub(crate) fn new(overrun_ns: u64) -> Watch {
         Watch {
             word: AtomicU64::new(0),
             standby: AtomicBool::new(false),
+            sleep_until: AtomicU64::new(AWAKE),
+            standby_until: AtomicU64::new(u64::MAX),
+            overrun_ns,
         }
+    }
+
+    /// The driver's sleep target (`arm`'s half of the driver's handshake).
+    pub(crate) fn sleep_target(&self) -> u64 {
+        // SeqCst: driver invariant 4 (after the arming push).
+        self.sleep_until.load(Ordering::SeqCst)
+    }
+
+    /// Driver: publishes its sleep target (a time, or `AWAKE`) and says
+    /// whether to ring the standby, given when it works next (the target,
+    /// or now when awake; invariant 5).
+    pub(crate) fn driver_publishes(&self, target: u64, work_at: u64) -> bool {
+        // SeqCst store, then SeqCst load: invariant 5 and driver invariant 4.
+        self.sleep_until.store(target, Ordering::SeqCst);
+        work_at.saturating_add(self.overrun_ns) < self.standby_until.load(Ordering::SeqCst)
+    }
+
+    /// When the driver works next, as the standby at `now` sees it.
+    pub(crate) fn driver_next_work(&self, now: u64) -> u64 {
+        match self.sleep_target() {
+            AWAKE => now,
+            target => target,
+        }
+    }
+
+    /// Standby: publishes that it looks next at `look_at`; false if the
+    /// driver's next work moved earlier meanwhile (recompute, do not sleep).
+    pub(crate) fn standby_publishes(&self, look_at: u64, now: u64) -> bool {
+        // SeqCst store, then SeqCst load in `driver_next_work`: invariant 5.
+        self.standby_until.store(look_at, Ordering::SeqCst);
+        self.driver_next_work(now).saturating_add(self.overrun_ns) >= look_at
+    }
+
+    /// A standby that just took the driver role: nobody watches until the
+    /// new standby publishes, so the driver rings its doorbell meanwhile.
+    pub(crate) fn unwatched(&self) {
+        // SeqCst: as in `standby_publishes`.
+        self.standby_until.store(u64::MAX, Ordering::SeqCst);
     }
 
     /// The role of the first driver.

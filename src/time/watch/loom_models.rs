@@ -2,7 +2,7 @@
 //! standby that takes its role (`RUSTFLAGS="--cfg loom" cargo test --lib
 //! --release loom_models`).
 
-use super::{Busy, Role, Watch};
+use super::{Busy, Role, Watch, AWAKE};
 use crate::sync::Arc;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
@@ -19,7 +19,7 @@ fn stand_by(watch: &Watch) -> Option<Role> {
 /// The driver inside user code, and a standby thread running `standby`
 /// on the same watch; returns the driver's leave and the standby's result.
 fn race<T: Send + 'static>(standby: fn(&Watch) -> T) -> (Arc<Watch>, Role, Busy, bool, T) {
-    let watch = Arc::new(Watch::new());
+    let watch = Arc::new(Watch::new(10));
     let role = watch.first_role();
     let busy = watch.enter(role, 7);
     let other = {
@@ -71,7 +71,7 @@ fn new_driver_is_not_confused_by_the_old() {
 #[test]
 fn standby_role_has_one_holder() {
     model(|| {
-        let watch = Arc::new(Watch::new());
+        let watch = Arc::new(Watch::new(10));
         assert!(watch.claim_standby());
         watch.vacate_standby(); // the standby took over the driver role
         let old_driver = {
@@ -82,5 +82,38 @@ fn standby_role_has_one_holder() {
         let old = old_driver.join().unwrap();
         assert_ne!(old, for_new_thread);
         assert!(!watch.claim_standby());
+    });
+}
+
+/// The driver, parked indefinitely, is woken (by an arm) at time 50 while
+/// the standby, just woken, decides how long to sleep: the standby never parks past
+/// 50 + the budget without being rung (invariant 5). A lost ring leaves it
+/// parked forever, which loom reports.
+#[test]
+fn standby_never_sleeps_through_the_drivers_work() {
+    model(|| {
+        let watch = Arc::new(Watch::new(10));
+        // The standby was to look at 20 and has just woken (late, at 50)
+        // to recompute; the driver parked indefinitely: nothing to ring.
+        let _ = watch.standby_publishes(20, 0);
+        assert!(!watch.driver_publishes(u64::MAX, u64::MAX));
+        let standby = {
+            let watch = watch.clone();
+            loom::thread::spawn(move || loop {
+                let now = 50;
+                let look_at = watch.driver_next_work(now).saturating_add(10);
+                if !watch.standby_publishes(look_at, now) {
+                    continue;
+                }
+                if look_at != u64::MAX {
+                    return look_at; // a timed sleep: it looks in time
+                }
+                loom::thread::park();
+            })
+        };
+        if watch.driver_publishes(AWAKE, 50) {
+            standby.thread().unpark();
+        }
+        assert_eq!(standby.join().unwrap(), 60);
     });
 }
