@@ -216,3 +216,33 @@ fn wait_for(cond: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A firing that blocks and then panics: the standby took over meanwhile,
+/// the panic is caught on the old driver (which then stands by or exits),
+/// and later deadlines keep firing, on time.
+#[test]
+fn a_blocking_callback_that_panics_stops_no_thread() {
+    let _serial = serial();
+    let start = Instant::now();
+    let (slow, _h) = Context::background().with_deadline(start + Duration::from_millis(5));
+    let _f = slow.after_func(|| {
+        std::thread::sleep(Duration::from_millis(100));
+        panic!("a deadline callback panics after blocking");
+    });
+    let during = fifty_from_20_to_120_ms(start);
+    let p99 = during.p99();
+    assert!(
+        p99 <= BOUND,
+        "p99 lateness {p99:?} behind a blocking callback"
+    );
+    // Well after the panic: the threads still fire deadlines on time.
+    let later = Others::at(
+        Instant::now() + Duration::from_millis(20),
+        (0..20).map(|i| Duration::from_millis(i * 3)),
+    );
+    let p99 = later.p99();
+    assert!(
+        p99 <= BOUND,
+        "p99 lateness {p99:?} after a panicking callback"
+    );
+}
