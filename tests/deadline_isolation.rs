@@ -197,16 +197,81 @@ fn timer_threads_stay_bounded_and_extra_ones_exit() {
     wait_for(|| timer_threads() == 2);
 }
 
-/// Live threads named `gocontext-timer`.
+/// Seven firings blocked at once fill the thread bound (seven stuck, one
+/// driver, no standby left to spawn): the driver still fires the other
+/// deadlines on time, and sleeps between them instead of spinning.
 #[cfg(target_os = "linux")]
-fn timer_threads() -> usize {
+#[test]
+fn at_the_thread_bound_the_driver_still_fires_and_sleeps() {
+    let _serial = serial();
+    let start = Instant::now();
+    let released = Arc::new(AtomicUsize::new(0));
+    let slow: Vec<_> = (0..7)
+        .map(|i| {
+            let (ctx, h) =
+                Context::background().with_deadline(start + Duration::from_millis(10 + 5 * i));
+            let r = released.clone();
+            let f = ctx.after_func(move || {
+                std::thread::sleep(Duration::from_millis(500));
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+            (ctx, h, f)
+        })
+        .collect();
+    let others = Others::at(start, (0..20).map(|i| Duration::from_millis(100 + 10 * i)));
+    wait_for(|| timer_threads() == 8 || start.elapsed() > Duration::from_millis(300));
+    assert_eq!(timer_threads(), 8, "seven stuck firings and a driver");
+    let cpu_before = timer_cpu_ticks();
+    std::thread::sleep(Duration::from_millis(300));
+    let cpu_after = timer_cpu_ticks();
+    let spent: u64 = cpu_after
+        .iter()
+        .map(|(tid, t)| t - cpu_before.get(tid).copied().unwrap_or(0))
+        .sum();
+    assert!(
+        spent < 3,
+        "timer threads used {spent} ticks of CPU in 300 ms"
+    );
+    let p99 = others.p99();
+    assert!(p99 <= BOUND, "p99 lateness {p99:?} at the thread bound");
+    assert_eq!(
+        released.load(Ordering::SeqCst),
+        0,
+        "the stall was over too soon"
+    );
+    wait_for(|| released.load(Ordering::SeqCst) == slow.len());
+    wait_for(|| timer_threads() == 2);
+}
+
+/// Live threads named `gocontext-timer`: (task id, CPU ticks used).
+#[cfg(target_os = "linux")]
+fn timer_tasks() -> Vec<(String, u64)> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
+        return Vec::new();
     };
     tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim_end() == "gocontext-timer")
-        .count()
+        .filter_map(|t| {
+            let path = t.ok()?.path();
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(path.join("stat")).ok()?;
+            // After "(comm) ": state, ..., utime (12th), stime (13th).
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split(' ').collect();
+            let ticks = f[11].parse::<u64>().ok()? + f[12].parse::<u64>().ok()?;
+            let tid = path.file_name()?.to_string_lossy().into_owned();
+            (name.trim_end() == "gocontext-timer").then_some((tid, ticks))
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+fn timer_threads() -> usize {
+    timer_tasks().len()
+}
+
+#[cfg(target_os = "linux")]
+fn timer_cpu_ticks() -> std::collections::HashMap<String, u64> {
+    timer_tasks().into_iter().collect()
 }
 
 fn wait_for(cond: impl Fn() -> bool) {

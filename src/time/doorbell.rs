@@ -11,7 +11,7 @@
 //! Uses `std::thread` directly: like the driver, it has no loom model (the
 //! role hand-off itself is modelled in `watch/loom_models.rs`).
 
-use crossbeam_epoch::{self as epoch, Atomic, Owned};
+use crossbeam_epoch::{self as epoch, Atomic, Owned, Shared};
 use std::sync::atomic::Ordering;
 use std::thread::Thread;
 
@@ -27,10 +27,23 @@ impl Doorbell {
 
     /// `thread` holds the role from now on.
     pub(crate) fn set(&self, thread: Thread) {
+        self.replace(Some(thread));
+    }
+
+    /// Nobody holds the role for now: ringing does nothing.
+    pub(crate) fn clear(&self) {
+        self.replace(None);
+    }
+
+    fn replace(&self, thread: Option<Thread>) {
         let guard = epoch::pin();
+        let new = match thread {
+            Some(t) => Owned::new(t).into_shared(&guard),
+            None => Shared::null(),
+        };
         // AcqRel: Release publishes the new handle to ringers; Acquire
         // orders the old handle's writes before its deferred free.
-        let old = self.0.swap(Owned::new(thread), Ordering::AcqRel, &guard);
+        let old = self.0.swap(new, Ordering::AcqRel, &guard);
         if !old.is_null() {
             // SAFETY: the swap unlinked `old`, so no new ringer can load
             // it, and ringers that did load it are pinned: the epoch frees
@@ -56,7 +69,7 @@ impl Drop for Doorbell {
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no ringer can hold the pointer any more.
         let guard = unsafe { epoch::unprotected() };
-        let old = self.0.swap(epoch::Shared::null(), Ordering::Relaxed, guard);
+        let old = self.0.swap(Shared::null(), Ordering::Relaxed, guard);
         if !old.is_null() {
             // SAFETY: unlinked and unreachable by anyone else (above).
             drop(unsafe { old.into_owned() });

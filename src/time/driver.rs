@@ -279,6 +279,9 @@ impl Driver {
     /// now on, and a new standby behind it.
     fn took_over(&'static self, role: Role) -> Role {
         self.driver.set(std::thread::current());
+        // Until a new standby sets it, ringing the standby reaches nobody
+        // (not ourselves: a self-unpark on every sleep would spin).
+        self.standby.clear();
         self.watch.unwatched();
         self.watch.vacate_standby();
         if self.watch.claim_standby() {
