@@ -228,27 +228,31 @@ impl TimerCore {
                 self.claim_due(&mut wheel, now)
             };
             let mut ours = true;
-            if !graves.is_empty() {
-                let panic = watched(&mut ours, watcher, || graves.release_all());
-                first_panic = first_panic.or(panic);
-            }
-            match step {
+            let next = match step {
                 Step::Fire(entry) => {
                     // SAFETY: we won FILED -> FIRED (entry inv. 6), so `fire`
                     // is ours to call, then `release`, once (entry inv. 7).
-                    // Even if the round was taken over, this entry is ours.
+                    // Fired first, before the releases below: a claimed
+                    // entry is never held back behind other user code.
                     let panics = watched(&mut ours, watcher, || unsafe {
                         let fired = call_hook(entry, |e| e.hooks().fire);
                         (fired, call_hook(entry, |e| e.hooks().release))
                     });
                     first_panic = first_panic.or(panics.0).or(panics.1);
+                    None
                 }
-                Step::Lost => {}
-                Step::Idle(next) if ours => return (Ran::Idle(next), first_panic),
-                Step::Idle(_) => {}
+                Step::Lost => None,
+                Step::Idle(next) => Some(next),
+            };
+            if !graves.is_empty() {
+                let panic = watched(&mut ours, watcher, || graves.release_all());
+                first_panic = first_panic.or(panic);
             }
             if !ours {
                 return (Ran::Stopped, first_panic);
+            }
+            if let Some(next) = next {
+                return (Ran::Idle(next), first_panic);
             }
         }
     }
