@@ -46,6 +46,12 @@ enum Inner {
     Manual(Arc<ManualClock>),
 }
 
+// A clock's time is one atomic, and its wheel is behind a mutex whose
+// holder runs no user code (hooks run unlocked, their panics caught), so a
+// panic cannot leave a clock half-updated.
+impl std::panic::UnwindSafe for Clock {}
+impl std::panic::RefUnwindSafe for Clock {}
+
 impl Clock {
     /// The process-wide real-time clock, the clock of
     /// `Context::background()`. Cheap: no allocation, no reference count.
@@ -97,8 +103,11 @@ impl Clock {
     /// Moves a manual clock forward by `d` and, before returning, fires on
     /// the calling thread every deadline at or before the new time, earliest
     /// first. If a deadline's callbacks panic, the remaining deadlines still
-    /// fire and the first panic is then resumed. Time saturates at the
-    /// latest representable `Instant` instead of overflowing.
+    /// fire and the first panic is then resumed. Time saturates at its cap,
+    /// the latest `Instant` that the clock's origin plus `u64::MAX`
+    /// nanoseconds (about 584 years) can represent, instead of overflowing.
+    /// A deadline beyond the cap could never fire, so on this clock it
+    /// means no deadline at all, as `with_timeout(Duration::MAX)` does.
     ///
     /// On the system clock this does nothing: real time cannot be moved.
     ///
@@ -112,10 +121,22 @@ impl Clock {
     /// clock.advance(Duration::from_millis(1));
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// clock.advance(Duration::MAX); // saturates, never panics
+    /// let (after_the_cap, _c) = clock.background().with_timeout(Duration::from_secs(1));
+    /// assert_eq!(after_the_cap.deadline(), None); // could never fire
     /// ```
     pub fn advance(&self, d: Duration) {
         if let Inner::Manual(m) = &self.inner {
             m.advance(d);
+        }
+    }
+
+    /// Whether this clock can never reach `deadline`: a manual clock's
+    /// time stops at its cap (see [`advance`](Clock::advance)), so a later
+    /// deadline could never fire. The system clock reaches every `Instant`.
+    pub(crate) fn never_reaches(&self, deadline: Instant) -> bool {
+        match &self.inner {
+            Inner::System => false,
+            Inner::Manual(m) => deadline > m.cap(),
         }
     }
 

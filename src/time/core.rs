@@ -38,6 +38,7 @@ use super::entry::{call_hook, Disarmed, Pos, TimerEntry};
 use super::inbox::{Graveyard, Inbox};
 use super::wheel::Wheel;
 use crate::sync::{fence, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
+use crate::unwind::{discard, first};
 
 /// Every this many successful disarms, someone empties the inbox. Under loom
 /// every disarm collects, so the models explore the collector's races too.
@@ -108,8 +109,8 @@ impl TimerCore {
         // SAFETY: live (caller).
         if !unsafe { entry.as_ref() }.begin_arm() {
             // SAFETY: never armed, so nobody else will release it (entry
-            // entry inv. 7); the caller's reference is the clock's.
-            drop(unsafe { call_hook(entry, |e| e.hooks().release) });
+            // inv. 7); the caller's reference is the clock's.
+            discard(unsafe { call_hook(entry, |e| e.hooks().release) });
             return false;
         }
         // SAFETY: QUEUED and not yet pushed: ours to push (entry.rs inv. 2).
@@ -167,7 +168,7 @@ impl TimerCore {
                 Err(TryLockError::WouldBlock) if filed == 0 => return Collected::Busy,
                 Err(TryLockError::WouldBlock) => break,
             };
-            drop(graves.release_all());
+            discard(graves.release_all());
             if !self.handed_over() {
                 break;
             }
@@ -193,7 +194,7 @@ impl TimerCore {
         let mut first_panic = None;
         loop {
             let (next, panic) = self.run(now);
-            first_panic = first_panic.or(panic);
+            first_panic = first(first_panic, panic);
             if !self.handed_over() {
                 return (next, first_panic);
             }
@@ -238,7 +239,7 @@ impl TimerCore {
                         let fired = call_hook(entry, |e| e.hooks().fire);
                         (fired, call_hook(entry, |e| e.hooks().release))
                     });
-                    first_panic = first_panic.or(panics.0).or(panics.1);
+                    first_panic = first(first(first_panic, panics.0), panics.1);
                     None
                 }
                 Step::Lost => None,
@@ -246,7 +247,7 @@ impl TimerCore {
             };
             if !graves.is_empty() {
                 let panic = watched(&mut ours, watcher, || graves.release_all());
-                first_panic = first_panic.or(panic);
+                first_panic = first(first_panic, panic);
             }
             if !ours {
                 return (Ran::Stopped, first_panic);
@@ -389,6 +390,6 @@ impl Drop for TimerCore {
                 unsafe { graves.bury(entry) };
             }
         }
-        drop(graves.release_all());
+        discard(graves.release_all());
     }
 }

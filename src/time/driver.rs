@@ -223,12 +223,8 @@ impl Driver {
                 busy: None,
             };
             let (ran, panic) = self.core.run_watched(now, &mut watcher);
-            if let Some(payload) = panic {
-                // Dropping a payload runs user code too; keep it contained.
-                drop(std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-                    || drop(payload),
-                )));
-            }
+            // Dropping a payload runs user code too; keep it contained.
+            crate::unwind::discard(panic);
             let Ran::Idle(next) = ran else { return };
             // Invariant 7: linger with a finite target after activity.
             let wake_at = next.or_else(|| {

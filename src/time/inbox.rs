@@ -142,7 +142,7 @@ impl Graveyard {
             // SAFETY: buried entries are released by us alone, once
             // (invariant 7), with their clock reference still held.
             let panic = unsafe { call_hook(entry, |e| e.hooks().release) };
-            first_panic = first_panic.or(panic);
+            first_panic = crate::unwind::first(first_panic, panic);
         }
         first_panic
     }
@@ -151,6 +151,6 @@ impl Graveyard {
 impl Drop for Graveyard {
     fn drop(&mut self) {
         // Never drop references silently: a graveyard always gets emptied.
-        drop(self.release_all());
+        crate::unwind::discard(self.release_all());
     }
 }

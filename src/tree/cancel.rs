@@ -5,8 +5,10 @@
 //! cancels claimed children, wakes claimed waiters and runs claimed
 //! callbacks. Children's chains go on an explicit stack, so depth costs heap,
 //! never call stack. No lock is held anywhere, so callbacks may re-enter
-//! the engine freely; each runs inside `catch_unwind`, and the first panic
-//! is re-raised only after the whole subtree is done.
+//! the engine freely. Every call of user code (a waker, a callback, the drop
+//! of a discarded callback or of what a release frees) runs inside
+//! `catch_unwind` (unwind.rs), and the first panic is re-raised only after
+//! the whole subtree is done.
 //!
 //! Invariants:
 //! 1. Every node of the subtree gets the err and record that were actually
@@ -23,8 +25,8 @@ use super::node::{CancelNode, Record};
 use super::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
 use super::state::{closed_word, CAUSE};
 use crate::error::Error;
+use crate::unwind::Panics;
 use crossbeam_epoch::Guard;
-use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -85,7 +87,7 @@ fn close(
             guard: None,
             deferred: false,
             stack: Vec::new(),
-            panic: None,
+            panics: Panics::default(),
             callbacks,
         };
         drain.run(closed);
@@ -201,7 +203,8 @@ struct Drain {
     /// Whether any release went through the epoch (`finish` flushes).
     deferred: bool,
     stack: Vec<Closed>,
-    panic: Option<Box<dyn Any + Send>>,
+    /// The first panic of user code, re-raised by `finish`.
+    panics: Panics,
     /// Run the claimed callbacks, or drop them (teardown).
     callbacks: Callbacks,
 }
@@ -261,20 +264,20 @@ impl Drain {
             }
             Container::Waiter(w) => {
                 // SAFETY: claimed here, alive by our list reference.
-                unsafe { super::waiter::Waiter::wake(w) };
-                false
-            }
-            Container::Callback(cb) if self.callbacks == Callbacks::Drop => {
-                // SAFETY: claimed here, alive by our list reference.
-                unsafe { super::callback::Callback::discard(cb) };
+                let wake = || unsafe { super::waiter::Waiter::wake(w) };
+                self.panics.call(wake);
                 false
             }
             Container::Callback(cb) => {
+                let callbacks = self.callbacks;
                 // SAFETY: claimed here, alive by our list reference.
-                let panic = unsafe { super::callback::Callback::run(cb) };
-                if self.panic.is_none() {
-                    self.panic = panic;
-                }
+                let act = || unsafe {
+                    match callbacks {
+                        Callbacks::Drop => super::callback::Callback::discard(cb),
+                        Callbacks::Run => super::callback::Callback::run(cb),
+                    }
+                };
+                self.panics.call(act);
                 false
             }
         }
@@ -286,7 +289,9 @@ impl Drain {
             self.unpin();
             // SAFETY: we own the entry's list reference (list invariant 3),
             // and no sweeper can reach it (list invariant 6).
-            unsafe { entry::release(entry) };
+            let release = || unsafe { entry::release(entry) };
+            // It may free what runs user `Drop` code: caught.
+            self.panics.call(release);
             return;
         }
         self.deferred = true;
@@ -304,17 +309,14 @@ impl Drain {
         self.guard = None;
     }
 
-    /// Re-raises the first callback panic, now that the subtree is done.
+    /// Re-raises the first panic of user code, now that the subtree is
+    /// done.
     fn finish(self) {
         // Hand over our deferred frees and collect (see list `entry_deleted`).
         if self.deferred {
             let guard = self.guard.unwrap_or_else(crossbeam_epoch::pin);
             guard.flush();
         }
-        if let Some(panic) = self.panic {
-            if !std::thread::panicking() {
-                std::panic::resume_unwind(panic);
-            }
-        }
+        self.panics.resume();
     }
 }
