@@ -30,10 +30,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     guard
 }
 
+/// A deadline's context, its handle and its callback's registration.
+type Armed = (Context, gocontext::CancelHandle, gocontext::AfterFunc);
+
 /// Deadlines at `offsets` from `start`, each recording its lateness.
 struct Others {
     late: Arc<Mutex<Vec<Duration>>>,
-    keep: Vec<(Context, gocontext::CancelHandle, gocontext::AfterFunc)>,
+    keep: Vec<Armed>,
 }
 
 impl Others {
@@ -167,6 +170,26 @@ fn explicit_cancel_runs_callbacks_on_the_caller() {
     assert_eq!(*ran_on.lock().unwrap(), Some(std::thread::current().id()));
 }
 
+/// `n` deadlines due 10, 15, 20, ... ms after `start`, whose callbacks
+/// each block for `block` and then count themselves in the returned counter.
+#[cfg(target_os = "linux")]
+fn blocking_deadlines(start: Instant, n: u64, block: Duration) -> (Arc<AtomicUsize>, Vec<Armed>) {
+    let released = Arc::new(AtomicUsize::new(0));
+    let slow = (0..n)
+        .map(|i| {
+            let (ctx, h) =
+                Context::background().with_deadline(start + Duration::from_millis(10 + 5 * i));
+            let r = released.clone();
+            let f = ctx.after_func(move || {
+                std::thread::sleep(block);
+                r.fetch_add(1, Ordering::SeqCst);
+            });
+            (ctx, h, f)
+        })
+        .collect();
+    (released, slow)
+}
+
 /// Many deadlines blocking at once: the timer threads stay within their
 /// bound, every deadline still fires, and once the calls return the extra
 /// threads exit (back to the driver and its standby).
@@ -175,19 +198,7 @@ fn explicit_cancel_runs_callbacks_on_the_caller() {
 fn timer_threads_stay_bounded_and_extra_ones_exit() {
     let _serial = serial();
     let start = Instant::now();
-    let released = Arc::new(AtomicUsize::new(0));
-    let slow: Vec<_> = (0..12)
-        .map(|i| {
-            let (ctx, h) =
-                Context::background().with_deadline(start + Duration::from_millis(10 + 5 * i));
-            let r = released.clone();
-            let f = ctx.after_func(move || {
-                std::thread::sleep(Duration::from_millis(400));
-                r.fetch_add(1, Ordering::SeqCst);
-            });
-            (ctx, h, f)
-        })
-        .collect();
+    let (released, slow) = blocking_deadlines(start, 12, Duration::from_millis(400));
     let mut most = 0;
     while released.load(Ordering::SeqCst) < slow.len() {
         most = most.max(timer_threads());
@@ -210,19 +221,7 @@ fn timer_threads_stay_bounded_and_extra_ones_exit() {
 fn at_the_thread_bound_the_driver_still_fires_and_sleeps() {
     let _serial = serial();
     let start = Instant::now();
-    let released = Arc::new(AtomicUsize::new(0));
-    let slow: Vec<_> = (0..7)
-        .map(|i| {
-            let (ctx, h) =
-                Context::background().with_deadline(start + Duration::from_millis(10 + 5 * i));
-            let r = released.clone();
-            let f = ctx.after_func(move || {
-                std::thread::sleep(Duration::from_millis(500));
-                r.fetch_add(1, Ordering::SeqCst);
-            });
-            (ctx, h, f)
-        })
-        .collect();
+    let (released, slow) = blocking_deadlines(start, 7, Duration::from_millis(500));
     let others = Others::at(start, (0..20).map(|i| Duration::from_millis(100 + 10 * i)));
     wait_for(|| timer_threads() == 8 || start.elapsed() > Duration::from_millis(300));
     assert_eq!(timer_threads(), 8, "seven stuck firings and a driver");
