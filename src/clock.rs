@@ -16,8 +16,11 @@ use crate::time::{system_driver, AfterDisarm, Collected, ManualClock, TimerCore,
 
 /// The time source and timing wheel that deadlines run on.
 ///
-/// `Clock::system()` is real time: deadlines fire on a background driver
-/// thread that the first deadline starts. `Clock::manual()` is virtual time
+/// `Clock::system()` is real time: deadlines fire on background timer
+/// threads that the first deadline starts (a driver, and a standby that
+/// takes over if a firing's callbacks or wakers block, so that one slow
+/// callback never delays the other deadlines; at most 8 threads, 2 when
+/// nothing blocks). `Clock::manual()` is virtual time
 /// that stands still until [`advance`](Clock::advance) moves it; every
 /// deadline that falls due fires on the thread that called `advance`, before
 /// `advance` returns. Neither ever fires a deadline early.
@@ -285,7 +288,7 @@ impl Clock {
     /// no one owns the wheel right now (else the owner will). On the system
     /// clock the driver is unparked when the wheel was busy, or when this
     /// collection filed live entries it has not seen (its sleep target may be
-    /// too late now; driver invariant 3).
+    /// too late now; driver invariant 4).
     pub(crate) fn collect(&self) {
         match &self.inner {
             Inner::System => {

@@ -127,6 +127,11 @@ impl Graveyard {
         self.head = Some(entry);
     }
 
+    /// Whether nothing is buried.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
     /// Calls `release` on every entry; must run with no clock lock held.
     /// A panicking hook is caught; the first payload is returned.
     pub(crate) fn release_all(&mut self) -> Option<Box<dyn std::any::Any + Send>> {

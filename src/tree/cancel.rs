@@ -85,6 +85,7 @@ fn close(
     if closed.chain != 0 {
         let mut drain = Drain {
             guard: None,
+            deferred: false,
             stack: Vec::new(),
             panics: Panics::default(),
             callbacks,
@@ -196,8 +197,11 @@ fn prefetch_entry(addr: usize) {
 }
 
 struct Drain {
-    /// Pinned only once some release must go through the epoch.
+    /// Pinned only while releases go through the epoch, dropped before any
+    /// user code (`unpin`).
     guard: Option<Guard>,
+    /// Whether any release went through the epoch (`finish` flushes).
+    deferred: bool,
     stack: Vec<Closed>,
     /// The first panic of user code, re-raised by `finish`.
     panics: Panics,
@@ -227,8 +231,13 @@ impl Drain {
             let (claimed, next) = unsafe { e.claim_next() };
             cur = next;
             prefetch_entry(next);
-            if claimed && self.act(entry, closed) {
-                continue; // the entry's reference now rides on the stack
+            if claimed {
+                // Acting may run user code (a waker, a callback, or the drop
+                // of what a child's disarm collects): never pinned there.
+                self.unpin();
+                if self.act(entry, closed) {
+                    continue; // the entry's reference now rides on the stack
+                }
             }
             self.release(entry, closed.free);
         }
@@ -276,6 +285,8 @@ impl Drain {
 
     fn release(&mut self, entry: NonNull<Entry>, free: Free) {
         if free == Free::Direct {
+            // Freeing may drop user values: never pinned there.
+            self.unpin();
             // SAFETY: we own the entry's list reference (list invariant 3),
             // and no sweeper can reach it (list invariant 6).
             let release = || unsafe { entry::release(entry) };
@@ -283,17 +294,27 @@ impl Drain {
             self.panics.call(release);
             return;
         }
+        self.deferred = true;
         let guard = self.guard.get_or_insert_with(crossbeam_epoch::pin);
         // SAFETY: we own the list reference of every entry on our chains
         // (list invariant 3) and release each exactly once.
         unsafe { entry::defer(entry, guard) };
     }
 
+    /// Drops the guard, if pinned. The drain itself never needs it to read:
+    /// it owns a list reference on every entry it touches (list invariant
+    /// 3); the guard only carries `defer`. So it is held across runs of
+    /// consecutive deferred releases and never across user code.
+    fn unpin(&mut self) {
+        self.guard = None;
+    }
+
     /// Re-raises the first panic of user code, now that the subtree is
     /// done.
     fn finish(self) {
         // Hand over our deferred frees and collect (see list `entry_deleted`).
-        if let Some(guard) = self.guard {
+        if self.deferred {
+            let guard = self.guard.unwrap_or_else(crossbeam_epoch::pin);
             guard.flush();
         }
         self.panics.resume();
