@@ -119,3 +119,21 @@ impl fmt::Debug for CancelHandle {
             .finish()
     }
 }
+
+impl CancelHandle {
+    /// Cancels with a plain message as the cause:
+    /// `cancel_with_cause(Cause::message(text))`.
+    ///
+    /// ```
+    /// use gocontext::{Context, Error};
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// cancel.cancel_with_message("shutting down");
+    /// assert_eq!(ctx.err(), Some(Error::Canceled));
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "shutting down");
+    /// ```
+    pub fn cancel_with_message(&self, text: impl Into<std::borrow::Cow<'static, str>>) {
+        if self.node().err().is_none() {
+            self.cancel_with_cause(Cause::message(text));
+        }
+    }
+}
