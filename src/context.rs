@@ -692,3 +692,26 @@ impl Default for Context {
         Context::background()
     }
 }
+
+impl Context {
+    /// The time left before the deadline, on this context's clock: `None`
+    /// without a deadline, `Some(Duration::ZERO)` once it has passed. This
+    /// is what an outgoing call should be given (`grpc-timeout`, a socket
+    /// timeout), so each hop of a request gets what the previous one left.
+    ///
+    /// ```
+    /// use gocontext::Clock;
+    /// use std::time::Duration;
+    /// let clock = Clock::manual();
+    /// let (ctx, _cancel) = clock.background().with_timeout(Duration::from_secs(3));
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(ctx.remaining(), Some(Duration::from_secs(2)));
+    /// clock.advance(Duration::from_secs(5));
+    /// assert_eq!(ctx.remaining(), Some(Duration::ZERO));
+    /// assert_eq!(clock.background().remaining(), None);
+    /// ```
+    pub fn remaining(&self) -> Option<Duration> {
+        let deadline = self.deadline()?;
+        Some(deadline.saturating_duration_since(self.clock().now()))
+    }
+}

@@ -46,6 +46,7 @@ mod timer_core;
 mod value;
 mod waiter;
 mod wheel;
+pub mod wire;
 
 #[cfg(test)]
 mod timer_probe;
