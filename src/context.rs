@@ -118,7 +118,7 @@ impl Context {
 
     /// The nearest cancellable ancestor-or-self, if any.
     #[inline]
-    pub(crate) fn scope(&self) -> Option<&CancelNode> {
+    pub(crate) fn cancel_scope(&self) -> Option<&CancelNode> {
         // SAFETY: the scope is this node or an ancestor, kept alive by our
         // handle through the parent chain.
         self.node()?.scope.map(|s| unsafe { &*s.as_ptr() })
@@ -151,7 +151,7 @@ impl Context {
     /// assert_eq!(parent.err(), None);
     /// ```
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
-        if let Some(scope) = self.scope().filter(|s| s.err().is_some()) {
+        if let Some(scope) = self.cancel_scope().filter(|s| s.err().is_some()) {
             // Done already: a child would be indistinguishable from this
             // context (same err, cause, deadline, values), so share it.
             scope.header.acquire();
@@ -353,7 +353,7 @@ impl Context {
     /// assert!(ran.load(Ordering::SeqCst));
     /// ```
     pub fn after_func(&self, f: impl FnOnce() + Send + 'static) -> AfterFunc {
-        after_func::register(self.scope(), Box::new(f))
+        after_func::register(self.cancel_scope(), Box::new(f))
     }
 
     /// A context that is done as soon as either `a` or `b` is (with that
@@ -398,7 +398,7 @@ impl Context {
     /// ```
     #[inline]
     pub fn err(&self) -> Option<Error> {
-        self.scope()?.err()
+        self.cancel_scope()?.err()
     }
 
     /// True once the context is done. One atomic load.
@@ -425,7 +425,7 @@ impl Context {
     /// assert_eq!(ctx.cause().unwrap().downcast_ref::<Error>(), Some(&Error::Canceled));
     /// ```
     pub fn cause(&self) -> Option<Cause> {
-        self.scope()?.cause()
+        self.cancel_scope()?.cause()
     }
 
     /// When the context will be done by itself, if ever: the earliest
@@ -440,7 +440,7 @@ impl Context {
     /// assert_eq!(Context::background().deadline(), None);
     /// ```
     pub fn deadline(&self) -> Option<Instant> {
-        self.scope()?.deadline
+        self.cancel_scope()?.deadline
     }
 
     /// A future that resolves, with the `err()`, once the context is done:

@@ -68,7 +68,7 @@ impl Future for Done {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
         let this = self.get_mut();
-        let Some(scope) = this.ctx.scope() else {
+        let Some(scope) = this.ctx.cancel_scope() else {
             return Poll::Pending; // never done: nothing will wake us
         };
         if let Some(err) = scope.err() {
@@ -109,7 +109,7 @@ impl fmt::Debug for Done {
 
 /// Withdraws and releases a waiter of `ctx`'s scope.
 fn withdraw(ctx: &Context, w: NonNull<Waiter>) {
-    if let Some(scope) = ctx.scope() {
+    if let Some(scope) = ctx.cancel_scope() {
         // SAFETY: we own a reference on `w`.
         scope.withdraw(unsafe { &w.as_ref().entry });
     }
@@ -119,7 +119,7 @@ fn withdraw(ctx: &Context, w: NonNull<Waiter>) {
 
 /// Blocks until `ctx` is done or `deadline` (real time) passes.
 pub(crate) fn wait_until(ctx: &Context, deadline: Option<Instant>) -> Option<Error> {
-    let Some(scope) = ctx.scope() else {
+    let Some(scope) = ctx.cancel_scope() else {
         sleep_until(deadline);
         return None;
     };

@@ -29,6 +29,7 @@
 #![allow(dead_code)]
 
 mod after_func;
+mod ambient;
 mod cancel;
 mod clock;
 mod context;
@@ -52,6 +53,7 @@ pub mod wire;
 mod timer_probe;
 
 pub use after_func::AfterFunc;
+pub use ambient::{EnterGuard, Scope};
 pub use clock::Clock;
 pub use context::Context;
 pub use done::Done;
