@@ -211,7 +211,9 @@ impl<F> Drop for Scope<F> {
 
 impl<F> fmt::Debug for Scope<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scope").field("ctx", &self.ctx).finish_non_exhaustive()
+        f.debug_struct("Scope")
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
     }
 }
 

@@ -564,6 +564,10 @@ pub(crate) fn record(err: Error, cause: Cause) -> Arc<Record> {
     Arc::new(Record { err, cause })
 }
 
+/// A cancel record that can be built once and shared (see
+/// `handle::PreparedCause`).
+pub(crate) type SharedRecord = Arc<Record>;
+
 impl Clone for Context {
     /// One atomic increment (none for the roots).
     fn clone(&self) -> Context {

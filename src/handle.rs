@@ -137,3 +137,41 @@ impl CancelHandle {
         }
     }
 }
+
+/// A cancel cause built on first use and shared by every cancel that uses
+/// it afterwards, so that cancelling with it allocates nothing: the tower
+/// layers end every request with one of a few fixed causes.
+pub(crate) struct PreparedCause {
+    make: fn() -> Cause,
+    record: std::sync::OnceLock<crate::context::SharedRecord>,
+}
+
+impl PreparedCause {
+    pub(crate) const fn new(make: fn() -> Cause) -> PreparedCause {
+        PreparedCause {
+            make,
+            record: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The cause, as `cause()` reports it.
+    pub(crate) fn cause(&self) -> Cause {
+        self.shared().cause.clone()
+    }
+
+    fn shared(&self) -> &crate::context::SharedRecord {
+        self.record
+            .get_or_init(|| record(Error::Canceled, (self.make)()))
+    }
+}
+
+impl CancelHandle {
+    /// `cancel_with_cause(prepared)` without allocating a record.
+    pub(crate) fn cancel_with_prepared(&self, prepared: &PreparedCause) {
+        if self.node().err().is_some() {
+            return;
+        }
+        let rec = prepared.shared().clone();
+        cancel::cancel(self.node(), Error::Canceled, Some(rec), true);
+    }
+}

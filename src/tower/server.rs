@@ -1,0 +1,297 @@
+//! The server layer: each request gets a context of its own.
+
+use super::response::{bad_timeout, context_ended, is_grpc};
+use super::BoxError;
+use crate::handle::PreparedCause;
+use crate::wire::{decode_timeout, GRPC_TIMEOUT};
+use crate::{CancelHandle, Cause, Context, Done, Scope};
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Gives each request a context: a child of `root` with the caller's
+/// deadline. See the [module docs](crate::tower).
+///
+/// ```
+/// use gocontext::tower::ServerLayer;
+/// use gocontext::Context;
+/// use std::time::Duration;
+///
+/// let (shutdown, stop) = Context::background().with_cancel();
+/// let layer = ServerLayer::new(shutdown).max_timeout(Duration::from_secs(30));
+/// // ServiceBuilder::new().layer(layer).service(app), or
+/// // tonic::transport::Server::builder().layer(layer) ...
+/// # let _ = (layer, stop);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ServerLayer {
+    root: Context,
+    max: Option<Duration>,
+}
+
+impl ServerLayer {
+    /// Requests become children of `root`: cancelling it (the server's
+    /// shutdown) cancels every request in flight. No maximum: a request
+    /// without `grpc-timeout` has no deadline.
+    pub fn new(root: Context) -> ServerLayer {
+        ServerLayer { root, max: None }
+    }
+
+    /// Caps every request's time at `max`; a request without
+    /// `grpc-timeout` gets exactly `max`.
+    pub fn max_timeout(mut self, max: Duration) -> ServerLayer {
+        self.max = Some(max);
+        self
+    }
+}
+
+impl<S> Layer<S> for ServerLayer {
+    type Service = Server<S>;
+
+    fn layer(&self, inner: S) -> Server<S> {
+        Server {
+            inner,
+            root: self.root.clone(),
+            max: self.max,
+        }
+    }
+}
+
+/// The service [`ServerLayer`] wraps around an inner service.
+#[derive(Clone, Debug)]
+pub struct Server<S> {
+    inner: S,
+    root: Context,
+    max: Option<Duration>,
+}
+
+impl<S> Server<S> {
+    /// The request's timeout: the caller's, capped by the maximum.
+    fn timeout(&self, header: Option<Duration>) -> Option<Duration> {
+        match (header, self.max) {
+            (Some(h), Some(m)) => Some(h.min(m)),
+            (h, m) => h.or(m),
+        }
+    }
+
+    /// The request's context and the handle that ends it.
+    fn derive(&self, timeout: Option<Duration>) -> (Context, CancelHandle) {
+        match timeout {
+            Some(t) => self.root.with_timeout(t),
+            None => self.root.with_cancel(),
+        }
+    }
+}
+
+impl<S, B, R> Service<Request<B>> for Server<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Error: Into<BoxError>,
+    R: Default,
+{
+    type Response = Response<R>;
+    type Error = BoxError;
+    type Future = ServerFuture<S::Future, R>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let grpc = is_grpc(req.headers());
+        let header = match req.headers().get(GRPC_TIMEOUT) {
+            None => None,
+            Some(value) => match decode_timeout(value.as_bytes()) {
+                Ok(t) => Some(t),
+                Err(err) => return ServerFuture::answered(bad_timeout(grpc, err)),
+            },
+        };
+        let (ctx, handle) = self.derive(self.timeout(header));
+        req.extensions_mut().insert(ctx.clone());
+        let fut = {
+            let _current = ctx.enter(); // `call` itself runs in it too
+            self.inner.call(req)
+        };
+        ServerFuture {
+            end: EndOnDrop(Some(handle)),
+            done: ctx.done(),
+            state: State::Running {
+                fut: ctx.scope(fut),
+            },
+            grpc,
+        }
+    }
+}
+
+/// Why a request's context was cancelled by [`ServerLayer`]: its
+/// `cause()`. Downcast to tell a caller who hung up from a request that
+/// finished.
+///
+/// ```
+/// use gocontext::tower::RequestEnded;
+/// assert_eq!(
+///     RequestEnded::ClientWentAway.to_string(),
+///     "request cancelled: the client went away before the response"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RequestEnded {
+    /// The response future was dropped before it finished: the caller hung
+    /// up (or the connection broke), so nobody wants the answer.
+    ClientWentAway,
+    /// The response is ready: what the request started is no longer needed.
+    Responded,
+}
+
+impl fmt::Display for RequestEnded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RequestEnded::ClientWentAway => {
+                "request cancelled: the client went away before the response"
+            }
+            RequestEnded::Responded => "request finished: the response is ready",
+        })
+    }
+}
+
+impl std::error::Error for RequestEnded {}
+
+static CLIENT_WENT_AWAY: PreparedCause =
+    PreparedCause::new(|| Cause::from(RequestEnded::ClientWentAway));
+static RESPONDED: PreparedCause = PreparedCause::new(|| Cause::from(RequestEnded::Responded));
+
+/// Cancels the request's context when dropped: the caller went away,
+/// unless `finish` said the response was ready first.
+struct EndOnDrop(Option<CancelHandle>);
+
+impl EndOnDrop {
+    fn finish(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.cancel_with_prepared(&RESPONDED);
+        }
+    }
+}
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.cancel_with_prepared(&CLIENT_WENT_AWAY);
+        }
+    }
+}
+
+pin_project! {
+    /// The response future of [`Server`]: the inner service's, run in the
+    /// request's context, raced against the context's end.
+    pub struct ServerFuture<F, R> {
+        // First field: dropped first, so the inner future's own drop sees
+        // its context cancelled.
+        end: EndOnDrop,
+        done: Done,
+        #[pin]
+        state: State<F, R>,
+        grpc: bool,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, R> {
+        Running { #[pin] fut: Scope<F> },
+        Answered { res: Option<Response<R>> },
+    }
+}
+
+impl<F, R> ServerFuture<F, R> {
+    /// Answered without calling the inner service (no context made).
+    fn answered(res: Response<R>) -> ServerFuture<F, R> {
+        ServerFuture {
+            end: EndOnDrop(None),
+            done: Context::background().done(),
+            state: State::Answered { res: Some(res) },
+            grpc: false,
+        }
+    }
+}
+
+impl<F, R, E> Future for ServerFuture<F, R>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+    E: Into<BoxError>,
+    R: Default,
+{
+    type Output = Result<Response<R>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut state = this.state;
+        let StateProj::Running { mut fut } = state.as_mut().project() else {
+            return Poll::Ready(answer(state));
+        };
+        let grpc = *this.grpc;
+        let ended = |fut: &Pin<&mut Scope<F>>| fut.as_ref().get_ref().context().err();
+        // Once the context is done, the layer answers for the request,
+        // whatever the handler says: checked before polling the handler,
+        // and again after it finished (it may have seen the end first).
+        let out = match ended(&fut) {
+            Some(why) => Ok(context_ended(grpc, why)),
+            None => match fut.as_mut().poll(cx) {
+                Poll::Ready(out) => match ended(&fut) {
+                    Some(why) => Ok(context_ended(grpc, why)),
+                    None => response_of(grpc, out),
+                },
+                Poll::Pending => match Pin::new(this.done).poll(cx) {
+                    Poll::Ready(why) => Ok(context_ended(grpc, why)),
+                    Poll::Pending => return Poll::Pending,
+                },
+            },
+        };
+        state.set(State::Answered { res: None }); // drops the inner future
+        this.end.finish();
+        Poll::Ready(out)
+    }
+}
+
+/// The inner service's result; its `Error`, if it returned the context's,
+/// answered as the context's end.
+fn response_of<R: Default, E: Into<BoxError>>(
+    grpc: bool,
+    out: Result<Response<R>, E>,
+) -> Result<Response<R>, BoxError> {
+    let err: BoxError = match out {
+        Ok(res) => return Ok(res),
+        Err(err) => err.into(),
+    };
+    match err.downcast_ref::<crate::Error>() {
+        Some(&why) => Ok(context_ended(grpc, why)),
+        None => Err(err),
+    }
+}
+
+/// The response made without the inner service (once).
+fn answer<F, R>(state: Pin<&mut State<F, R>>) -> Result<Response<R>, BoxError> {
+    match state.project() {
+        StateProj::Answered { res } => res.take().ok_or_else(polled_after),
+        StateProj::Running { .. } => Err(polled_after()),
+    }
+}
+
+fn polled_after() -> BoxError {
+    "ServerFuture polled after it completed".into()
+}
+
+impl<F, R> fmt::Debug for ServerFuture<F, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerFuture")
+            .field("done", &self.done)
+            .field("grpc", &self.grpc)
+            .finish_non_exhaustive()
+    }
+}
