@@ -1,20 +1,18 @@
 //! The tower layers over real sockets: a client calls a gateway, which
 //! calls a backend, all hyper HTTP/1 on 127.0.0.1. The gateway's handler
 //! never sees the request's context; its outgoing client finds it (the
-//! ambient context) and forwards the deadline as `grpc-timeout`.
+//! ambient context) and forwards the deadline as `grpc-timeout`. The
+//! server and client plumbing is `examples/deadline_chain.rs`'s, which the
+//! last test runs.
 
 use gocontext::tower::{ClientLayer, RequestEnded, ServerLayer};
 use gocontext::{Context, Error};
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Bytes, Incoming};
+use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -22,65 +20,13 @@ use tokio::sync::mpsc;
 use tower_layer::Layer;
 use tower_service::Service;
 
-type Body = Full<Bytes>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-type HttpClient = hyper_util::client::legacy::Client<HttpConnector, Body>;
+#[path = "../examples/deadline_chain.rs"]
+mod chain;
+
+use chain::{handler, http_client, serve, Body};
 
 /// A bound on waiting in these tests: only ever an upper limit.
 const PATIENCE: Duration = Duration::from_secs(10);
-
-/// A handler as a tower service (what `tower::service_fn` would give).
-#[derive(Clone)]
-struct Handler(Arc<dyn Fn(Request<Incoming>) -> BoxFuture<Response<Body>> + Send + Sync>);
-
-impl Service<Request<Incoming>> for Handler {
-    type Response = Response<Body>;
-    type Error = BoxError;
-    type Future = BoxFuture<Result<Response<Body>, BoxError>>;
-
-    fn poll_ready(&mut self, _: &mut TaskCx<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<Incoming>) -> Self::Future {
-        let fut = (self.0)(req);
-        Box::pin(async move { Ok(fut.await) })
-    }
-}
-
-fn handler<F, Fut>(f: F) -> Handler
-where
-    F: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
-    Handler(Arc::new(move |req| Box::pin(f(req))))
-}
-
-/// Serves `layer(app)` on a fresh 127.0.0.1 port until the test ends.
-async fn serve(layer: ServerLayer, app: Handler) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let service = layer.layer(app);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                let _ = conn.await; // a client that hangs up is not an error here
-            });
-        }
-    });
-    addr
-}
-
-fn http_client() -> HttpClient {
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http()
-}
 
 fn get(addr: SocketAddr, path: &str) -> http::request::Builder {
     Request::get(format!("http://{addr}{path}"))
@@ -487,4 +433,30 @@ async fn a_handler_returning_the_context_error_maps_to_a_status() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+}
+
+#[test]
+fn the_deadline_chain_example_shrinks_and_stops() {
+    let report = chain::run();
+    let [client, gateway, backend] = report.left;
+    assert!(client > gateway && gateway > backend, "{:?}", report.left);
+    assert!(
+        backend + Duration::from_millis(10) <= gateway,
+        "the gateway's reserve"
+    );
+    assert_eq!(report.backend_err, Error::Canceled);
+    assert_eq!(
+        report.backend_cause,
+        RequestEnded::ClientWentAway.to_string()
+    );
+    assert!(
+        report.stop_latency <= Duration::from_millis(50),
+        "{:?}",
+        report.stop_latency
+    );
+    assert!(
+        report.steps < 7,
+        "300 ms of 50 ms steps, then it stopped: {}",
+        report.steps
+    );
 }
