@@ -44,6 +44,8 @@ mod state;
 mod sync;
 mod timer;
 mod timer_core;
+#[cfg(feature = "tonic")]
+mod tonic;
 #[cfg(feature = "tower")]
 pub mod tower;
 mod value;
