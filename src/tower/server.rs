@@ -120,7 +120,7 @@ where
         };
         ServerFuture {
             end: EndOnDrop(Some(handle)),
-            done: ctx.done(),
+            done: None,
             state: State::Running {
                 fut: ctx.scope(fut),
             },
@@ -194,7 +194,9 @@ pin_project! {
         // First field: dropped first, so the inner future's own drop sees
         // its context cancelled.
         end: EndOnDrop,
-        done: Done,
+        // Made only once the handler has to wait: a request answered at
+        // once never registers a waiter.
+        done: Option<Done>,
         #[pin]
         state: State<F, R>,
         grpc: bool,
@@ -214,7 +216,7 @@ impl<F, R> ServerFuture<F, R> {
     fn answered(res: Response<R>) -> ServerFuture<F, R> {
         ServerFuture {
             end: EndOnDrop(None),
-            done: Context::background().done(),
+            done: None,
             state: State::Answered { res: Some(res) },
             grpc: false,
         }
@@ -247,7 +249,12 @@ where
                     Some(why) => Ok(context_ended(grpc, why)),
                     None => response_of(grpc, out),
                 },
-                Poll::Pending => match Pin::new(this.done).poll(cx) {
+                Poll::Pending => match Pin::new(
+                    this.done
+                        .get_or_insert_with(|| fut.as_ref().get_ref().context().done()),
+                )
+                .poll(cx)
+                {
                     Poll::Ready(why) => Ok(context_ended(grpc, why)),
                     Poll::Pending => return Poll::Pending,
                 },
