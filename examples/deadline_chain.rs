@@ -188,11 +188,7 @@ async fn start_gateway(backend: SocketAddr, left: oneshot::Sender<Duration>) -> 
 
 /// Runs the three hops and returns what happened.
 pub fn run() -> Report {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
     rt.block_on(async {
         let (stopped_tx, mut stopped) = tokio::sync::mpsc::unbounded_channel();
         let (left_tx, gateway_left) = oneshot::channel();

@@ -16,7 +16,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::hash::{Hash, Hasher};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll, Wake, Waker};
@@ -41,6 +41,16 @@ fn wakes(c: &Counter) -> usize {
 
 fn poll<F: Future + Unpin>(fut: &mut F, waker: &Waker) -> Poll<F::Output> {
     std::pin::Pin::new(fut).poll(&mut TaskCx::from_waker(waker))
+}
+
+const PENDING: Poll<Error> = Poll::Pending;
+const CANCELED: Poll<Error> = Poll::Ready(Error::Canceled);
+
+/// Polls each future once and checks that it answers `want`.
+fn expect(futs: &mut [&mut Done], waker: &Waker, want: Poll<Error>) {
+    for fut in futs.iter_mut() {
+        assert_eq!(poll(*fut, waker), want);
+    }
 }
 
 fn hash_of(ctx: &Context) -> u64 {
@@ -82,8 +92,7 @@ fn done_future_owns_its_context() {
     assert_eq!(poll(&mut first, &waker), Poll::Pending);
     cancel.cancel();
     assert_eq!(wakes(&count), 1);
-    assert_eq!(poll(&mut first, &waker), Poll::Ready(Error::Canceled));
-    assert_eq!(poll(&mut second, &waker), Poll::Ready(Error::Canceled));
+    expect(&mut [&mut first, &mut second], &waker, CANCELED);
 }
 
 #[test]
@@ -110,14 +119,12 @@ fn parent_cancel_reaches_child_waiters() {
     assert!(!child.is_done());
     let mut child_done = child.done();
     let mut parent_done = parent.done();
-    assert_eq!(poll(&mut child_done, &waker), Poll::Pending);
-    assert_eq!(poll(&mut parent_done, &waker), Poll::Pending);
+    expect(&mut [&mut child_done, &mut parent_done], &waker, PENDING);
     assert_eq!(wakes(&count), 0);
     cancel.cancel();
     assert_eq!(wakes(&count), 2);
     assert!(parent.is_done() && child.is_done());
-    assert_eq!(poll(&mut child_done, &waker), Poll::Ready(Error::Canceled));
-    assert_eq!(poll(&mut parent_done, &waker), Poll::Ready(Error::Canceled));
+    expect(&mut [&mut child_done, &mut parent_done], &waker, CANCELED);
 }
 
 #[test]
@@ -131,13 +138,11 @@ fn grandchild_cancelled_through_a_dropped_middle() {
     assert!(!grandchild.is_done());
     let mut gc_done = grandchild.done();
     let mut root_done = root.done();
-    assert_eq!(poll(&mut gc_done, &waker), Poll::Pending);
-    assert_eq!(poll(&mut root_done, &waker), Poll::Pending);
+    expect(&mut [&mut gc_done, &mut root_done], &waker, PENDING);
     cancel.cancel();
     assert_eq!(wakes(&count), 2);
     assert!(grandchild.is_done());
-    assert_eq!(poll(&mut gc_done, &waker), Poll::Ready(Error::Canceled));
-    assert_eq!(poll(&mut root_done, &waker), Poll::Ready(Error::Canceled));
+    expect(&mut [&mut gc_done, &mut root_done], &waker, CANCELED);
 }
 
 #[test]
@@ -147,8 +152,7 @@ fn child_cancel_leaves_the_parent_alone() {
     let (child1, cancel1) = parent.with_cancel();
     let mut child1_done = child1.done();
     let mut parent_done = parent.done();
-    assert_eq!(poll(&mut child1_done, &waker), Poll::Pending);
-    assert_eq!(poll(&mut parent_done, &waker), Poll::Pending);
+    expect(&mut [&mut child1_done, &mut parent_done], &waker, PENDING);
     cancel1.cancel();
     assert_eq!(wakes(&count), 1);
     assert!(!parent.is_done() && child1.is_done());
@@ -157,13 +161,11 @@ fn child_cancel_leaves_the_parent_alone() {
 
     let (child2, _cancel2) = parent.with_cancel();
     let mut child2_done = child2.done();
-    assert_eq!(poll(&mut child2_done, &waker), Poll::Pending);
-    assert_eq!(poll(&mut parent_done, &waker), Poll::Pending);
+    expect(&mut [&mut child2_done, &mut parent_done], &waker, PENDING);
     cancel.cancel();
     assert_eq!(wakes(&count), 3);
     assert!(child2.is_done());
-    assert_eq!(poll(&mut child2_done, &waker), Poll::Ready(Error::Canceled));
-    assert_eq!(poll(&mut parent_done, &waker), Poll::Ready(Error::Canceled));
+    expect(&mut [&mut child2_done, &mut parent_done], &waker, CANCELED);
 }
 
 #[test]
@@ -233,9 +235,11 @@ fn cancel_reaches_exactly_the_subtree() {
     let outside = [&top, &sibling];
     let mut inside_done: Vec<Done> = inside.iter().map(|c| c.done()).collect();
     let mut outside_done: Vec<Done> = outside.iter().map(|c| c.done()).collect();
-    for fut in inside_done.iter_mut().chain(outside_done.iter_mut()) {
-        assert_eq!(poll(fut, &waker), Poll::Pending);
-    }
+    let mut all: Vec<&mut Done> = inside_done
+        .iter_mut()
+        .chain(outside_done.iter_mut())
+        .collect();
+    expect(&mut all, &waker, PENDING);
     assert!(inside.iter().chain(outside.iter()).all(|c| !c.is_done()));
     assert_eq!(wakes(&count), 0);
 
@@ -243,12 +247,16 @@ fn cancel_reaches_exactly_the_subtree() {
     assert_eq!(wakes(&count), 6);
     assert!(inside.iter().all(|c| c.is_done()));
     assert!(outside.iter().all(|c| !c.is_done()));
-    for fut in inside_done.iter_mut() {
-        assert_eq!(poll(fut, &waker), Poll::Ready(Error::Canceled));
-    }
-    for fut in outside_done.iter_mut() {
-        assert_eq!(poll(fut, &waker), Poll::Pending);
-    }
+    expect(
+        &mut inside_done.iter_mut().collect::<Vec<_>>(),
+        &waker,
+        CANCELED,
+    );
+    expect(
+        &mut outside_done.iter_mut().collect::<Vec<_>>(),
+        &waker,
+        PENDING,
+    );
     assert_eq!(wakes(&count), 6, "re-polling wakes nobody");
 }
 
@@ -271,21 +279,23 @@ fn context_and_done_are_send_and_sync() {
     send_sync::<Done>();
 }
 
-#[test]
-fn run_returns_the_output_or_the_error() {
+/// tokio-util's `run_until_cancelled` checks, on `run`: cancelled while
+/// pending, completed, and done before the first poll. With `drop_ctx`
+/// the context is dropped once the future exists (its `_owned` variant).
+fn run_scenarios(drop_ctx: bool) {
     let (waker, _) = counting_waker();
+    let step = |fut: Pin<&mut dyn Future<Output = Result<i32, Error>>>| {
+        fut.poll(&mut TaskCx::from_waker(&waker))
+    };
+    // The context, kept alive to the end unless `drop_ctx`.
+    let release = |ctx: Context| (!drop_ctx).then_some(ctx);
 
     let (ctx, cancel) = Context::background().with_cancel();
-    let mut fut = pin!(ctx.run(std::future::pending::<()>()));
-    assert_eq!(
-        fut.as_mut().poll(&mut TaskCx::from_waker(&waker)),
-        Poll::Pending
-    );
+    let mut fut = pin!(ctx.run(std::future::pending::<i32>()));
+    let _kept1 = release(ctx);
+    assert_eq!(step(fut.as_mut()), Poll::Pending);
     cancel.cancel();
-    assert_eq!(
-        fut.as_mut().poll(&mut TaskCx::from_waker(&waker)),
-        Poll::Ready(Err(Error::Canceled))
-    );
+    assert_eq!(step(fut.as_mut()), Poll::Ready(Err(Error::Canceled)));
 
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let (ctx, _cancel) = Context::background().with_cancel();
@@ -293,59 +303,26 @@ fn run_returns_the_output_or_the_error() {
         rx.await.unwrap();
         42
     }));
-    assert_eq!(
-        fut.as_mut().poll(&mut TaskCx::from_waker(&waker)),
-        Poll::Pending
-    );
+    let _kept2 = release(ctx);
+    assert_eq!(step(fut.as_mut()), Poll::Pending);
     tx.send(()).unwrap();
-    assert_eq!(
-        fut.as_mut().poll(&mut TaskCx::from_waker(&waker)),
-        Poll::Ready(Ok(42))
-    );
+    assert_eq!(step(fut.as_mut()), Poll::Ready(Ok(42)));
 
     let (ctx, cancel) = Context::background().with_cancel();
     let mut fut = pin!(ctx.run(async { panic!("polled after cancellation") }));
+    let _kept3 = release(ctx);
     cancel.cancel();
-    assert_eq!(
-        fut.as_mut().poll(&mut TaskCx::from_waker(&waker)),
-        Poll::Ready(Err(Error::Canceled))
-    );
+    assert_eq!(step(fut.as_mut()), Poll::Ready(Err(Error::Canceled)));
+}
+
+#[test]
+fn run_returns_the_output_or_the_error() {
+    run_scenarios(false);
 }
 
 #[test]
 fn run_future_outlives_the_context_it_came_from() {
-    let (waker, _) = counting_waker();
-    let takes = |ctx: Context| ctx.run(std::future::pending::<()>());
-    let (ctx, cancel) = Context::background().with_cancel();
-    let mut fut = pin!(takes(ctx));
-    assert_eq!(
-        fut.as_mut().poll(&mut TaskCx::from_waker(&waker)),
-        Poll::Pending
-    );
-    cancel.cancel();
-    assert_eq!(
-        fut.as_mut().poll(&mut TaskCx::from_waker(&waker)),
-        Poll::Ready(Err(Error::Canceled))
-    );
-
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let takes = |ctx: Context, rx: tokio::sync::oneshot::Receiver<()>| {
-        ctx.run(async move {
-            rx.await.unwrap();
-            42
-        })
-    };
-    let (ctx, _cancel) = Context::background().with_cancel();
-    let mut fut = pin!(takes(ctx, rx));
-    assert_eq!(
-        fut.as_mut().poll(&mut TaskCx::from_waker(&waker)),
-        Poll::Pending
-    );
-    tx.send(()).unwrap();
-    assert_eq!(
-        fut.as_mut().poll(&mut TaskCx::from_waker(&waker)),
-        Poll::Ready(Ok(42))
-    );
+    run_scenarios(true);
 }
 
 #[test]
