@@ -127,7 +127,32 @@ fn count_allocations() {
     }
 }
 
+/// `GOCONTEXT_SERVERS_RUN=SHAPE/with|without GOCONTEXT_SERVERS_ITERS=N`:
+/// only run N requests of one line, for an instruction count under
+/// callgrind (the difference of two N cancels the setup out).
+fn run_only(line: &str, n: u64) {
+    let waker = Waker::from(Arc::new(Noop));
+    let (root, _stop) = Context::background().with_cancel();
+    let (shape, variant) = line.rsplit_once('/').expect("SHAPE/with or SHAPE/without");
+    let header = shapes()
+        .into_iter()
+        .find(|(name, _)| *name == shape)
+        .expect("a shape that shapes() lists")
+        .1;
+    let mut layered = ServerLayer::new(root).layer(App);
+    for _ in 0..n {
+        match variant {
+            "with" => serve_one(&mut layered, &waker, header.as_ref()),
+            _ => serve_one(&mut App, &waker, header.as_ref()),
+        }
+    }
+}
+
 fn main() {
+    if let Ok(line) = std::env::var("GOCONTEXT_SERVERS_RUN") {
+        let n = std::env::var("GOCONTEXT_SERVERS_ITERS").map_or(10_000, |v| v.parse().unwrap());
+        return run_only(&line, n);
+    }
     let mut c = Criterion::default()
         .configure_from_args()
         .measurement_time(Duration::from_secs(3));

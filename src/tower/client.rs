@@ -1,7 +1,8 @@
 //! The client layer: an outgoing call under the caller's context.
 
 use super::BoxError;
-use crate::wire::{decode_timeout, GRPC_TIMEOUT};
+use super::GRPC_TIMEOUT;
+use crate::wire::decode_timeout;
 use crate::{Context, Done, Error};
 use http::{HeaderValue, Request};
 use pin_project_lite::pin_project;
@@ -111,7 +112,7 @@ where
 /// valid one that is no longer.
 fn forward_deadline(headers: &mut http::HeaderMap, left: Duration) {
     let shorter_set = headers
-        .get(GRPC_TIMEOUT)
+        .get(&GRPC_TIMEOUT)
         .and_then(|v| decode_timeout(v.as_bytes()).ok())
         .is_some_and(|set| set <= left);
     if shorter_set {

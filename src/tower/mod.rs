@@ -39,5 +39,9 @@ mod server;
 pub use client::{Client, ClientFuture, ClientLayer};
 pub use server::{RequestEnded, Server, ServerFuture, ServerLayer};
 
+/// `grpc-timeout` as a header name, built at compile time (a `&str` name
+/// is parsed on every lookup).
+const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static(crate::wire::GRPC_TIMEOUT);
+
 /// The error type of both layers' services: tower's boxed error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -2,8 +2,9 @@
 
 use super::response::{bad_timeout, context_ended, is_grpc};
 use super::BoxError;
+use super::GRPC_TIMEOUT;
 use crate::handle::PreparedCause;
-use crate::wire::{decode_timeout, GRPC_TIMEOUT};
+use crate::wire::decode_timeout;
 use crate::{CancelHandle, Cause, Context, Done, Scope};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -105,7 +106,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let grpc = is_grpc(req.headers());
-        let header = match req.headers().get(GRPC_TIMEOUT) {
+        let header = match req.headers().get(&GRPC_TIMEOUT) {
             None => None,
             Some(value) => match decode_timeout(value.as_bytes()) {
                 Ok(t) => Some(t),
