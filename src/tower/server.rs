@@ -250,15 +250,14 @@ where
                     Some(why) => Ok(context_ended(grpc, why)),
                     None => response_of(grpc, out),
                 },
-                Poll::Pending => match Pin::new(
-                    this.done
-                        .get_or_insert_with(|| fut.as_ref().get_ref().context().done()),
-                )
-                .poll(cx)
-                {
-                    Poll::Ready(why) => Ok(context_ended(grpc, why)),
-                    Poll::Pending => return Poll::Pending,
-                },
+                Poll::Pending => {
+                    let ctx = fut.as_ref().get_ref().context();
+                    let done = this.done.get_or_insert_with(|| ctx.done());
+                    match Pin::new(done).poll(cx) {
+                        Poll::Ready(why) => Ok(context_ended(grpc, why)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
             },
         };
         state.set(State::Answered { res: None }); // drops the inner future
