@@ -8,7 +8,7 @@
 //!
 //! Each iteration is what a server does per request: build the request,
 //! `poll_ready`, `call`, poll the response future (the service answers at
-//! once), drop it. Two shapes: no `grpc-timeout` and no maximum (the
+//! once, with an empty body), drop it. Two shapes: no `grpc-timeout` and no maximum (the
 //! request's context is a `with_cancel` child of the root), and a
 //! `grpc-timeout: 1S` header (a deadline child, which arms a timer).
 
@@ -16,6 +16,8 @@ use criterion::Criterion;
 use gocontext::tower::ServerLayer;
 use gocontext::Context;
 use http::{HeaderValue, Request, Response};
+use http_body_util::Empty;
+use hyper::body::Bytes;
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
 use std::hint::black_box;
@@ -38,9 +40,9 @@ static ALLOC: counting_alloc::Counting = counting_alloc::Counting;
 struct App;
 
 impl Service<Request<()>> for App {
-    type Response = Response<()>;
+    type Response = Response<Empty<Bytes>>;
     type Error = Infallible;
-    type Future = Ready<Result<Response<()>, Infallible>>;
+    type Future = Ready<Result<Response<Empty<Bytes>>, Infallible>>;
 
     fn poll_ready(&mut self, _: &mut TaskCx<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -48,7 +50,7 @@ impl Service<Request<()>> for App {
 
     fn call(&mut self, req: Request<()>) -> Self::Future {
         black_box(&req);
-        ready(Ok(Response::new(())))
+        ready(Ok(Response::new(Empty::new())))
     }
 }
 
@@ -58,9 +60,9 @@ impl Wake for Noop {
 }
 
 /// One request through `svc`, as a server would run it.
-fn serve_one<S>(svc: &mut S, waker: &Waker, header: Option<&HeaderValue>)
+fn serve_one<S, B>(svc: &mut S, waker: &Waker, header: Option<&HeaderValue>)
 where
-    S: Service<Request<()>, Response = Response<()>>,
+    S: Service<Request<()>, Response = Response<B>>,
     S::Error: std::fmt::Debug,
 {
     let mut req = Request::new(());
@@ -133,12 +135,18 @@ fn count_allocations() {
 fn run_only(line: &str, n: u64) {
     let waker = Waker::from(Arc::new(Noop));
     let (root, _stop) = Context::background().with_cancel();
-    let (shape, variant) = line.rsplit_once('/').expect("SHAPE/with or SHAPE/without");
-    let header = shapes()
-        .into_iter()
-        .find(|(name, _)| *name == shape)
-        .expect("a shape that shapes() lists")
-        .1;
+    let known = shapes();
+    let found = line.rsplit_once('/').and_then(|(shape, variant)| {
+        let header = known.iter().find(|(name, _)| *name == shape)?.1.clone();
+        matches!(variant, "with" | "without").then_some((header, variant))
+    });
+    let Some((header, variant)) = found else {
+        let names: Vec<_> = known.iter().map(|(name, _)| *name).collect();
+        eprintln!(
+            "GOCONTEXT_SERVERS_RUN: expected SHAPE/with or SHAPE/without, SHAPE one of {names:?}"
+        );
+        std::process::exit(2);
+    };
     let mut layered = ServerLayer::new(root).layer(App);
     for _ in 0..n {
         match variant {
@@ -150,7 +158,11 @@ fn run_only(line: &str, n: u64) {
 
 fn main() {
     if let Ok(line) = std::env::var("GOCONTEXT_SERVERS_RUN") {
-        let n = std::env::var("GOCONTEXT_SERVERS_ITERS").map_or(10_000, |v| v.parse().unwrap());
+        let n = std::env::var("GOCONTEXT_SERVERS_ITERS").map_or(Some(10_000), |v| v.parse().ok());
+        let Some(n) = n else {
+            eprintln!("GOCONTEXT_SERVERS_ITERS: expected a number of requests");
+            std::process::exit(2);
+        };
         return run_only(&line, n);
     }
     let mut c = Criterion::default()

@@ -8,11 +8,13 @@
 use gocontext::tower::{ClientLayer, RequestEnded, ServerLayer};
 use gocontext::{Context, Error};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::task::{Context as TaskCx, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -458,5 +460,138 @@ fn the_deadline_chain_example_shrinks_and_stops() {
         report.steps < 7,
         "300 ms of 50 ms steps, then it stopped: {}",
         report.steps
+    );
+}
+
+/// A body of three frames, 20 ms apart, that reports the context current
+/// when each frame is made (and whether it was done).
+struct Ticks {
+    left: u32,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    seen: mpsc::UnboundedSender<(Context, bool)>,
+}
+
+impl http_body::Body for Ticks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskCx<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        std::task::ready!(self.sleep.as_mut().poll(cx));
+        self.left -= 1;
+        let next = tokio::time::Instant::now() + Duration::from_millis(20);
+        self.sleep.as_mut().reset(next);
+        let ctx = Context::current();
+        let _ = self.seen.send((ctx.clone(), ctx.is_done()));
+        Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+            b"tick",
+        )))))
+    }
+}
+
+impl Default for Ticks {
+    fn default() -> Ticks {
+        let (seen, _) = mpsc::unbounded_channel();
+        Ticks {
+            left: 0,
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            seen,
+        }
+    }
+}
+
+/// A service whose response body streams `Ticks`.
+#[derive(Clone)]
+struct Streams(mpsc::UnboundedSender<(Context, bool)>);
+
+impl Service<Request<Incoming>> for Streams {
+    type Response = Response<Ticks>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Response<Ticks>, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut TaskCx<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<Incoming>) -> Self::Future {
+        std::future::ready(Ok(Response::new(Ticks {
+            left: 3,
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            seen: self.0.clone(),
+        })))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streaming_body_runs_in_the_request_until_it_ends() {
+    let (tx, mut frames) = mpsc::unbounded_channel();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = ServerLayer::new(Context::background()).layer(Streams(tx));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                let _ = conn.await;
+            });
+        }
+    });
+
+    // Read to the end: every frame is made in the live request context,
+    // which ends with "responded" once the body has ended.
+    let res = http_client().request(get(addr, "/").body(Body::default()).unwrap());
+    let res = res.await.unwrap();
+    assert_eq!(body_text(res).await, "tickticktick");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(
+            tokio::time::timeout(PATIENCE, frames.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let ctx = seen[0].0.clone();
+    assert!(
+        seen.iter().all(|(c, done)| *c == ctx && !done),
+        "live while streaming"
+    );
+    assert_ne!(ctx, Context::background(), "the request's own context");
+    let why = tokio::time::timeout(PATIENCE, ctx.done()).await.unwrap();
+    assert_eq!(why, Error::Canceled);
+    assert_eq!(
+        ctx.cause().unwrap().downcast_ref(),
+        Some(&RequestEnded::Responded)
+    );
+
+    // Hang up after the first frame: the context ends with "went away".
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let res = send.send_request(get(addr, "/").body(Body::default()).unwrap());
+    let mut body = res.await.unwrap().into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "tick");
+    let (ctx, done) = tokio::time::timeout(PATIENCE, frames.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!done);
+    drop(body);
+    conn.abort();
+    let why = tokio::time::timeout(PATIENCE, ctx.done()).await.unwrap();
+    assert_eq!(why, Error::Canceled);
+    assert_eq!(
+        ctx.cause().unwrap().downcast_ref(),
+        Some(&RequestEnded::ClientWentAway)
     );
 }

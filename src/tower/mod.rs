@@ -7,9 +7,11 @@
 //! request's extensions and is the [current](crate::Context::current) one
 //! while the inner service runs, so clients deep inside a handler find it
 //! without being handed it. It is cancelled, with a cause saying why
-//! ([`RequestEnded`]), when the response is ready and when the caller goes
-//! away (the response future is dropped), so everything the request started
-//! stops with it.
+//! ([`RequestEnded`]), when the response has been sent (its body ended,
+//! as a Go handler's context ends when `ServeHTTP` returns) and when the
+//! caller goes away first (the response future or body is dropped), so
+//! everything the request started stops with it. A streaming body is
+//! produced in the request's context (see [`ResponseBody`]).
 //!
 //! An outgoing client gets [`ClientLayer`]: it takes the context from the
 //! request's extensions (or the current one), fails fast if it is done,
@@ -32,10 +34,12 @@
 //! | deadline exceeded | 504 Gateway Timeout | `DEADLINE_EXCEEDED` (4) |
 //! | cancelled (server shutting down) | 503 Service Unavailable | `CANCELLED` (1) |
 
+mod body;
 mod client;
 mod response;
 mod server;
 
+pub use body::ResponseBody;
 pub use client::{Client, ClientFuture, ClientLayer};
 pub use server::{RequestEnded, Server, ServerFuture, ServerLayer};
 

@@ -1,5 +1,6 @@
 //! The server layer: each request gets a context of its own.
 
+use super::body::ResponseBody;
 use super::response::{bad_timeout, context_ended, is_grpc};
 use super::BoxError;
 use super::GRPC_TIMEOUT;
@@ -94,9 +95,9 @@ impl<S, B, R> Service<Request<B>> for Server<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
     S::Error: Into<BoxError>,
-    R: Default,
+    R: http_body::Body + Default,
 {
-    type Response = Response<R>;
+    type Response = Response<ResponseBody<R>>;
     type Error = BoxError;
     type Future = ServerFuture<S::Future, R>;
 
@@ -144,10 +145,11 @@ where
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RequestEnded {
-    /// The response future was dropped before it finished: the caller hung
-    /// up (or the connection broke), so nobody wants the answer.
+    /// The response future, or its body, was dropped before the end: the
+    /// caller hung up (or the connection broke), so nobody wants the answer.
     ClientWentAway,
-    /// The response is ready: what the request started is no longer needed.
+    /// The response has been sent (its body ended): what the request
+    /// started is no longer needed.
     Responded,
 }
 
@@ -157,7 +159,7 @@ impl fmt::Display for RequestEnded {
             RequestEnded::ClientWentAway => {
                 "request cancelled: the client went away before the response"
             }
-            RequestEnded::Responded => "request finished: the response is ready",
+            RequestEnded::Responded => "request finished: the response was sent",
         })
     }
 }
@@ -169,11 +171,22 @@ static CLIENT_WENT_AWAY: PreparedCause =
 static RESPONDED: PreparedCause = PreparedCause::new(|| Cause::from(RequestEnded::Responded));
 
 /// Cancels the request's context when dropped: the caller went away,
-/// unless `finish` said the response was ready first.
-struct EndOnDrop(Option<CancelHandle>);
+/// unless `finish` said the response was sent first.
+pub(super) struct EndOnDrop(Option<CancelHandle>);
 
 impl EndOnDrop {
-    fn finish(&mut self) {
+    /// Nothing to end.
+    pub(super) fn none() -> EndOnDrop {
+        EndOnDrop(None)
+    }
+
+    /// Hands the duty over (to the response body).
+    fn take(&mut self) -> EndOnDrop {
+        EndOnDrop(self.0.take())
+    }
+
+    /// The response is sent: ends the request with `Responded`.
+    pub(super) fn finish(&mut self) {
         if let Some(handle) = self.0.take() {
             handle.cancel_with_prepared(&RESPONDED);
         }
@@ -216,7 +229,7 @@ impl<F, R> ServerFuture<F, R> {
     /// Answered without calling the inner service (no context made).
     fn answered(res: Response<R>) -> ServerFuture<F, R> {
         ServerFuture {
-            end: EndOnDrop(None),
+            end: EndOnDrop::none(),
             done: None,
             state: State::Answered { res: Some(res) },
             grpc: false,
@@ -228,42 +241,59 @@ impl<F, R, E> Future for ServerFuture<F, R>
 where
     F: Future<Output = Result<Response<R>, E>>,
     E: Into<BoxError>,
-    R: Default,
+    R: http_body::Body + Default,
 {
-    type Output = Result<Response<R>, BoxError>;
+    type Output = Result<Response<ResponseBody<R>>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut state = this.state;
         let StateProj::Running { mut fut } = state.as_mut().project() else {
-            return Poll::Ready(answer(state));
+            return Poll::Ready(answer(state).map(|res| res.map(ResponseBody::plain)));
         };
         let grpc = *this.grpc;
-        let ended = |fut: &Pin<&mut Scope<F>>| fut.as_ref().get_ref().context().err();
+        let ctx = fut.as_ref().get_ref().context();
         // Once the context is done, the layer answers for the request,
         // whatever the handler says: checked before polling the handler,
         // and again after it finished (it may have seen the end first).
-        let out = match ended(&fut) {
-            Some(why) => Ok(context_ended(grpc, why)),
+        let out = match ctx.err() {
+            Some(why) => Answer::Layer(Ok(context_ended(grpc, why))),
             None => match fut.as_mut().poll(cx) {
-                Poll::Ready(out) => match ended(&fut) {
-                    Some(why) => Ok(context_ended(grpc, why)),
+                Poll::Ready(out) => match fut.as_ref().get_ref().context().err() {
+                    Some(why) => Answer::Layer(Ok(context_ended(grpc, why))),
                     None => response_of(grpc, out),
                 },
                 Poll::Pending => {
                     let ctx = fut.as_ref().get_ref().context();
                     let done = this.done.get_or_insert_with(|| ctx.done());
                     match Pin::new(done).poll(cx) {
-                        Poll::Ready(why) => Ok(context_ended(grpc, why)),
+                        Poll::Ready(why) => Answer::Layer(Ok(context_ended(grpc, why))),
                         Poll::Pending => return Poll::Pending,
                     }
                 }
             },
         };
+        let ctx = fut.as_ref().get_ref().context().clone();
         state.set(State::Answered { res: None }); // drops the inner future
-        this.end.finish();
-        Poll::Ready(out)
+        Poll::Ready(match out {
+            // The handler's body carries the request to its end.
+            Answer::Handler(res) => {
+                let end = this.end.take();
+                Ok(res.map(|body| ResponseBody::new(body, ctx, end).end_if_empty()))
+            }
+            Answer::Layer(out) => {
+                this.end.finish();
+                out.map(|res| res.map(ResponseBody::plain))
+            }
+        })
     }
+}
+
+/// Who answers: the handler (its body ends the request), or the layer
+/// (the request ends now).
+enum Answer<R> {
+    Handler(Response<R>),
+    Layer(Result<Response<R>, BoxError>),
 }
 
 /// The inner service's result; its `Error`, if it returned the context's,
@@ -271,15 +301,15 @@ where
 fn response_of<R: Default, E: Into<BoxError>>(
     grpc: bool,
     out: Result<Response<R>, E>,
-) -> Result<Response<R>, BoxError> {
+) -> Answer<R> {
     let err: BoxError = match out {
-        Ok(res) => return Ok(res),
+        Ok(res) => return Answer::Handler(res),
         Err(err) => err.into(),
     };
-    match err.downcast_ref::<crate::Error>() {
+    Answer::Layer(match err.downcast_ref::<crate::Error>() {
         Some(&why) => Ok(context_ended(grpc, why)),
         None => Err(err),
-    }
+    })
 }
 
 /// The response made without the inner service (once).
