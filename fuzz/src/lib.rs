@@ -5,10 +5,13 @@
 //! - [`model`]: a plain single-threaded reference model of Go's semantics;
 //! - [`tree_ops`]: op sequences checked against the model after every step;
 //! - [`wheel`]: deadlines on a manual clock against a `BTreeMap`;
-//! - [`threads`]: ops on two threads, then a final invariant check.
+//! - [`threads`]: ops on two threads, then a final invariant check;
+//! - [`wire`]: the `grpc-timeout` decoder against a reference parser, and
+//!   encode/decode round trips.
 
 pub mod common;
 pub mod model;
 pub mod threads;
 pub mod tree_ops;
 pub mod wheel;
+pub mod wire;
