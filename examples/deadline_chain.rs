@@ -72,9 +72,22 @@ where
 
 /// Serves `layer(app)` on a fresh 127.0.0.1 port, one task per connection.
 pub async fn serve(layer: ServerLayer, app: Handler) -> SocketAddr {
+    serve_service(layer.layer(app)).await
+}
+
+/// Serves any HTTP service (a layered one: `ServerLayer::layer(..)`) on a
+/// fresh 127.0.0.1 port, one task per connection.
+pub async fn serve_service<S, B>(service: S) -> SocketAddr
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let service = layer.layer(app);
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let service = TowerToHyperService::new(service.clone());

@@ -25,7 +25,7 @@ use tower_service::Service;
 #[path = "../examples/deadline_chain.rs"]
 mod chain;
 
-use chain::{handler, http_client, serve, Body};
+use chain::{handler, http_client, serve, serve_service, Body};
 
 /// A bound on waiting in these tests: only ever an upper limit.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -530,19 +530,8 @@ impl Service<Request<Incoming>> for Streams {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streaming_body_runs_in_the_request_until_it_ends() {
     let (tx, mut frames) = mpsc::unbounded_channel();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let service = ServerLayer::new(Context::background()).layer(Streams(tx));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let service = TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
-                let _ = conn.await;
-            });
-        }
-    });
+    let addr = serve_service(service).await;
 
     // Read to the end: every frame is made in the live request context,
     // which ends with "responded" once the body has ended.
