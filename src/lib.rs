@@ -44,6 +44,7 @@ compile_error!(
 );
 
 mod after_func;
+mod ambient;
 mod clock;
 mod context;
 mod done;
@@ -54,10 +55,16 @@ mod handle;
 mod key;
 mod sync;
 mod time;
+#[cfg(feature = "tonic")]
+mod tonic;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod tree;
 mod unwind;
+pub mod wire;
 
 pub use after_func::AfterFunc;
+pub use ambient::{EnterGuard, Scope};
 pub use clock::Clock;
 pub use context::Context;
 pub use done::{Done, Run};

@@ -7,7 +7,9 @@
 //! - [`wheel`]: deadlines on a manual clock against a `BTreeMap`;
 //! - [`threads`]: ops on two threads, then a final invariant check;
 //! - [`inflight`]: an application's own code under trees that
-//!   `gocontext::fuzz` builds from the input (a target as users write them).
+//!   `gocontext::fuzz` builds from the input (a target as users write them);
+//! - [`wire`]: the `grpc-timeout` decoder against a reference parser, and
+//!   encode/decode round trips.
 
 pub mod common;
 pub mod inflight;
@@ -15,3 +17,4 @@ pub mod model;
 pub mod threads;
 pub mod tree_ops;
 pub mod wheel;
+pub mod wire;

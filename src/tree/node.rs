@@ -71,6 +71,22 @@ unsafe impl Send for NodeRef {}
 // SAFETY: as above; every `&self` method only reads.
 unsafe impl Sync for NodeRef {}
 
+// Identity: two references are equal when they are on the same node (or
+// the same root); `Context`'s `==` and `Hash` are these.
+impl PartialEq for NodeRef {
+    fn eq(&self, other: &NodeRef) -> bool {
+        self.ptr == other.ptr
+    }
+}
+
+impl Eq for NodeRef {}
+
+impl std::hash::Hash for NodeRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ptr.hash(state);
+    }
+}
+
 impl NodeRef {
     /// A reference to a root.
     pub(crate) fn root(root: Root) -> NodeRef {
