@@ -8,15 +8,21 @@
 #   benches/compare.sh                 # 3 rounds of everything
 #   ROUNDS=5 benches/compare.sh        # more rounds, steadier medians
 #   FILTER=cancel_tree benches/compare.sh
+#   FILTER='server_request|concurrency=4000' benches/compare.sh
 #
 # Knobs (environment): ROUNDS (3), REPS per round (5), TARGET_MS per
-# repetition (50), SAMPLES per latency workload (2000), FILTER (substring of
-# workload names), GO (the go binary), OUT (target/compare), QUIET (15):
+# repetition (50), SAMPLES per latency workload (2000), FILTER (substrings of
+# workload names, alternatives separated by "|"), GO (the go binary), OUT (target/compare), QUIET (15):
 # before each run, wait until other processes use less than this percentage
 # of the CPUs over one second, for at most QUIET_WAIT seconds (120); the busy
 # share measured just before each run is recorded in the round's file. Set
 # QUIET=100 to never wait. TABLE_ONLY=1 skips building and running and
-# only tabulates the round files already in OUT.
+# only tabulates the round files already in OUT. THREADS: the most threads of
+# the scaling rows (with_timeout/concurrency=4000, server_request), which run
+# at 1 and 2 threads always and at 4, 8 and 16 up to THREADS (default: the
+# CPU count). MEMORY (1): also measure heap bytes and allocations per live
+# context (benches/memory.rs, and the Go twin's -memory), once, after the
+# rounds; MEMORY=0 skips it.
 #
 # Each round prints, per workload, the median ns/op of REPS repetitions
 # (latency workloads: p50/p99 of SAMPLES samples); the table shows the median
@@ -32,6 +38,8 @@ TARGET_MS=${TARGET_MS:-50}
 SAMPLES=${SAMPLES:-2000}
 FILTER=${FILTER:-}
 OUT=${OUT:-target/compare}
+THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
+MEMORY=${MEMORY:-1}
 
 GO=${GO:-}
 if [ -z "$GO" ]; then
@@ -61,27 +69,34 @@ fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 if [ -z "${TABLE_ONLY:-}" ]; then
-rm -f "$OUT"/round-*.txt
+rm -f "$OUT"/round-*.txt "$OUT"/memory-*.txt
 
 echo "building the Go twin with $("$GO" version)" >&2
 (cd benches/go && GOTOOLCHAIN=local GOFLAGS=-mod=mod "$GO" build -o "$OUT/gobench" .)
 
-echo "building the Rust side (cargo bench --bench context --no-run)" >&2
-RUST_BIN=$(cargo bench --bench context --no-run --message-format=json 2>/dev/null |
-    python3 -c '
+# Builds one bench target and prints its executable's path.
+bench_exe() {
+    echo "building the Rust side (cargo bench --bench $1 --no-run)" >&2
+    local exe
+    exe=$(cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null |
+        python3 -c '
 import json, sys
 for line in sys.stdin:
     try:
         m = json.loads(line)
     except ValueError:
         continue
-    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == "context" and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m.get("target", {}).get("name") == sys.argv[1] and m.get("executable"):
         print(m["executable"])
-')
-if [ -z "$RUST_BIN" ]; then
-    echo "compare.sh: could not build the Rust benchmark; run: cargo bench --bench context --no-run" >&2
-    exit 1
-fi
+' "$1")
+    if [ -z "$exe" ]; then
+        echo "compare.sh: could not build the Rust benchmark; run: cargo bench --bench $1 --no-run" >&2
+        exit 1
+    fi
+    echo "$exe"
+}
+RUST_BIN=$(bench_exe context)
+if [ "$MEMORY" != 0 ]; then MEMORY_BIN=$(bench_exe memory); fi
 
 QUIET=${QUIET:-15}
 QUIET_WAIT=${QUIET_WAIT:-120}
@@ -111,14 +126,20 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "round $r/$ROUNDS: go (machine ${busy}% busy before the run)" >&2
     echo "# busy-before-run ${busy}%" >"$OUT/round-$r-go.txt"
     "$OUT/gobench" -reps "$REPS" -target "${TARGET_MS}ms" -samples "$SAMPLES" -filter "$FILTER" \
-        >>"$OUT/round-$r-go.txt"
+        -threads "$THREADS" >>"$OUT/round-$r-go.txt"
     busy=$(wait_quiet)
     echo "round $r/$ROUNDS: rust (machine ${busy}% busy before the run)" >&2
     echo "# busy-before-run ${busy}%" >"$OUT/round-$r-rust.txt"
     GOCONTEXT_BENCH_COMPARE=1 GOCONTEXT_BENCH_REPS="$REPS" GOCONTEXT_BENCH_TARGET_MS="$TARGET_MS" \
         GOCONTEXT_BENCH_SAMPLES="$SAMPLES" GOCONTEXT_BENCH_FILTER="$FILTER" \
-        "$RUST_BIN" >>"$OUT/round-$r-rust.txt"
+        GOCONTEXT_BENCH_THREADS="$THREADS" "$RUST_BIN" >>"$OUT/round-$r-rust.txt"
 done
+
+if [ "$MEMORY" != 0 ]; then
+    echo "memory per live context: go, then rust" >&2
+    "$OUT/gobench" -memory >"$OUT/memory-go.txt"
+    "$MEMORY_BIN" >"$OUT/memory-rust.txt"
+fi
 
 fi # TABLE_ONLY
 
@@ -197,6 +218,30 @@ text = (
     + "\n".join(notes)
     + f"\n\nmedian over {rounds} interleaved rounds; CPU busy just before each run: {', '.join(busy)}\n"
 )
+
+# Heap bytes and allocations per live context (memory-*.txt, one run each).
+mem = {}
+for path in sorted(glob.glob(os.path.join(out, "memory-*.txt"))):
+    for line in open(path):
+        if line.startswith("#") or not line.strip():
+            continue
+        imp, name, v = line.rstrip("\n").split("\t")
+        mem[(imp, name)] = float(v)
+if mem:
+    m = [
+        "| bytes per live context (allocations) | Go | tokio-util | gocontext |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind in ("with_cancel", "with_timeout", "with_value"):
+        cells = []
+        for imp in ("go", "tokio-util", "gocontext"):
+            b = mem.get((imp, f"memory/{kind}/bytes"))
+            a = mem.get((imp, f"memory/{kind}/allocs"))
+            cells.append("—" if b is None else f"{b:.0f} ({a:.2f})")
+        m.append(f"| `{kind}` | " + " | ".join(cells) + " |")
+    memtext = "\n".join(m) + "\n\n100,000 contexts kept alive under an open parent; one run\n"
+    open(os.path.join(out, "memory.md"), "w").write(memtext)
+    text += "\n" + memtext
 open(os.path.join(out, "table.md"), "w").write(text)
 
 # The README's headline rows: a few workloads, the same medians.

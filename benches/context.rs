@@ -32,6 +32,10 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/sleep.rs"]
+mod sleep;
+use sleep::arm;
+
 // ---------------------------------------------------------------------------
 // The workload table
 // ---------------------------------------------------------------------------
@@ -139,6 +143,7 @@ fn workloads() -> Vec<Workload> {
         // clock's driver thread, which must not share the two CPUs with the
         // workloads above.
         "with_timeout",
+        "server_request",
         "timer",
     ];
     let mut first_seen = std::collections::HashMap::new();
@@ -201,6 +206,22 @@ where
         start.elapsed()
     })
 }
+
+/// The thread counts of the scaling rows (`with_timeout/concurrency=4000`,
+/// `server_request`): 1 and 2 always, and 4, 8 and 16 only up to
+/// `GOCONTEXT_BENCH_THREADS`, which defaults to the number of CPUs (more
+/// threads than CPUs would measure the scheduler, not the engine).
+fn thread_counts() -> Vec<usize> {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    let max: usize = env_or("GOCONTEXT_BENCH_THREADS", cpus);
+    [1, 2, 4, 8, 16]
+        .into_iter()
+        .filter(|&t| t <= 2 || t <= max)
+        .collect()
+}
+
+/// The deadline of a server request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Busy-waits for `d`: long enough for a waiter to have gone to sleep.
 fn spin_for(d: Duration) {
@@ -326,6 +347,8 @@ mod go_side {
     /// 100 distinct keys for `deep_value`, and one that is never stored.
     static KEYS: [Key<u64>; 100] = [const { Key::new("deep_value") }; 100];
     static MISSING: Key<u64> = Key::new("missing");
+    /// The value a server request carries.
+    static REQUEST_ID: Key<u64> = Key::new("request_id");
 
     pub fn register(list: &mut Vec<Workload>) {
         throughput(list, "check_canceled/err", IMP, 1, || {
@@ -523,7 +546,12 @@ mod go_side {
     /// The deadline workloads: `with_timeout/*` and `timer/*`.
     pub fn register_timers(list: &mut Vec<Workload>) {
         for pending in [40usize, 4_000, 400_000] {
-            for threads in [1usize, 2] {
+            let threads_list = if pending == 4_000 {
+                thread_counts()
+            } else {
+                vec![1, 2]
+            };
+            for threads in threads_list {
                 throughput(
                     list,
                     format!("with_timeout/concurrency={pending}/threads={threads}"),
@@ -549,6 +577,37 @@ mod go_side {
                     tune(list, 1000, 20);
                 }
             }
+        }
+
+        // A server request: a deadline under the server's open root, a
+        // value, three checks, one lookup, cancel.
+        for threads in thread_counts() {
+            throughput(
+                list,
+                format!("server_request/threads={threads}"),
+                IMP,
+                1,
+                move || {
+                    let (server, handle) = Context::background().with_cancel();
+                    Box::new(move |iters| {
+                        let _live = &handle;
+                        parallel(threads, iters, |ops| {
+                            let mut x = 0u64;
+                            for i in 0..ops {
+                                let (ctx, cancel) = server.with_timeout(REQUEST_TIMEOUT);
+                                let ctx = ctx.with_value(&REQUEST_ID, i);
+                                for _ in 0..3 {
+                                    x += u64::from(black_box(&ctx).err().is_some());
+                                }
+                                x += black_box(&ctx).value(&REQUEST_ID).copied().unwrap_or(0);
+                                cancel.cancel();
+                                drop(ctx);
+                            }
+                            black_box(x);
+                        })
+                    })
+                },
+            );
         }
 
         throughput(list, "timer/arm_cancel", IMP, 1, || {
@@ -781,6 +840,8 @@ mod tokio_side {
             }
         }
 
+        register_timers(list);
+
         // A thread blocked on `cancelled()` under a current-thread runtime's
         // block_on: tokio-util's way of waiting from synchronous code.
         latency(list, "wake_latency/blocking", IMP, || {
@@ -821,6 +882,97 @@ mod tokio_side {
                     .collect()
             })
         });
+    }
+
+    /// tokio-util has no deadline of its own: a deadline context is a child
+    /// token next to a `tokio::time::Sleep`, armed by polling it once (tokio
+    /// registers a sleep with its timer wheel on first poll) and disarmed by
+    /// dropping it. The wheel is sharded, one lock per runtime worker; the
+    /// runtime gets one worker per benchmark thread, and the benchmark
+    /// threads, which are not its workers, enter it and pick a shard at
+    /// random. Nothing cancels the token when the sleep elapses: a check is
+    /// `is_cancelled() || is_elapsed()`.
+    fn register_timers(list: &mut Vec<Workload>) {
+        for threads in thread_counts() {
+            throughput(
+                list,
+                format!("with_timeout/concurrency=4000/threads={threads}"),
+                IMP,
+                1,
+                move || {
+                    let rt = timer_runtime(threads);
+                    let root = CancellationToken::new();
+                    let pending: Vec<_> = {
+                        let _in = rt.enter();
+                        (0..4_000)
+                            .map(|_| {
+                                let mut sleep = Box::pin(tokio::time::sleep(HOUR));
+                                arm(sleep.as_mut());
+                                (root.child_token(), sleep)
+                            })
+                            .collect()
+                    };
+                    Box::new(move |iters| {
+                        let _pending = &pending;
+                        parallel(threads, iters, |ops| {
+                            let _in = rt.enter();
+                            for _ in 0..ops {
+                                let token = root.child_token();
+                                let mut sleep = std::pin::pin!(tokio::time::sleep(HOUR));
+                                arm(sleep.as_mut());
+                                token.cancel();
+                            }
+                        })
+                    })
+                },
+            );
+        }
+
+        // The server request: tokio-util has no context values, so the
+        // value is a local next to the token and its lookup a field read.
+        for threads in thread_counts() {
+            throughput(
+                list,
+                format!("server_request/threads={threads}"),
+                IMP,
+                1,
+                move || {
+                    let rt = timer_runtime(threads);
+                    let server = CancellationToken::new();
+                    Box::new(move |iters| {
+                        parallel(threads, iters, |ops| {
+                            let _in = rt.enter();
+                            let mut x = 0u64;
+                            for i in 0..ops {
+                                let token = server.child_token();
+                                let mut sleep = std::pin::pin!(tokio::time::sleep(REQUEST_TIMEOUT));
+                                arm(sleep.as_mut());
+                                let request_id = black_box(i);
+                                for _ in 0..3 {
+                                    let done =
+                                        black_box(&token).is_cancelled() || sleep.is_elapsed();
+                                    x += u64::from(done);
+                                }
+                                x += black_box(&request_id);
+                                token.cancel();
+                            }
+                            black_box(x);
+                        })
+                    })
+                },
+            );
+        }
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A runtime whose timer wheel has one shard per benchmark thread.
+    fn timer_runtime(threads: usize) -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_time()
+            .build()
+            .expect("tokio runtime")
     }
 }
 
@@ -971,7 +1123,10 @@ fn run_criterion(list: &[Workload]) {
 /// whatever the teardown left it (cancelled timers to release) before the
 /// next workload is timed.
 fn settle_after(name: &str) {
-    if name.starts_with("with_timeout") || name.starts_with("timer") {
+    if ["with_timeout", "server_request", "timer"]
+        .iter()
+        .any(|g| name.starts_with(g))
+    {
         thread::sleep(Duration::from_millis(500));
     }
 }
@@ -1007,7 +1162,9 @@ fn print_percentiles(imp: &str, name: &str, xs: &mut [f64]) {
 /// workload exactly once for n operations: the mode to run under
 /// `valgrind --tool=callgrind` (see `benches/profile.sh`).
 /// `GOCONTEXT_BENCH_FILTER` and `GOCONTEXT_BENCH_IMPL` select workloads by
-/// substrings of their name and implementation.
+/// substrings of their name (alternatives separated by `|`) and
+/// implementation. `GOCONTEXT_BENCH_THREADS` caps the scaling rows (see
+/// `thread_counts`).
 fn run_compare(list: &[Workload]) {
     let reps: usize = env_or("GOCONTEXT_BENCH_REPS", 5);
     let target = Duration::from_millis(env_or("GOCONTEXT_BENCH_TARGET_MS", 50));
@@ -1020,7 +1177,7 @@ fn run_compare(list: &[Workload]) {
     let imp = std::env::var("GOCONTEXT_BENCH_IMPL").unwrap_or_default();
     for w in list
         .iter()
-        .filter(|w| w.name.contains(&filter) && w.imp.contains(&imp))
+        .filter(|w| filter.split('|').any(|f| w.name.contains(f)) && w.imp.contains(&imp))
     {
         match &w.kind {
             Kind::Throughput { per, make } => {

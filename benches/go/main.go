@@ -25,9 +25,23 @@ import (
 var (
 	reps    = flag.Int("reps", 5, "repetitions per workload; the median is printed")
 	target  = flag.Duration("target", 50*time.Millisecond, "time one repetition should take")
-	filter  = flag.String("filter", "", "run only workloads whose name contains this")
+	filter  = flag.String("filter", "", "run only workloads whose name contains this (alternatives separated by |)")
 	samples = flag.Int("samples", 2000, "samples per latency workload")
+	threads = flag.Int("threads", runtime.NumCPU(), "the most threads of the scaling rows (4, 8, 16 run up to it)")
+	memory  = flag.Bool("memory", false, "print heap bytes per live context instead of timings")
 )
+
+// threadCounts are the thread counts of the scaling rows: 1 and 2 always,
+// 4, 8 and 16 up to -threads (the Rust side's GOCONTEXT_BENCH_THREADS).
+func threadCounts() []int {
+	var ts []int
+	for _, t := range []int{1, 2, 4, 8, 16} {
+		if t <= 2 || t <= *threads {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
 
 // sink keeps the compiler from discarding results.
 var sink atomic.Uint64
@@ -36,8 +50,15 @@ var sink atomic.Uint64
 // must not count is done outside the returned duration).
 type run func(n int) time.Duration
 
+// wanted: -filter is a list of substrings separated by "|"; a name that
+// contains any of them runs.
 func wanted(name string) bool {
-	return *filter == "" || strings.Contains(name, *filter)
+	for _, f := range strings.Split(*filter, "|") {
+		if strings.Contains(name, f) {
+			return true
+		}
+	}
+	return false
 }
 
 func emit(name string, ns float64) {
@@ -250,7 +271,11 @@ func cancelTree() {
 func withTimeout() {
 	root := context.Background()
 	for _, pending := range []int{40, 4000, 400000} {
-		for _, threads := range []int{1, 2} {
+		counts := []int{1, 2}
+		if pending == 4000 {
+			counts = threadCounts()
+		}
+		for _, threads := range counts {
 			name := fmt.Sprintf("with_timeout/concurrency=%d/threads=%d", pending, threads)
 			if !wanted(name) {
 				continue
@@ -360,6 +385,80 @@ func wakeLatency(name string) {
 	percentiles(name, xs)
 }
 
+type requestKey struct{}
+
+// serverRequest: a deadline under the server's open root, a value, three
+// checks, one lookup, cancel.
+func serverRequest() {
+	server, cancelServer := context.WithCancel(context.Background())
+	defer cancelServer()
+	for _, threads := range threadCounts() {
+		throughput(fmt.Sprintf("server_request/threads=%d", threads), 1, func(n int) time.Duration {
+			return parallel(threads, n, func(ops int) {
+				var x uint64
+				for i := 0; i < ops; i++ {
+					ctx, cancel := context.WithTimeout(server, 5*time.Second)
+					ctx = context.WithValue(ctx, requestKey{}, uint64(i))
+					for j := 0; j < 3; j++ {
+						if ctx.Err() != nil {
+							x++
+						}
+					}
+					if v, ok := ctx.Value(requestKey{}).(uint64); ok {
+						x += v
+					}
+					cancel()
+				}
+				sink.Add(x)
+			})
+		})
+	}
+}
+
+// memoryPerContext prints the heap bytes and allocations per live context,
+// from runtime.MemStats around 100,000 contexts kept alive under an open
+// parent, in the format of benches/memory.rs.
+func memoryPerContext() {
+	const n = 100000
+	root, cancelRoot := context.WithCancel(context.Background())
+	defer cancelRoot()
+	ctxs := make([]context.Context, n)
+	cancels := make([]context.CancelFunc, n)
+	measure := func(name string, derive func(i int) (context.Context, context.CancelFunc)) {
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := 0; i < n; i++ {
+			ctxs[i], cancels[i] = derive(i)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		emit("memory/"+name+"/bytes", float64(after.HeapAlloc-before.HeapAlloc)/n)
+		emit("memory/"+name+"/allocs", float64(after.Mallocs-before.Mallocs)/n)
+		for i := range cancels {
+			if cancels[i] != nil {
+				cancels[i]()
+			}
+		}
+		clear(ctxs)
+		clear(cancels)
+	}
+	// with_timeout last: its stopped timers leave the runtime's timer heaps
+	// lazily, and would be freed inside a later measurement.
+	// A uint64 above 255 is boxed in the interface (8 bytes more), as a
+	// request id would be.
+	measure("with_value", func(i int) (context.Context, context.CancelFunc) {
+		return context.WithValue(root, requestKey{}, uint64(i)+1<<32), nil
+	})
+	measure("with_cancel", func(int) (context.Context, context.CancelFunc) {
+		return context.WithCancel(root)
+	})
+	measure("with_timeout", func(int) (context.Context, context.CancelFunc) {
+		return context.WithTimeout(root, time.Hour)
+	})
+}
+
 func timerArmCancel() {
 	root := context.Background()
 	throughput("timer/arm_cancel", 1, func(n int) time.Duration {
@@ -406,6 +505,10 @@ func firingLateness() {
 func main() {
 	flag.Parse()
 	fmt.Printf("# go\t%s GOMAXPROCS=%d\n", runtime.Version(), runtime.GOMAXPROCS(0))
+	if *memory {
+		memoryPerContext()
+		return
+	}
 	checkCanceled()
 	contextCancelDone()
 	commonParentCancel()
@@ -416,6 +519,7 @@ func main() {
 	wakeLatency("wake_latency/blocking")
 	// The deadline workloads last, in the same order as the Rust side.
 	withTimeout()
+	serverRequest()
 	timerArmCancel()
 	firingLateness()
 	os.Stdout.Sync()
