@@ -8,7 +8,9 @@
 //! implementation is one function (`gocontext`, `tokio-util`, and for the
 //! blocking wake-up a bare `park/unpark` hand-off), so every report shows the
 //! lines next to each other. Workloads with no tokio-util equivalent
-//! (deadlines, values) have only the gocontext line.
+//! (values, most deadline rows) have only the gocontext line; the scaling
+//! rows (`with_timeout/concurrency=4000`, `server_request`) have a
+//! tokio-util line built from a child token and a `tokio::time::Sleep`.
 //!
 //! Each workload is written once, as a `Runner`: given an iteration count it
 //! runs that many operations and returns the time they took, leaving out any
