@@ -222,6 +222,26 @@ fn thread_counts() -> Vec<usize> {
         .collect()
 }
 
+/// Registers `name/threads=T` for every T of `thread_counts()`; `make(T)`
+/// sets up the runner for T threads.
+fn scaling(
+    list: &mut Vec<Workload>,
+    name: &str,
+    imp: &'static str,
+    make: impl Fn(usize) -> Runner + Clone + 'static,
+) {
+    for threads in thread_counts() {
+        let make = make.clone();
+        throughput(
+            list,
+            format!("{name}/threads={threads}"),
+            imp,
+            1,
+            move || make(threads),
+        );
+    }
+}
+
 /// The deadline of a server request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -583,34 +603,26 @@ mod go_side {
 
         // A server request: a deadline under the server's open root, a
         // value, three checks, one lookup, cancel.
-        for threads in thread_counts() {
-            throughput(
-                list,
-                format!("server_request/threads={threads}"),
-                IMP,
-                1,
-                move || {
-                    let (server, handle) = Context::background().with_cancel();
-                    Box::new(move |iters| {
-                        let _live = &handle;
-                        parallel(threads, iters, |ops| {
-                            let mut x = 0u64;
-                            for i in 0..ops {
-                                let (ctx, cancel) = server.with_timeout(REQUEST_TIMEOUT);
-                                let ctx = ctx.with_value(&REQUEST_ID, i);
-                                for _ in 0..3 {
-                                    x += u64::from(black_box(&ctx).err().is_some());
-                                }
-                                x += black_box(&ctx).value(&REQUEST_ID).copied().unwrap_or(0);
-                                cancel.cancel();
-                                drop(ctx);
-                            }
-                            black_box(x);
-                        })
-                    })
-                },
-            );
-        }
+        scaling(list, "server_request", IMP, |threads| {
+            let (server, handle) = Context::background().with_cancel();
+            Box::new(move |iters| {
+                let _live = &handle;
+                parallel(threads, iters, |ops| {
+                    let mut x = 0u64;
+                    for i in 0..ops {
+                        let (ctx, cancel) = server.with_timeout(REQUEST_TIMEOUT);
+                        let ctx = ctx.with_value(&REQUEST_ID, i);
+                        for _ in 0..3 {
+                            x += u64::from(black_box(&ctx).err().is_some());
+                        }
+                        x += black_box(&ctx).value(&REQUEST_ID).copied().unwrap_or(0);
+                        cancel.cancel();
+                        drop(ctx);
+                    }
+                    black_box(x);
+                })
+            })
+        });
 
         throughput(list, "timer/arm_cancel", IMP, 1, || {
             let root = Context::background();
@@ -895,75 +907,58 @@ mod tokio_side {
     /// random. Nothing cancels the token when the sleep elapses: a check is
     /// `is_cancelled() || is_elapsed()`.
     fn register_timers(list: &mut Vec<Workload>) {
-        for threads in thread_counts() {
-            throughput(
-                list,
-                format!("with_timeout/concurrency=4000/threads={threads}"),
-                IMP,
-                1,
-                move || {
-                    let rt = timer_runtime(threads);
-                    let root = CancellationToken::new();
-                    let pending: Vec<_> = {
-                        let _in = rt.enter();
-                        (0..4_000)
-                            .map(|_| {
-                                let mut sleep = Box::pin(tokio::time::sleep(HOUR));
-                                arm(sleep.as_mut());
-                                (root.child_token(), sleep)
-                            })
-                            .collect()
-                    };
-                    Box::new(move |iters| {
-                        let _pending = &pending;
-                        parallel(threads, iters, |ops| {
-                            let _in = rt.enter();
-                            for _ in 0..ops {
-                                let token = root.child_token();
-                                let mut sleep = std::pin::pin!(tokio::time::sleep(HOUR));
-                                arm(sleep.as_mut());
-                                token.cancel();
-                            }
-                        })
+        scaling(list, "with_timeout/concurrency=4000", IMP, |threads| {
+            let rt = timer_runtime(threads);
+            let root = CancellationToken::new();
+            let pending: Vec<_> = {
+                let _in = rt.enter();
+                (0..4_000)
+                    .map(|_| {
+                        let mut sleep = Box::pin(tokio::time::sleep(HOUR));
+                        arm(sleep.as_mut());
+                        (root.child_token(), sleep)
                     })
-                },
-            );
-        }
+                    .collect()
+            };
+            Box::new(move |iters| {
+                let _pending = &pending;
+                parallel(threads, iters, |ops| {
+                    let _in = rt.enter();
+                    for _ in 0..ops {
+                        let token = root.child_token();
+                        let mut sleep = std::pin::pin!(tokio::time::sleep(HOUR));
+                        arm(sleep.as_mut());
+                        token.cancel();
+                    }
+                })
+            })
+        });
 
         // The server request: tokio-util has no context values, so the
         // value is a local next to the token and its lookup a field read.
-        for threads in thread_counts() {
-            throughput(
-                list,
-                format!("server_request/threads={threads}"),
-                IMP,
-                1,
-                move || {
-                    let rt = timer_runtime(threads);
-                    let server = CancellationToken::new();
-                    Box::new(move |iters| {
-                        parallel(threads, iters, |ops| {
-                            let _in = rt.enter();
-                            let mut x = 0u64;
-                            for i in 0..ops {
-                                let token = server.child_token();
-                                let mut sleep = std::pin::pin!(tokio::time::sleep(REQUEST_TIMEOUT));
-                                arm(sleep.as_mut());
-                                let request_id = black_box(i);
-                                for _ in 0..3 {
-                                    let done =
-                                        black_box(&token).is_cancelled() || sleep.is_elapsed();
-                                    x += u64::from(done);
-                                }
-                                x += black_box(&request_id);
-                                token.cancel();
-                            }
-                            black_box(x);
-                        })
-                    })
-                },
-            );
-        }
+        scaling(list, "server_request", IMP, |threads| {
+            let rt = timer_runtime(threads);
+            let server = CancellationToken::new();
+            Box::new(move |iters| {
+                parallel(threads, iters, |ops| {
+                    let _in = rt.enter();
+                    let mut x = 0u64;
+                    for i in 0..ops {
+                        let token = server.child_token();
+                        let mut sleep = std::pin::pin!(tokio::time::sleep(REQUEST_TIMEOUT));
+                        arm(sleep.as_mut());
+                        let request_id = black_box(i);
+                        for _ in 0..3 {
+                            let done = black_box(&token).is_cancelled() || sleep.is_elapsed();
+                            x += u64::from(done);
+                        }
+                        x += black_box(&request_id);
+                        token.cancel();
+                    }
+                    black_box(x);
+                })
+            })
+        });
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
