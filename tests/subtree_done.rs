@@ -48,7 +48,10 @@ fn losing_cancel_returns_after_the_subtree_is_done() {
             std::hint::spin_loop();
         }
         child_handle.cancel();
-        assert!(leaf.is_done(), "round {round}: leaf live after cancel() returned");
+        assert!(
+            leaf.is_done(),
+            "round {round}: leaf live after cancel() returned"
+        );
         a.join().unwrap();
         drop((children, more, chain_handles));
     }
@@ -72,7 +75,10 @@ fn losing_cancel_with_cause_and_drop_wait_too() {
         } else {
             drop(child_handle);
         }
-        assert!(leaf.is_done(), "round {round}: leaf live after the loser returned");
+        assert!(
+            leaf.is_done(),
+            "round {round}: leaf live after the loser returned"
+        );
         a.join().unwrap();
         drop((siblings, chain_handles));
     }

@@ -277,7 +277,10 @@ impl Drain {
             drained::mark(node);
         } else {
             let own = self.deps.split_off(deps);
-            drained::defer(node, own, &mut self.pending, &mut self.deps);
+            // The first node's marker is the stack's last item: nothing
+            // encloses it.
+            let enclosing = (!self.stack.is_empty()).then_some(&mut self.deps);
+            drained::defer(node, own, &mut self.pending, enclosing);
         }
     }
 
@@ -294,6 +297,9 @@ impl Drain {
             prefetch_entry(next);
             if claimed && self.act(entry, closed) {
                 continue; // the entry's reference now rides on the stack
+            }
+            if !claimed {
+                self.withdrawn(entry);
             }
             self.release(entry, closed.free);
         }
@@ -337,6 +343,17 @@ impl Drain {
                 self.panics.call(act);
                 false
             }
+        }
+    }
+
+    /// An entry its holder claimed first: a child that withdrew its link
+    /// because it was cancelled is still part of the subtree, so its drain
+    /// is a dependency (drained.rs) if it is not done yet.
+    fn withdrawn(&mut self, entry: NonNull<Entry>) {
+        // SAFETY: the list reference we still own keeps the container alive.
+        if let Container::Child(child) = unsafe { entry::container(entry) } {
+            // SAFETY: as above.
+            drained::depends_on(unsafe { child.as_ref() }, &mut self.deps);
         }
     }
 

@@ -40,7 +40,7 @@
 use super::list::Entry;
 use super::node::CancelNode;
 use super::refs::{acquire_ref, release_node_ref};
-use super::state::{drained, is_woken};
+use super::state::{drained, is_woken, CLOSED};
 use super::waiter::Waiter;
 use crate::sync::{park_timeout, thread_local};
 use crate::unwind::Panics;
@@ -143,28 +143,32 @@ pub(super) fn mark(node: &CancelNode) {
 /// A node the drain found closed by someone else: if its subtree is not
 /// drained yet, the drain's node depends on it (takes a memory reference).
 pub(super) fn depends_on(child: &CancelNode, deps: &mut Vec<NonNull<CancelNode>>) {
-    if drained(child.list.word()) {
-        return;
+    let word = child.list.word();
+    if word & CLOSED == 0 || drained(word) {
+        return; // open (never the case for a reached child), or done
     }
     acquire_ref(&child.header);
     deps.push(NonNull::from(child));
 }
 
 /// A node whose marker the drain reached with `deps` not drained: it is
-/// pending, and whatever encloses it depends on it in turn.
+/// pending, and the node that encloses it in the drain, if any, depends on
+/// it in turn.
 pub(super) fn defer(
     node: &CancelNode,
     deps: Vec<NonNull<CancelNode>>,
     pending: &mut Vec<Pending>,
-    enclosing: &mut Vec<NonNull<CancelNode>>,
+    enclosing: Option<&mut Vec<NonNull<CancelNode>>>,
 ) {
-    // One reference for the pending entry, one for the enclosing node's
+    // A reference for the pending entry, and one for the enclosing node's
     // dependency: each is released on its own.
     acquire_ref(&node.header);
-    acquire_ref(&node.header);
-    let node = NonNull::from(node);
-    pending.push(Pending { node, deps });
-    enclosing.push(node);
+    let at = NonNull::from(node);
+    pending.push(Pending { node: at, deps });
+    if let Some(enclosing) = enclosing {
+        acquire_ref(&node.header);
+        enclosing.push(at);
+    }
 }
 
 /// The end of a drain: marks its pending nodes once their dependencies are
@@ -181,14 +185,19 @@ pub(super) fn settle(mut pending: Vec<Pending>, draining: &Draining, panics: &mu
     loop {
         let _ = LOCAL.try_with(|l| pending.append(&mut l.pending.borrow_mut()));
         mark_ready(&mut pending, panics);
-        if pending.is_empty() {
+        // The releases above may have run `Drop` code whose cancels handed
+        // nodes over: settle those too before leaving.
+        let handed = LOCAL.try_with(|l| !l.pending.borrow().is_empty());
+        if pending.is_empty() && handed != Ok(true) {
             break;
         }
         for p in &pending {
             for &dep in &p.deps {
-                if !pending.iter().any(|q| q.node == dep) {
-                    // SAFETY: the pending entry's reference keeps it alive.
-                    sleep.watch(unsafe { dep.as_ref() });
+                // SAFETY: the pending entry's reference keeps it alive.
+                let node = unsafe { dep.as_ref() };
+                let ours = pending.iter().any(|q| q.node == dep);
+                if !ours && !drained(node.list.word()) {
+                    sleep.watch(node);
                 }
             }
         }
@@ -203,9 +212,11 @@ fn mark_ready(pending: &mut Vec<Pending>, panics: &mut Panics) {
     loop {
         // SAFETY (both closures): each entry holds a reference on its node
         // and on each of its dependencies.
-        let ready = pending
-            .iter()
-            .position(|p| p.deps.iter().all(|d| drained(unsafe { d.as_ref() }.list.word())));
+        let ready = pending.iter().position(|p| {
+            p.deps
+                .iter()
+                .all(|d| drained(unsafe { d.as_ref() }.list.word()))
+        });
         let Some(i) = ready else { return };
         let p = pending.swap_remove(i);
         // SAFETY: as above; we closed it, and its subtree is drained.
@@ -263,6 +274,9 @@ impl Sleep {
         if unsafe { Waiter::enlist_sleeper(w, node) } {
             acquire_ref(&node.header);
             self.sleepers.push((at, w));
+        } else {
+            // SAFETY: drained already: ours is the only reference.
+            unsafe { Waiter::release(w) };
         }
     }
 

@@ -302,12 +302,10 @@ impl List {
             // Relaxed: published by the Release half of the exchange.
             entry.next.store(cur & !TAGS, Relaxed);
             // Release: the marker's swap reads the sleeper initialised.
-            match self.state.compare_exchange_weak(
-                cur,
-                entry.addr() | cur & TAGS,
-                Release,
-                Relaxed,
-            ) {
+            match self
+                .state
+                .compare_exchange_weak(cur, entry.addr() | cur & TAGS, Release, Relaxed)
+            {
                 Ok(_) => return true,
                 Err(seen) => cur = seen,
             }
