@@ -29,7 +29,7 @@ use super::list::Entry;
 use super::node::{CancelNode, Record};
 #[cfg(target_arch = "x86_64")]
 use super::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
-use super::state::{closed_word, CAUSE};
+use super::state::{closed_word, drained, CAUSE};
 use crate::error::Error;
 use crate::unwind::Panics;
 use crossbeam_epoch::Guard;
@@ -89,9 +89,7 @@ fn close(
         return false;
     };
     disarm(node);
-    if holder == Holder::Handle {
-        withdraw_links(node);
-    }
+    let mut panics = Panics::default();
     if closed.chain != 0 {
         let draining = drained::enter();
         let mut drain = Drain {
@@ -99,12 +97,20 @@ fn close(
             stack: Vec::new(),
             deps: Vec::new(),
             pending: Vec::new(),
-            panics: Panics::default(),
+            panics,
             callbacks,
         };
         drain.run(closed);
-        drain.finish(&draining);
+        panics = drain.finish(&draining);
     }
+    // Only now, with the subtree drained, leave the parents' lists (as Go
+    // removes a child from its parent after propagating): a parent's drain
+    // that runs meanwhile still reaches the node and waits for it. A node
+    // a nested drain left pending keeps its links for teardown.
+    if holder == Holder::Handle && drained(node.list.word()) {
+        withdraw_links(node);
+    }
+    panics.resume();
     true
 }
 
@@ -372,9 +378,9 @@ impl Drain {
         unsafe { entry::defer(entry, guard) };
     }
 
-    /// Settles the pending nodes (drained.rs), then re-raises the first
-    /// panic of user code, now that the subtree is done.
-    fn finish(mut self, draining: &drained::Draining) {
+    /// Settles the pending nodes (drained.rs); returns the first panic of
+    /// user code, to re-raise once the subtree is done.
+    fn finish(mut self, draining: &drained::Draining) -> Panics {
         debug_assert!(self.stack.is_empty() && self.deps.is_empty());
         // Hand over our deferred frees and collect (see list
         // `entry_deleted`); no guard stays pinned while we may wait.
@@ -383,6 +389,6 @@ impl Drain {
         }
         let pending = std::mem::take(&mut self.pending);
         drained::settle(pending, draining, &mut self.panics);
-        self.panics.resume();
+        self.panics
     }
 }

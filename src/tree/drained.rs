@@ -187,8 +187,10 @@ pub(super) fn settle(mut pending: Vec<Pending>, draining: &Draining, panics: &mu
         mark_ready(&mut pending, panics);
         // The releases above may have run `Drop` code whose cancels handed
         // nodes over: settle those too before leaving.
-        let handed = LOCAL.try_with(|l| !l.pending.borrow().is_empty());
-        if pending.is_empty() && handed != Ok(true) {
+        let handed = LOCAL
+            .try_with(|l| !l.pending.borrow().is_empty())
+            .unwrap_or(false);
+        if pending.is_empty() && !handed {
             break;
         }
         for p in &pending {

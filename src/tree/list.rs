@@ -272,7 +272,14 @@ impl List {
             // Release: a loser that sees the mark (Acquire) sees every close
             // of the subtree. A sleeper pushed since our load is erased
             // (drained.rs invariant 3).
+            #[cfg(not(loom))]
             self.state.store(cur & TAGS | DRAINED, Release);
+            // The same write as a swap whose result is ignored: loom keeps a
+            // partial modification order, in which a plain store and an RMW
+            // that did not see each other may stay unordered for ever (a
+            // state no C++ execution reaches); an RMW it orders.
+            #[cfg(loom)]
+            let _ = self.state.swap(cur & TAGS | DRAINED, Release);
             return 0;
         }
         // AcqRel: Acquire reads the sleepers their pushes published,
