@@ -212,16 +212,13 @@ pub(super) fn settle(mut pending: Vec<Pending>, draining: &Draining, panics: &mu
 /// more can be; releases their references.
 fn mark_ready(pending: &mut Vec<Pending>, panics: &mut Panics) {
     loop {
-        // SAFETY (both closures): each entry holds a reference on its node
-        // and on each of its dependencies.
-        let ready = pending.iter().position(|p| {
-            p.deps
-                .iter()
-                .all(|d| drained(unsafe { d.as_ref() }.list.word()))
-        });
+        let ready = pending
+            .iter()
+            .position(|p| p.deps.iter().all(|&d| is_drained(d)));
         let Some(i) = ready else { return };
         let p = pending.swap_remove(i);
-        // SAFETY: as above; we closed it, and its subtree is drained.
+        // SAFETY: the entry's reference keeps it alive; we closed it, and
+        // its subtree is drained.
         mark(unsafe { p.node.as_ref() });
         for n in p.deps.into_iter().chain([p.node]) {
             // SAFETY: the reference this entry held; freeing a node may
@@ -229,6 +226,13 @@ fn mark_ready(pending: &mut Vec<Pending>, panics: &mut Panics) {
             panics.call(|| unsafe { release_node_ref(n) });
         }
     }
+}
+
+/// Whether a node a pending entry depends on is drained.
+fn is_drained(dep: NonNull<CancelNode>) -> bool {
+    // SAFETY: the pending entry holds a memory reference on each of its
+    // dependencies.
+    drained(unsafe { dep.as_ref() }.list.word())
 }
 
 /// A canceller that lost the race to close `node` waits until its subtree
