@@ -20,40 +20,47 @@ fn chain(ctx: &Context, depth: usize) -> (Context, Vec<CancelHandle>) {
     (leaf, handles)
 }
 
+/// One round of the race: thread A cancels a parent with `siblings`
+/// children before and after one child; this thread holds that child's
+/// handle and a 50-deep chain under it, waits until the child is done (A's
+/// drain closed it), then lets go of the handle with `lose` (a cancel that
+/// loses the race). Returns whether the chain's leaf was done right after.
+fn losing_round(siblings: usize, lose: impl FnOnce(CancelHandle)) -> bool {
+    let (parent, cancel_parent) = Context::background().with_cancel();
+    let before: Vec<_> = (0..siblings).map(|_| parent.with_cancel()).collect();
+    // The child in the middle of the list: A's drain reaches it after
+    // closing some siblings and before others.
+    let (child, child_handle) = parent.with_cancel();
+    let after: Vec<_> = (0..siblings).map(|_| parent.with_cancel()).collect();
+    let (leaf, chain_handles) = chain(&child, 50);
+    let start = Arc::new(Barrier::new(2));
+    let go = start.clone();
+    let a = thread::spawn(move || {
+        go.wait();
+        cancel_parent.cancel();
+    });
+    start.wait();
+    while !child.is_done() {
+        std::hint::spin_loop();
+    }
+    lose(child_handle);
+    let done = leaf.is_done();
+    a.join().unwrap();
+    drop((before, after, chain_handles));
+    done
+}
+
 /// Thread A cancels a parent with 200 children; thread B holds the handle of
-/// one child with a 50-deep chain under it, waits until the child is done
-/// (A's drain closed it), cancels it (and so loses the race), and then the
-/// leaf must be done: B's `cancel()` returned only after A's drain finished
-/// the child's subtree. Before the drained signal, about 10% of rounds saw
-/// the leaf still live.
+/// one child with a 50-deep chain under it, waits until the child is done,
+/// cancels it (and so loses the race), and then the leaf must be done: B's
+/// `cancel()` returned only after A's drain finished the child's subtree.
+/// Before the drained signal, about 10% of rounds saw the leaf still live.
 #[test]
 fn losing_cancel_returns_after_the_subtree_is_done() {
     let rounds = if cfg!(miri) { 5 } else { 2000 };
     for round in 0..rounds {
-        let (parent, cancel_parent) = Context::background().with_cancel();
-        let children: Vec<_> = (0..200).map(|_| parent.with_cancel()).collect();
-        // The child in the middle of the list: A's drain reaches it after
-        // closing some siblings and before others.
-        let (child, child_handle) = parent.with_cancel();
-        let more: Vec<_> = (0..200).map(|_| parent.with_cancel()).collect();
-        let (leaf, chain_handles) = chain(&child, 50);
-        let start = Arc::new(Barrier::new(2));
-        let go = start.clone();
-        let a = thread::spawn(move || {
-            go.wait();
-            cancel_parent.cancel();
-        });
-        start.wait();
-        while !child.is_done() {
-            std::hint::spin_loop();
-        }
-        child_handle.cancel();
-        assert!(
-            leaf.is_done(),
-            "round {round}: leaf live after cancel() returned"
-        );
-        a.join().unwrap();
-        drop((children, more, chain_handles));
+        let done = losing_round(100, |h| h.cancel());
+        assert!(done, "round {round}: leaf live after cancel() returned");
     }
 }
 
@@ -62,25 +69,12 @@ fn losing_cancel_returns_after_the_subtree_is_done() {
 fn losing_cancel_with_cause_and_drop_wait_too() {
     let rounds = if cfg!(miri) { 4 } else { 1000 };
     for round in 0..rounds {
-        let (parent, cancel_parent) = Context::background().with_cancel();
-        let siblings: Vec<_> = (0..100).map(|_| parent.with_cancel()).collect();
-        let (child, child_handle) = parent.with_cancel();
-        let (leaf, chain_handles) = chain(&child, 50);
-        let a = thread::spawn(move || cancel_parent.cancel());
-        while !child.is_done() {
-            std::hint::spin_loop();
-        }
-        if round % 2 == 0 {
-            child_handle.cancel_with_cause(std::io::Error::other("late"));
+        let done = if round % 2 == 0 {
+            losing_round(50, |h| h.cancel_with_cause(std::io::Error::other("late")))
         } else {
-            drop(child_handle);
-        }
-        assert!(
-            leaf.is_done(),
-            "round {round}: leaf live after the loser returned"
-        );
-        a.join().unwrap();
-        drop((siblings, chain_handles));
+            losing_round(50, drop)
+        };
+        assert!(done, "round {round}: leaf live after the loser returned");
     }
 }
 
