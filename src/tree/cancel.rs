@@ -253,55 +253,32 @@ struct Drain {
 
 impl Drain {
     fn run(&mut self, first: Closed) {
-        self.stack.push(Item::Chain(first));
-        while let Some(top) = self.stack.last_mut() {
-            let Item::Chain(c) = top else {
-                if let Some(Item::Marker { node, deps, entry }) = self.stack.pop() {
-                    self.subtree_walked(node, deps, entry);
+        let mut next = Some(Item::Chain(first));
+        while let Some(item) = next.take().or_else(|| self.stack.pop()) {
+            match item {
+                Item::Chain(closed) => {
+                    self.stack.push(Item::Marker {
+                        node: closed.node,
+                        deps: self.deps.len(),
+                        entry: closed.entry,
+                    });
+                    self.drain_chain(&closed);
                 }
-                continue;
-            };
-            // The chain's item becomes its node's marker in place, below
-            // whatever the walk pushes (invariant 3).
-            let marker = Item::Marker {
-                node: c.node,
-                deps: self.deps.len(),
-                entry: c.entry,
-            };
-            let Item::Chain(closed) = std::mem::replace(top, marker) else {
-                continue;
-            };
-            let at = self.stack.len();
-            self.drain_chain(&closed);
-            // Nothing pushed above the marker: the subtree is walked
-            // already, so finish the node now, while its lines are hot.
-            if self.stack.len() == at {
-                if let Some(Item::Marker { node, deps, entry }) = self.stack.pop() {
-                    self.subtree_walked(node, deps, entry);
+                Item::Marker { node, deps, entry } => {
+                    // SAFETY: our list reference (or the caller's, for the
+                    // first node) keeps it alive until released below.
+                    self.subtree_walked(unsafe { node.as_ref() }, deps);
+                    if let Some((entry, free)) = entry {
+                        self.release(entry, free);
+                    }
                 }
             }
         }
     }
 
     /// A node's marker came off: marks it drained, or makes it pending
-    /// (invariant 3), and releases the list reference that kept it.
-    #[inline]
-    fn subtree_walked(
-        &mut self,
-        node: NonNull<CancelNode>,
-        deps: usize,
-        entry: Option<(NonNull<Entry>, Free)>,
-    ) {
-        // SAFETY: our list reference (or the caller's, for the first node)
-        // keeps it alive until released below.
-        self.mark_or_defer(unsafe { node.as_ref() }, deps);
-        if let Some((entry, free)) = entry {
-            self.release(entry, free);
-        }
-    }
-
-    #[inline]
-    fn mark_or_defer(&mut self, node: &CancelNode, deps: usize) {
+    /// (invariant 3).
+    fn subtree_walked(&mut self, node: &CancelNode, deps: usize) {
         if self.deps.len() == deps {
             drained::mark(node);
         } else {
@@ -386,7 +363,6 @@ impl Drain {
         }
     }
 
-    #[inline]
     fn release(&mut self, entry: NonNull<Entry>, free: Free) {
         if free == Free::Direct {
             // SAFETY: we own the entry's list reference (list invariant 3),

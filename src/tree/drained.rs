@@ -123,18 +123,8 @@ fn inside_drain() -> bool {
 /// Marks `node` drained and wakes its sleepers (invariants 1, 2).
 ///
 /// The caller closed `node` and its subtree is drained.
-#[inline]
 pub(super) fn mark(node: &CancelNode) {
-    let sleepers = node.list.mark_drained();
-    if sleepers != 0 {
-        wake(sleepers);
-    }
-}
-
-/// Wakes and releases the sleepers a mark took.
-#[cold]
-fn wake(sleepers: usize) {
-    let mut cur = sleepers;
+    let mut cur = node.list.mark_drained();
     while let Some(entry) = NonNull::new(cur as *mut Entry) {
         // SAFETY: the swap took the sleeper chain, and with it the list's
         // reference on each sleeper, released below after this read.

@@ -263,7 +263,6 @@ impl List {
     /// Marks the closed list's node drained (drained.rs invariants 1-3) and
     /// returns the chain of sleepers the mark took (0 if none). Only the
     /// node's drainer calls it, once.
-    #[inline]
     pub(crate) fn mark_drained(&self) -> usize {
         // Relaxed: only decides between the store and the swap; the swap
         // reads the sleepers with Acquire.
