@@ -51,8 +51,10 @@ impl CancelHandle {
 
     /// Cancels the context and its descendants with [`Error::Canceled`].
     /// Idempotent. When it returns, every descendant is done and every
-    /// waiter has been woken (unless another thread was completing the
-    /// same cancellation: see docs/design.md).
+    /// waiter has been woken, also if another thread was completing the
+    /// same cancellation (this call then waits for it), except when called
+    /// from a callback or waker that a cancellation runs (see
+    /// docs/design.md, "The drained signal").
     ///
     /// ```
     /// use gocontext::{Context, Error};
@@ -77,7 +79,8 @@ impl CancelHandle {
     /// ```
     pub fn cancel_with_cause(&self, cause: impl Into<Cause>) {
         if self.node().err().is_some() {
-            return;
+            // Done already: wait for the subtree, as `cancel` does.
+            return tree::wait_drained(self.node());
         }
         let rec = Record::new(Error::Canceled, cause.into());
         tree::cancel(self.node(), Error::Canceled, Some(rec), Holder::Handle);

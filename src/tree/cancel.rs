@@ -17,13 +17,19 @@
 //!    record, and passes it on to its own children.
 //! 2. A node is published done before anything in its list is acted on, so
 //!    a woken waiter or a running callback always sees `err()` set.
+//! 3. Before a node's chain is walked, a marker for it goes on the drain's
+//!    stack, so the marker comes off exactly when the node's subtree has
+//!    been walked; the dependencies found in between (drained.rs) are the
+//!    subtree's. A node is marked drained at its marker if none is left,
+//!    else it is pending, and a dependency of the node that encloses it.
 
+use super::drained::{self, Pending};
 use super::entry::{self, Container};
 use super::list::Entry;
 use super::node::{CancelNode, Record};
 #[cfg(target_arch = "x86_64")]
 use super::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
-use super::state::{closed_word, CAUSE};
+use super::state::{closed_word, drained, CAUSE};
 use crate::error::Error;
 use crate::unwind::Panics;
 use crossbeam_epoch::Guard;
@@ -76,24 +82,43 @@ fn close(
     callbacks: Callbacks,
 ) -> bool {
     let Some(closed) = publish(node, err, record) else {
+        if holder == Holder::Handle {
+            // Lost the race: Go's promise holds for losers too.
+            drained::wait(node);
+        }
         return false;
     };
     disarm(node);
-    if holder == Holder::Handle {
-        withdraw_links(node);
-    }
+    let mut panics = Panics::default();
     if closed.chain != 0 {
+        let draining = drained::enter();
         let mut drain = Drain {
             guard: None,
             deferred: false,
             stack: Vec::new(),
-            panics: Panics::default(),
+            deps: Vec::new(),
+            pending: Vec::new(),
+            panics,
             callbacks,
         };
         drain.run(closed);
-        drain.finish();
+        panics = drain.finish(&draining);
     }
+    // Only now, with the subtree drained, leave the parents' lists (as Go
+    // removes a child from its parent after propagating): a parent's drain
+    // that runs meanwhile still reaches the node and waits for it. A node
+    // a nested drain left pending keeps its links for teardown.
+    if holder == Holder::Handle && drained(node.list.word()) {
+        withdraw_links(node);
+    }
+    panics.resume();
     true
+}
+
+/// A canceller that found `node` done already: waits until its subtree is
+/// drained (drained.rs), as a canceller that lost the close does.
+pub(crate) fn wait_drained(node: &CancelNode) {
+    drained::wait(node);
 }
 
 /// Withdraws the node's links from its parents' lists (each at most once).
@@ -130,6 +155,7 @@ enum Free {
 
 /// A node just closed: its taken chain and what it was closed with.
 struct Closed {
+    node: NonNull<CancelNode>,
     chain: usize,
     err: Error,
     record: Option<Arc<Record>>,
@@ -155,6 +181,7 @@ fn publish(node: &CancelNode, err: Error, record: Option<Arc<Record>>) -> Option
     };
     let chain = node.list.close(word)?;
     Some(Closed {
+        node: NonNull::from(node),
         chain,
         err,
         record,
@@ -196,13 +223,32 @@ fn prefetch_entry(addr: usize) {
     let _ = addr;
 }
 
+/// One item of the drain's stack.
+enum Item {
+    /// A closed node whose chain is still to walk.
+    Chain(Closed),
+    /// A node whose subtree has been walked once this comes off (invariant
+    /// 3): `deps` held this many dependencies when it went on, and `entry`
+    /// is the list reference to release then.
+    Marker {
+        node: NonNull<CancelNode>,
+        deps: usize,
+        entry: Option<(NonNull<Entry>, Free)>,
+    },
+}
+
 struct Drain {
     /// Pinned only while releases go through the epoch, dropped before any
     /// user code (`unpin`).
     guard: Option<Guard>,
     /// Whether any release went through the epoch (`finish` flushes).
     deferred: bool,
-    stack: Vec<Closed>,
+    stack: Vec<Item>,
+    /// Nodes closed by others, or pending, that walked subtrees reached
+    /// (drained.rs); each holds a memory reference.
+    deps: Vec<NonNull<CancelNode>>,
+    /// Our nodes that could not be marked drained at their marker.
+    pending: Vec<Pending>,
     /// The first panic of user code, re-raised by `finish`.
     panics: Panics,
     /// Run the claimed callbacks, or drop them (teardown).
@@ -211,12 +257,40 @@ struct Drain {
 
 impl Drain {
     fn run(&mut self, first: Closed) {
-        let mut next = Some(first);
-        while let Some(closed) = next.take().or_else(|| self.stack.pop()) {
-            self.drain_chain(&closed);
-            if let Some((entry, free)) = closed.entry {
-                self.release(entry, free);
+        let mut next = Some(Item::Chain(first));
+        while let Some(item) = next.take().or_else(|| self.stack.pop()) {
+            match item {
+                Item::Chain(closed) => {
+                    self.stack.push(Item::Marker {
+                        node: closed.node,
+                        deps: self.deps.len(),
+                        entry: closed.entry,
+                    });
+                    self.drain_chain(&closed);
+                }
+                Item::Marker { node, deps, entry } => {
+                    // SAFETY: our list reference (or the caller's, for the
+                    // first node) keeps it alive until released below.
+                    self.subtree_walked(unsafe { node.as_ref() }, deps);
+                    if let Some((entry, free)) = entry {
+                        self.release(entry, free);
+                    }
+                }
             }
+        }
+    }
+
+    /// A node's marker came off: marks it drained, or makes it pending
+    /// (invariant 3).
+    fn subtree_walked(&mut self, node: &CancelNode, deps: usize) {
+        if self.deps.len() == deps {
+            drained::mark(node);
+        } else {
+            let own = self.deps.split_off(deps);
+            // The first node's marker is the stack's last item: nothing
+            // encloses it.
+            let enclosing = (!self.stack.is_empty()).then_some(&mut self.deps);
+            drained::defer(node, own, &mut self.pending, enclosing);
         }
     }
 
@@ -239,6 +313,9 @@ impl Drain {
                     continue; // the entry's reference now rides on the stack
                 }
             }
+            if !claimed {
+                self.withdrawn(entry);
+            }
             self.release(entry, closed.free);
         }
     }
@@ -252,6 +329,7 @@ impl Drain {
                 // SAFETY: as above.
                 let child = unsafe { child.as_ref() };
                 let Some(mut closed) = publish(child, parent.err, parent.record.clone()) else {
+                    drained::depends_on(child, &mut self.deps);
                     return false;
                 };
                 disarm(child);
@@ -259,7 +337,7 @@ impl Drain {
                     return false;
                 }
                 closed.entry = Some((entry, parent.free));
-                self.stack.push(closed);
+                self.stack.push(Item::Chain(closed));
                 true
             }
             Container::Waiter(w) => {
@@ -280,6 +358,17 @@ impl Drain {
                 self.panics.call(act);
                 false
             }
+        }
+    }
+
+    /// An entry its holder claimed first: a child that withdrew its link
+    /// because it was cancelled is still part of the subtree, so its drain
+    /// is a dependency (drained.rs) if it is not done yet.
+    fn withdrawn(&mut self, entry: NonNull<Entry>) {
+        // SAFETY: the list reference we still own keeps the container alive.
+        if let Container::Child(child) = unsafe { entry::container(entry) } {
+            // SAFETY: as above.
+            drained::depends_on(unsafe { child.as_ref() }, &mut self.deps);
         }
     }
 
@@ -309,14 +398,18 @@ impl Drain {
         self.guard = None;
     }
 
-    /// Re-raises the first panic of user code, now that the subtree is
-    /// done.
-    fn finish(self) {
-        // Hand over our deferred frees and collect (see list `entry_deleted`).
+    /// Settles the pending nodes (drained.rs); returns the first panic of
+    /// user code, to re-raise once the subtree is done.
+    fn finish(mut self, draining: &drained::Draining) -> Panics {
+        debug_assert!(self.stack.is_empty() && self.deps.is_empty());
+        // Hand over our deferred frees and collect (see list
+        // `entry_deleted`); no guard stays pinned while we may wait.
         if self.deferred {
-            let guard = self.guard.unwrap_or_else(crossbeam_epoch::pin);
+            let guard = self.guard.take().unwrap_or_else(crossbeam_epoch::pin);
             guard.flush();
         }
-        self.panics.resume();
+        let pending = std::mem::take(&mut self.pending);
+        drained::settle(pending, draining, &mut self.panics);
+        self.panics
     }
 }

@@ -63,7 +63,7 @@
 //! the drainer never sees `X`; if the drainer came first, the sweep fails
 //! and restarts from the head, which is closed, so it stops.
 
-use super::state::{CLOSED, TAGS};
+use super::state::{drained, CLOSED, DRAINED, TAGS, WOKEN};
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use crate::sync::{AtomicBool, AtomicU32, AtomicUsize};
 use crossbeam_epoch::Guard;
@@ -141,6 +141,17 @@ impl Entry {
         // (invariant 1); Acquire also reads the successor the link points to.
         let next = self.next.fetch_or(MARK, AcqRel);
         (next & MARK == 0, next & !MARK)
+    }
+
+    /// The next sleeper on a chain taken by a drained mark
+    /// ([`List::mark_drained`]).
+    ///
+    /// # Safety
+    /// The entry is a sleeper on a chain the caller took, not yet released.
+    pub(crate) unsafe fn sleeper_next(&self) -> usize {
+        // Relaxed: written before the push, whose Release the marking
+        // swap's Acquire read.
+        self.next.load(Relaxed)
     }
 
     fn addr(&self) -> usize {
@@ -224,7 +235,8 @@ impl List {
 
     /// Closes the list: sets the state word to `closed` (which has `CLOSED`
     /// set) and returns the taken chain's first entry, or `None` if the node
-    /// was closed already (state invariant 1).
+    /// was closed already (state invariant 1). An empty list is closed
+    /// drained: it has no subtree (drained.rs invariant 1).
     pub(crate) fn close(&self, closed: usize) -> Option<usize> {
         debug_assert!(closed & CLOSED != 0 && closed & !TAGS == 0);
         // Acquire: the chain we take was published by Release pushes.
@@ -236,11 +248,72 @@ impl List {
             // SeqCst: Release publishes the cause record to every reader that
             // sees CLOSED, Acquire takes the chain, and SeqCst is the drainer's
             // half of the sweeper-flag handshake (invariant 6).
+            let new = if cur & !TAGS == 0 {
+                closed | DRAINED
+            } else {
+                closed
+            };
+            match self.state.compare_exchange_weak(cur, new, SeqCst, Acquire) {
+                Ok(_) => return Some(cur & !TAGS),
+                Err(seen) => cur = seen,
+            }
+        }
+    }
+
+    /// Marks the closed list's node drained (drained.rs invariants 1-3) and
+    /// returns the chain of sleepers the mark took (0 if none). Only the
+    /// node's drainer calls it, once.
+    pub(crate) fn mark_drained(&self) -> usize {
+        // Relaxed: only decides between the store and the swap; the swap
+        // reads the sleepers with Acquire.
+        let cur = self.state.load(Relaxed);
+        debug_assert!(cur & CLOSED != 0 && !drained(cur));
+        if cur & !TAGS == 0 {
+            // Release: a loser that sees the mark (Acquire) sees every close
+            // of the subtree. A sleeper pushed since our load is erased
+            // (drained.rs invariant 3).
+            #[cfg(not(loom))]
+            self.state.store(cur & TAGS | DRAINED, Release);
+            // The same write as a swap whose result is ignored: loom keeps a
+            // partial modification order, in which a plain store and an RMW
+            // that did not see each other may stay unordered for ever (a
+            // state no C++ execution reaches); an RMW it orders.
+            #[cfg(loom)]
+            let _ = self.state.swap(cur & TAGS | DRAINED, Release);
+            return 0;
+        }
+        // AcqRel: Acquire reads the sleepers their pushes published,
+        // Release as the store above.
+        self.state.swap(cur & TAGS | WOKEN, AcqRel) & !TAGS
+    }
+
+    /// Pushes a sleeper onto the closed, undrained list, first taking the
+    /// list's reference on `refs`. False (the reference given back) if the
+    /// node is drained already.
+    ///
+    /// # Safety
+    /// `entry` is a new thread waiter's entry counted by `refs`, and the
+    /// list is closed.
+    pub(crate) unsafe fn push_sleeper(&self, entry: &Entry, refs: &AtomicUsize) -> bool {
+        // Relaxed: the reference is published by the push's Release.
+        refs.fetch_add(1, Relaxed);
+        // Relaxed: the compare-exchange below decides.
+        let mut cur = self.state.load(Relaxed);
+        loop {
+            debug_assert!(cur & CLOSED != 0);
+            if drained(cur) {
+                // Relaxed: the caller still holds its own reference.
+                refs.fetch_sub(1, Relaxed);
+                return false;
+            }
+            // Relaxed: published by the Release half of the exchange.
+            entry.next.store(cur & !TAGS, Relaxed);
+            // Release: the marker's swap reads the sleeper initialised.
             match self
                 .state
-                .compare_exchange_weak(cur, closed, SeqCst, Acquire)
+                .compare_exchange_weak(cur, entry.addr() | cur & TAGS, Release, Relaxed)
             {
-                Ok(_) => return Some(cur & !TAGS),
+                Ok(_) => return true,
                 Err(seen) => cur = seen,
             }
         }

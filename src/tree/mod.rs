@@ -12,7 +12,8 @@
 //! | `node.rs` | node layouts, `NodeRef`, the record slot | node 1-3 |
 //! | `refs.rs` | the two reference counts, teardown | refs 1-3 |
 //! | `create.rs` | creating each kind of node, attach, arming its timer | create 1-3 |
-//! | `cancel.rs` | closing a node and draining its subtree | cancel 1-2 |
+//! | `cancel.rs` | closing a node and draining its subtree | cancel 1-3 |
+//! | `drained.rs` | the drained signal: a subtree done, waiting for it | drained 1-5 |
 //! | `entry.rs` | entry dispatch: which container a link is part of | entry 1 |
 //! | `waiter.rs` | `Done` futures and blocked threads as list entries | waiter 1-2 |
 //! | `callback.rs` | `after_func` registrations as list entries | callback 1-4 |
@@ -32,6 +33,7 @@
 mod callback;
 mod cancel;
 mod create;
+mod drained;
 mod entry;
 mod list;
 mod node;
@@ -41,7 +43,7 @@ mod value;
 mod waiter;
 
 pub(crate) use callback::{Callback, Func};
-pub(crate) use cancel::{cancel, Holder};
+pub(crate) use cancel::{cancel, wait_drained, Holder};
 pub(crate) use create::{cancellable, root, share, value, without_cancel, KeyId, OwnDeadline};
 pub(crate) use entry::withdraw;
 pub(crate) use node::{CancelNode, Header, NodeKind, NodeRef, Record, Root};

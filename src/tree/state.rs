@@ -5,20 +5,25 @@
 //! ```text
 //!  63                                        3   2       1          0
 //! +-------------------------------------------+-------+----------+--------+
-//! | address of the first list entry (8-aligned)| CAUSE | DEADLINE | CLOSED |
+//! | open: address of the first list entry      | CAUSE | DEADLINE | CLOSED |
+//! | closed: 0, sleepers, DRAINED or WOKEN      |       |          |        |
 //! +-------------------------------------------+-------+----------+--------+
 //! ```
 //!
 //! - `CLOSED = 0`: the node is live; the high bits are the head of its
 //!   intrusive list of entries (children, waiters, callbacks), or zero.
 //! - `CLOSED = 1`: the node is done. The list was taken in the same
-//!   atomic step, so the high bits are zero; `DEADLINE` gives the reason
-//!   (`DeadlineExceeded` if set, `Canceled` if not), and `CAUSE` says that
-//!   the node's record slot holds a custom cause.
+//!   atomic step; `DEADLINE` gives the reason (`DeadlineExceeded` if set,
+//!   `Canceled` if not), and `CAUSE` says that the node's record slot holds
+//!   a custom cause. The high bits say whether the subtree is drained
+//!   (drained.rs): zero, or the address of a stack of sleeping threads,
+//!   while the drain is under way; `DRAINED` or `WOKEN`, two values that are
+//!   no address, once it is done.
 //!
 //! Invariants:
 //! 1. The word goes from `CLOSED = 0` to `CLOSED = 1` exactly once, by a
-//!    compare-exchange; after that it never changes.
+//!    compare-exchange; after that its tag bits never change, and its high
+//!    bits change only as drained.rs says: sleepers pushed, then one mark.
 //! 2. `CAUSE` is only set by a canceller that saw the record slot filled,
 //!    and the slot is written once; so a reader that sees `CAUSE` (with an
 //!    Acquire load) sees the record, and the record's reason equals the
@@ -38,6 +43,24 @@ pub(crate) const DEADLINE: usize = 0b010;
 pub(crate) const CAUSE: usize = 0b100;
 /// All tag bits; the rest is a pointer.
 pub(crate) const TAGS: usize = 0b111;
+/// High bits of a closed word: the subtree is drained, and nobody waited
+/// (or whoever pushed a sleeper was erased by the mark: drained.rs).
+pub(crate) const DRAINED: usize = 8;
+/// High bits of a closed word: the subtree is drained, and the mark took
+/// and woke the sleepers.
+pub(crate) const WOKEN: usize = 16;
+
+/// Whether a closed word says the node's subtree is drained.
+#[inline]
+pub(crate) fn drained(word: usize) -> bool {
+    matches!(word & !TAGS, DRAINED | WOKEN)
+}
+
+/// Whether a drained word was marked by taking sleepers.
+#[inline]
+pub(crate) fn is_woken(word: usize) -> bool {
+    word & !TAGS == WOKEN
+}
 
 /// The `err()` that a state word encodes.
 #[inline]
@@ -71,6 +94,11 @@ mod tests {
         for e in [Error::Canceled, Error::DeadlineExceeded] {
             assert_eq!(err_of(closed_word(e)), Some(e));
             assert_eq!(err_of(closed_word(e) | CAUSE), Some(e));
+            let w = closed_word(e) | CAUSE;
+            assert!(!drained(w) && !drained(w | 0x1000));
+            assert!(drained(w | DRAINED) && !is_woken(w | DRAINED));
+            assert!(drained(w | WOKEN) && is_woken(w | WOKEN));
+            assert_eq!(err_of(w | DRAINED), Some(e));
         }
     }
 }

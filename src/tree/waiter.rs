@@ -73,6 +73,18 @@ impl Waiter {
         })
     }
 
+    /// Pushes a new thread waiter as a sleeper onto `node`'s closed word
+    /// (drained.rs). False if the node is drained already; the caller keeps
+    /// its reference either way.
+    ///
+    /// # Safety
+    /// `w` comes from `for_thread` and was never enlisted, and `node` is
+    /// closed.
+    pub(crate) unsafe fn enlist_sleeper(w: NonNull<Waiter>, node: &CancelNode) -> bool {
+        // SAFETY: as `enlist`: a new waiter, counted on its own `refs`.
+        unsafe { node.list.push_sleeper(&w.as_ref().entry, &w.as_ref().refs) }
+    }
+
     /// Replaces the task's waker (a task may move between polls).
     pub(crate) fn register(&self, waker: &Waker) {
         if let Wake::Task(slot) = &self.wake {
