@@ -8,11 +8,18 @@
 //! through [`release`], and the timer hooks find their node with
 //! [`timer_node`].
 //!
-//! Invariant:
+//! Invariants:
 //! 1. `Child` and `MergeLink` entries are the `link` and `link2` fields of a
 //!    `CancelNode`, `Waiter` entries the first field of a `Waiter`,
 //!    `Callback` entries the first field of a `Callback`, and every armed
 //!    `TimerEntry` of the tree is the `timer` field of a `CancelNode`.
+//! 2. Every entry or timer pointer that a list stores, a clock holds, or
+//!    [`withdraw`] is given is derived from its container's allocation
+//!    pointer (`CancelNode::link_ptrs`, `CancelNode::timer_ptr`, a cast of
+//!    a `Waiter` or `Callback` pointer), never from a `&Entry` or a
+//!    `&TimerEntry`. So it carries the provenance of the whole container,
+//!    and stepping back from it to the container, and freeing the
+//!    container through it, are sound (docs/design.md, "Provenance").
 
 use super::callback::Callback;
 use super::list::{self, Entry, EntryKind, List};
@@ -37,7 +44,8 @@ pub(super) enum Container {
 /// The container of a list entry, by its kind (invariant 1).
 ///
 /// # Safety
-/// `entry` is alive: the caller holds a reference on its container.
+/// `entry` is alive (the caller holds a reference on its container) and
+/// follows invariant 2.
 pub(super) unsafe fn container(entry: NonNull<Entry>) -> Container {
     // SAFETY: alive by the caller's reference.
     let kind = unsafe { entry.as_ref() }.kind();
@@ -48,7 +56,8 @@ pub(super) unsafe fn container(entry: NonNull<Entry>) -> Container {
         EntryKind::Callback => return Container::Callback(entry.cast()),
     };
     // SAFETY: the entry is a field of a live `CancelNode` at `offset`
-    // (invariant 1), so stepping back stays inside that allocation.
+    // (invariant 1), so stepping back stays inside that allocation, which
+    // the pointer's provenance covers (invariant 2).
     Container::Child(unsafe { entry.byte_sub(offset).cast() })
 }
 
@@ -83,8 +92,8 @@ pub(super) unsafe fn defer(entry: NonNull<Entry>, guard: &Guard) {
 ///
 /// # Safety
 /// `entry` was pushed onto `list` (or marked unlinked) and its container
-/// follows invariant 1.
-pub(crate) unsafe fn withdraw(list: &List, entry: &Entry) -> bool {
+/// follows invariants 1 and 2.
+pub(crate) unsafe fn withdraw(list: &List, entry: NonNull<Entry>) -> bool {
     // SAFETY: the caller's promise; `release` matches invariant 1.
     unsafe { list.withdraw(entry, release) }
 }
@@ -92,9 +101,11 @@ pub(crate) unsafe fn withdraw(list: &List, entry: &Entry) -> bool {
 /// The node whose `timer` field `timer` is.
 ///
 /// # Safety
-/// `timer` points at the `timer` field of a live `CancelNode` (invariant 1).
+/// `timer` points at the `timer` field of a live `CancelNode` (invariant 1)
+/// with the node's provenance (invariant 2).
 pub(super) unsafe fn timer_node(timer: NonNull<TimerEntry>) -> NonNull<CancelNode> {
     // SAFETY: the caller's promise (a `MaybeUninit` holds its payload at
-    // offset 0), so stepping back stays inside the node.
+    // offset 0), so stepping back stays inside the node, which the
+    // pointer's provenance covers.
     unsafe { timer.byte_sub(offset_of!(CancelNode, timer)).cast() }
 }

@@ -142,10 +142,6 @@ impl Entry {
         let next = self.next.fetch_or(MARK, AcqRel);
         (next & MARK == 0, next & !MARK)
     }
-
-    fn addr(&self) -> usize {
-        self as *const Entry as usize
-    }
 }
 
 /// Releases the list reference an entry holds on its container.
@@ -191,11 +187,18 @@ impl List {
     /// entry so that nobody later withdraws it from a list it never joined,
     /// and returns the state word seen.
     ///
+    /// The list keeps `entry`'s address (exposing its provenance); the drain
+    /// and sweepers turn it back into a pointer, so `entry` must be derived
+    /// from its container's allocation pointer (entry invariant 2).
+    ///
     /// # Safety
     /// `entry` must be valid and unlinked, `refs` must count the memory that
     /// contains it, and it must stay valid until the reference it gives the
     /// list is released (invariant 3).
-    pub(crate) unsafe fn push(&self, entry: &Entry, refs: &AtomicUsize) -> Result<(), usize> {
+    pub(crate) unsafe fn push(&self, entry: NonNull<Entry>, refs: &AtomicUsize) -> Result<(), usize> {
+        let addr = entry.as_ptr() as usize;
+        // SAFETY: valid (caller).
+        let entry = unsafe { entry.as_ref() };
         // Relaxed: the reference is published by the push's Release.
         refs.fetch_add(1, Relaxed);
         // Acquire: if the node is closed we go on to read its cause record.
@@ -214,7 +217,7 @@ impl List {
             // word's modification order (state invariant 3).
             match self
                 .state
-                .compare_exchange_weak(cur, entry.addr(), AcqRel, Acquire)
+                .compare_exchange_weak(cur, addr, AcqRel, Acquire)
             {
                 Ok(_) => return Ok(()),
                 Err(seen) => cur = seen,
@@ -260,18 +263,19 @@ impl List {
     /// # Safety
     /// `entry` must have been pushed onto this list (or marked unlinked), and
     /// `release` must release exactly the reference a linked entry holds.
-    pub(crate) unsafe fn withdraw(&self, entry: &Entry, release: ReleaseFn) -> bool {
+    pub(crate) unsafe fn withdraw(&self, ptr: NonNull<Entry>, release: ReleaseFn) -> bool {
+        // SAFETY: the caller's entry, alive while it withdraws it.
+        let entry = unsafe { ptr.as_ref() };
         if !entry.mark() {
             return false; // the drainer claimed it, and owns its list reference
         }
         // SAFETY: we marked our own linked entry.
-        if !unsafe { self.unlink_head(entry) } {
+        if !unsafe { self.unlink_head(ptr) } {
             // SAFETY: the caller's promise about `release`.
             unsafe { self.entry_deleted(release) }; // a sweep will unlink it
             return true;
         }
         // The list reference is ours now (invariant 5).
-        let ptr = NonNull::from(entry);
         // SeqCst: the holder's second half of invariant 5.
         if self.sweeping.load(SeqCst) {
             let guard = crossbeam_epoch::pin();
@@ -293,12 +297,13 @@ impl List {
     ///
     /// # Safety
     /// `entry` must be marked by the caller and linked in this list.
-    unsafe fn unlink_head(&self, entry: &Entry) -> bool {
-        let succ = entry.next.load(Relaxed) & !MARK;
+    unsafe fn unlink_head(&self, entry: NonNull<Entry>) -> bool {
+        // SAFETY: linked, so alive (caller).
+        let succ = unsafe { entry.as_ref() }.next.load(Relaxed) & !MARK;
         // SeqCst: one half of the Dekker handshake with the sweeper flag
         // (invariant 5); the Acquire load above is ordered by the mark.
         self.state
-            .compare_exchange(entry.addr(), succ, SeqCst, Relaxed)
+            .compare_exchange(entry.as_ptr() as usize, succ, SeqCst, Relaxed)
             .is_ok()
     }
 

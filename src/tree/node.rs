@@ -24,7 +24,7 @@ use crate::sync::Ordering::{AcqRel, Acquire};
 use crate::sync::{AtomicUsize, LeakTrack, UnsafeCell};
 use crate::time::TimerEntry;
 use std::mem::{offset_of, MaybeUninit};
-use std::ptr::NonNull;
+use std::ptr::{addr_of_mut, NonNull};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -98,10 +98,17 @@ impl NodeRef {
         self.ptr
     }
 
+    /// The node's pointer (`None` for the roots), with the provenance of
+    /// the whole allocation (see "Provenance" in docs/design.md): the one to
+    /// release or free through, never one taken from a `&Header`.
+    pub(crate) fn node_ptr(&self) -> Option<NonNull<Header>> {
+        self.header().is_some().then_some(self.ptr)
+    }
+
     /// Gives up this reference as a raw node pointer (`None` for the roots);
     /// the caller then owns its handle count.
     pub(crate) fn into_raw(self) -> Option<NonNull<Header>> {
-        let node = self.header().map(NonNull::from);
+        let node = self.node_ptr();
         std::mem::forget(self);
         node
     }
@@ -130,7 +137,23 @@ impl NodeRef {
     pub(crate) fn scope(&self) -> Option<&CancelNode> {
         // SAFETY: the scope is this node or an ancestor, kept alive by our
         // handle through the parent chain (invariant 2).
-        self.header()?.scope.map(|s| unsafe { &*s.as_ptr() })
+        self.scope_ptr().map(|s| unsafe { &*s.as_ptr() })
+    }
+
+    /// The scope's pointer, for callers that keep it or link into its list.
+    #[inline]
+    pub(crate) fn scope_ptr(&self) -> Option<NonNull<CancelNode>> {
+        self.header()?.scope
+    }
+
+    /// This node as a cancellable node, if it is one.
+    pub(crate) fn as_cancel(&self) -> Option<&CancelNode> {
+        let h = self.node_ptr()?;
+        // SAFETY: our handle keeps the node alive, and `h` is the
+        // allocation's own pointer.
+        let c = unsafe { as_cancel(h) }?;
+        // SAFETY: as above.
+        Some(unsafe { &*c.as_ptr() })
     }
 
     /// The nearest ancestor-or-self that answers value lookups.
@@ -240,6 +263,19 @@ unsafe impl Send for CancelNode {}
 // SAFETY: as above.
 unsafe impl Sync for CancelNode {}
 
+/// `h` as a cancellable node, if it is one.
+///
+/// Takes the node's pointer, not a `&Header`: a pointer derived from a
+/// reference to the header may not reach the rest of the node.
+///
+/// # Safety
+/// `h` is a live node's pointer with the provenance of its allocation.
+pub(crate) unsafe fn as_cancel(h: NonNull<Header>) -> Option<NonNull<CancelNode>> {
+    // SAFETY: alive (caller); nodes of these kinds are allocated as
+    // `CancelNode`, whose first field is the header (`repr(C)`).
+    unsafe { h.as_ref() }.is_cancellable().then(|| h.cast())
+}
+
 /// Frees a node allocated as a `Box<T>` whose first field is the header.
 ///
 /// # Safety
@@ -281,28 +317,16 @@ impl Header {
         self.parent.with_mut(|p| unsafe { (*p).take() })
     }
 
-    /// As a cancellable node, if it is one.
-    pub(crate) fn as_cancel(&self) -> Option<&CancelNode> {
-        if matches!(
+    /// Whether the node is allocated as a `CancelNode`.
+    pub(crate) fn is_cancellable(&self) -> bool {
+        matches!(
             self.kind,
             NodeKind::Cancel | NodeKind::Deadline | NodeKind::Merge
-        ) {
-            // SAFETY: nodes of these kinds are allocated as `CancelNode`,
-            // whose first field is the header (`repr(C)`).
-            Some(unsafe { &*(self as *const Header).cast::<CancelNode>() })
-        } else {
-            None
-        }
+        )
     }
 }
 
 impl CancelNode {
-    /// Our own timer, if we have one.
-    pub(crate) fn timer(&self) -> Option<&TimerEntry> {
-        // SAFETY: `timer` is initialised iff `has_timer` (set at creation).
-        self.has_timer
-            .then(|| unsafe { self.timer.assume_init_ref() })
-    }
 
     /// `err()` of this node.
     #[inline]
@@ -329,17 +353,24 @@ impl CancelNode {
         Some(self.record_ref().cause.clone())
     }
 
-    fn record_ref(&self) -> &Record {
+    /// The slot's pointer, as `Arc::into_raw` gave it: counting through it
+    /// needs the provenance of the whole `Arc` allocation, which a pointer
+    /// taken from a `&Record` would not have.
+    fn record_ptr(&self) -> *const Record {
         // Acquire: pairs with the slot's publishing compare-exchange.
-        let raw = self.record.load(Acquire) as *const Record;
+        self.record.load(Acquire) as *const Record
+    }
+
+    fn record_ref(&self) -> &Record {
         // SAFETY: only called after seeing CAUSE, so the slot is filled
         // (state inv. 2) and stays so until the node is freed.
-        unsafe { &*raw }
+        unsafe { &*self.record_ptr() }
     }
 
     fn record_arc(&self) -> Arc<Record> {
-        let raw = self.record_ref() as *const Record;
-        // SAFETY: the slot owns one strong count of this `Arc`; we add one.
+        let raw = self.record_ptr();
+        // SAFETY: only called after seeing CAUSE or filling the slot, so it
+        // owns one strong count of this `Arc`; we add one.
         unsafe {
             Arc::increment_strong_count(raw);
             Arc::from_raw(raw)
@@ -389,8 +420,44 @@ impl CancelNode {
         self.parent2.with_mut(|p| unsafe { (*p).take() })
     }
 
-    pub(crate) fn as_header(&self) -> NonNull<Header> {
-        NonNull::from(&self.header)
+    /// The node's header pointer (the header is its first field), with the
+    /// node's provenance.
+    pub(crate) fn header_ptr(node: NonNull<CancelNode>) -> NonNull<Header> {
+        node.cast()
+    }
+
+    /// A pointer to our own timer, if we have one, derived from the node's
+    /// pointer: the clock hands it back to the hooks, which step back from
+    /// it to the node (entry invariant 1).
+    ///
+    /// # Safety
+    /// `node` is alive and has the provenance of its allocation.
+    pub(crate) unsafe fn timer_ptr(node: NonNull<CancelNode>) -> Option<NonNull<TimerEntry>> {
+        let raw = node.as_ptr();
+        // SAFETY: alive (caller); `has_timer` never changes after creation.
+        if !unsafe { (*raw).has_timer } {
+            return None;
+        }
+        // SAFETY: a field projection of a valid node pointer, so not null
+        // (`MaybeUninit` holds its payload at offset 0); no access.
+        Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).timer).cast()) })
+    }
+
+    /// Pointers to our two list links, derived from the node's pointer: the
+    /// list stores them and the drain steps back from them to the node.
+    ///
+    /// # Safety
+    /// As [`timer_ptr`](CancelNode::timer_ptr).
+    pub(crate) unsafe fn link_ptrs(node: NonNull<CancelNode>) -> [NonNull<Entry>; 2] {
+        let raw = node.as_ptr();
+        // SAFETY: field projections of a live node's pointer (caller), so
+        // in bounds and not null; no access.
+        unsafe {
+            [
+                NonNull::new_unchecked(addr_of_mut!((*raw).link)),
+                NonNull::new_unchecked(addr_of_mut!((*raw).link2)),
+            ]
+        }
     }
 
     /// A new node's fields after the header, for `create.rs`.

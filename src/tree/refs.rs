@@ -18,7 +18,7 @@
 //!    a million-deep chain drops on a small stack.
 
 use super::cancel;
-use super::node::{CancelNode, Header, NodeRef};
+use super::node::{as_cancel, CancelNode, Header, NodeRef};
 use crate::sync::release_last;
 use crate::sync::Ordering::Relaxed;
 use std::ptr::NonNull;
@@ -36,9 +36,10 @@ impl Clone for NodeRef {
 
 impl Drop for NodeRef {
     fn drop(&mut self) {
-        if let Some(n) = self.header() {
+        // The allocation's pointer, not one from `&Header`: it may free.
+        if let Some(h) = self.node_ptr() {
             // SAFETY: we own this handle count.
-            unsafe { release_handle(NonNull::from(n)) };
+            unsafe { release_handle(h) };
         }
     }
 }
@@ -67,12 +68,11 @@ pub(crate) unsafe fn release_handle(h: NonNull<Header>) {
     let mut next = Some(h);
     while let Some(h) = next.take().or_else(|| more.pop()) {
         // SAFETY: we own a handle on `h`, so it is alive.
-        let node = unsafe { h.as_ref() };
-        if !release_last(&node.handles) {
+        if !release_last(unsafe { &h.as_ref().handles }) {
             continue;
         }
         // SAFETY: that was the last handle.
-        let (p1, p2) = unsafe { teardown(node) };
+        let (p1, p2) = unsafe { teardown(h) };
         next = p1.and_then(NodeRef::into_raw);
         more.extend(p2.and_then(NodeRef::into_raw));
         // SAFETY: the handles' memory reference (invariant 2).
@@ -83,17 +83,21 @@ pub(crate) unsafe fn release_handle(h: NonNull<Header>) {
 /// Invariant 1: the node's last handle is gone. Returns its parents.
 ///
 /// # Safety
-/// `node`'s `handles` reached zero.
-unsafe fn teardown(node: &Header) -> (Option<NodeRef>, Option<NodeRef>) {
+/// `h`'s `handles` reached zero; `h` is the allocation's pointer.
+unsafe fn teardown(h: NonNull<Header>) -> (Option<NodeRef>, Option<NodeRef>) {
     let mut p2 = None;
-    if let Some(c) = node.as_cancel() {
-        cancel::close_unobserved(c);
-        cancel::withdraw_links(c);
+    // SAFETY: the handles' memory reference keeps the node alive.
+    if let Some(c) = unsafe { as_cancel(h) } {
+        // SAFETY: as above.
+        unsafe {
+            cancel::close_unobserved(c);
+            cancel::withdraw_links(c);
+        }
         // SAFETY: handles are zero: nobody else reads the cell.
-        p2 = unsafe { c.take_parent2() };
+        p2 = unsafe { c.as_ref().take_parent2() };
     }
     // SAFETY: as above.
-    let p1 = unsafe { node.take_parent() };
+    let p1 = unsafe { h.as_ref().take_parent() };
     (p1, p2)
 }
 
