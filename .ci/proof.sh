@@ -119,10 +119,23 @@ if [ "${SKIP_MIRI:-}" != 1 ]; then
   base="-Zmiri-permissive-provenance -Zmiri-ignore-leaks"
   for model in stacked tree; do
     flags="$base"
-    if [ "$model" = tree ]; then flags="$base -Zmiri-tree-borrows"; fi
+    skip=()
+    if [ "$model" = tree ]; then
+      flags="$base -Zmiri-tree-borrows"
+    else
+      # crossbeam-epoch's own list of registered threads is not Stacked
+      # Borrows-clean (upstream crossbeam-rs/crossbeam#545; crossbeam checks
+      # it under Tree Borrows only): Miri stops inside crossbeam's
+      # `Global::try_advance` once several threads pin and collect. This
+      # test is the subset's one that gets there; it runs under Tree
+      # Borrows below.
+      skip=(--skip after_func_stop_and_cancel_from_many_threads)
+      echo "miri: stacked borrows skips after_func_stop_and_cancel_from_many_threads" \
+        "(crossbeam-epoch internals, crossbeam#545); tree borrows runs it"
+    fi
     echo "miri: $model borrows (MIRIFLAGS=$flags)"
     time MIRIFLAGS="$flags" CARGO_TARGET_DIR=target/miri \
-      cargo +nightly miri test --lib --test semantics --test go_cases
+      cargo +nightly miri test --lib --test semantics --test go_cases -- "${skip[@]}"
   done
 fi
 

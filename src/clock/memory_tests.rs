@@ -18,7 +18,7 @@ use crate::time::COLLECT_EVERY;
 const HOUR: Duration = Duration::from_secs(3600);
 /// A million natively; Miri checks the same paths on a smaller count.
 fn million() -> usize {
-    crate::scaled("timers", 1_000_000, 3 * COLLECT_EVERY)
+    crate::scaled("timers", 1_000_000, 2 * COLLECT_EVERY)
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn system_clock_returns_cancelled_memory_while_sleeping_long() {
     let deadline = clock.now() + HOUR;
     let mut peak = 0;
     // Arm/disarm pairs on the (shared, real-time) system clock.
-    let pairs = crate::scaled("system clock pairs", 200_000, 3 * COLLECT_EVERY);
+    let pairs = crate::scaled("system clock pairs", 200_000, 2 * COLLECT_EVERY);
     for i in 0..pairs {
         let p = ProbeRef::new(&board, i, deadline);
         p.arm(&clock);

@@ -45,7 +45,7 @@ thread_local! {
 
 /// Model steps per run (Miri runs a smaller sample of the same test).
 fn steps() -> usize {
-    crate::scaled("wheel model steps per run", 1500, 60)
+    crate::scaled("wheel model steps per run", 1500, 40)
 }
 
 fn ms(n: u64) -> Duration {
