@@ -14,8 +14,8 @@ mod counting_alloc;
 use counting_alloc::{settle, Counting};
 #[path = "support/miri.rs"]
 mod miri;
-use miri::scaled;
 use gocontext::{CancelHandle, Cause, Clock, Context, Error, Key};
+use miri::scaled;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};

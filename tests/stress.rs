@@ -8,8 +8,8 @@ mod counting_alloc;
 use counting_alloc::{settle, Counting};
 #[path = "support/miri.rs"]
 mod miri;
-use miri::scaled;
 use gocontext::{Cause, Clock, Error};
+use miri::scaled;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex};
 
@@ -85,7 +85,6 @@ fn two_million_children_flat_memory() {
     parent_h.cancel();
     assert!(window.iter().all(|(c, _)| c.err() == Some(Error::Canceled)));
 }
-
 
 /// Four threads create children of one parent (cancelling some themselves
 /// with their own causes) while the main thread cancels the parent: every

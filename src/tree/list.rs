@@ -195,7 +195,11 @@ impl List {
     /// `entry` must be valid and unlinked, `refs` must count the memory that
     /// contains it, and it must stay valid until the reference it gives the
     /// list is released (invariant 3).
-    pub(crate) unsafe fn push(&self, entry: NonNull<Entry>, refs: &AtomicUsize) -> Result<(), usize> {
+    pub(crate) unsafe fn push(
+        &self,
+        entry: NonNull<Entry>,
+        refs: &AtomicUsize,
+    ) -> Result<(), usize> {
         let addr = entry.as_ptr() as usize;
         // SAFETY: valid (caller).
         let entry = unsafe { entry.as_ref() };
@@ -215,10 +219,7 @@ impl List {
             // Release: the drainer that takes the chain must see the entry
             // initialised. A failed push is ordered against the close by the
             // word's modification order (state invariant 3).
-            match self
-                .state
-                .compare_exchange_weak(cur, addr, AcqRel, Acquire)
-            {
+            match self.state.compare_exchange_weak(cur, addr, AcqRel, Acquire) {
                 Ok(_) => return Ok(()),
                 Err(seen) => cur = seen,
             }

@@ -263,17 +263,21 @@ unsafe impl Send for CancelNode {}
 // SAFETY: as above.
 unsafe impl Sync for CancelNode {}
 
-/// `h` as a cancellable node, if it is one.
-///
-/// Takes the node's pointer, not a `&Header`: a pointer derived from a
-/// reference to the header may not reach the rest of the node.
+/// `h` as a cancellable node, if it is one. Takes the node's pointer: one
+/// taken from a `&Header` may not reach the rest of the node.
 ///
 /// # Safety
 /// `h` is a live node's pointer with the provenance of its allocation.
 pub(crate) unsafe fn as_cancel(h: NonNull<Header>) -> Option<NonNull<CancelNode>> {
-    // SAFETY: alive (caller); nodes of these kinds are allocated as
-    // `CancelNode`, whose first field is the header (`repr(C)`).
-    unsafe { h.as_ref() }.is_cancellable().then(|| h.cast())
+    // SAFETY: alive (caller).
+    let kind = unsafe { h.as_ref() }.kind;
+    // Nodes of these kinds are allocated as `CancelNode`, whose first field
+    // is the header (`repr(C)`).
+    matches!(
+        kind,
+        NodeKind::Cancel | NodeKind::Deadline | NodeKind::Merge
+    )
+    .then(|| h.cast())
 }
 
 /// Frees a node allocated as a `Box<T>` whose first field is the header.
@@ -316,18 +320,9 @@ impl Header {
         // SAFETY: the caller's promise.
         self.parent.with_mut(|p| unsafe { (*p).take() })
     }
-
-    /// Whether the node is allocated as a `CancelNode`.
-    pub(crate) fn is_cancellable(&self) -> bool {
-        matches!(
-            self.kind,
-            NodeKind::Cancel | NodeKind::Deadline | NodeKind::Merge
-        )
-    }
 }
 
 impl CancelNode {
-
     /// `err()` of this node.
     #[inline]
     pub(crate) fn err(&self) -> Option<Error> {
@@ -353,9 +348,8 @@ impl CancelNode {
         Some(self.record_ref().cause.clone())
     }
 
-    /// The slot's pointer, as `Arc::into_raw` gave it: counting through it
-    /// needs the provenance of the whole `Arc` allocation, which a pointer
-    /// taken from a `&Record` would not have.
+    /// The slot's pointer as `Arc::into_raw` gave it: counting needs the
+    /// whole `Arc` allocation's provenance, which `&Record` lacks.
     fn record_ptr(&self) -> *const Record {
         // Acquire: pairs with the slot's publishing compare-exchange.
         self.record.load(Acquire) as *const Record
@@ -420,15 +414,13 @@ impl CancelNode {
         self.parent2.with_mut(|p| unsafe { (*p).take() })
     }
 
-    /// The node's header pointer (the header is its first field), with the
-    /// node's provenance.
+    /// The header's pointer (the first field), with the node's provenance.
     pub(crate) fn header_ptr(node: NonNull<CancelNode>) -> NonNull<Header> {
         node.cast()
     }
 
-    /// A pointer to our own timer, if we have one, derived from the node's
-    /// pointer: the clock hands it back to the hooks, which step back from
-    /// it to the node (entry invariant 1).
+    /// Our own timer's pointer, if we have one, derived from the node's
+    /// (entry invariant 2): the hooks step back from it to the node.
     ///
     /// # Safety
     /// `node` is alive and has the provenance of its allocation.
@@ -443,8 +435,7 @@ impl CancelNode {
         Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).timer).cast()) })
     }
 
-    /// Pointers to our two list links, derived from the node's pointer: the
-    /// list stores them and the drain steps back from them to the node.
+    /// Our two links' pointers, derived from the node's (entry invariant 2).
     ///
     /// # Safety
     /// As [`timer_ptr`](CancelNode::timer_ptr).
