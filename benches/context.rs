@@ -18,9 +18,9 @@
 //! the binary instead calibrates and runs each runner the way the Go twin
 //! does and prints `impl<TAB>workload<TAB>ns` lines for `compare.sh`.
 //!
-//! `timer/firing_lateness` is not an ns/op measurement (10,000 timers due
-//! within one second); it runs after the criterion groups and prints its
-//! percentiles.
+//! `timer/firing_lateness` and `timer/lateness_behind_blocking_callback`
+//! are not ns/op measurements (timers due within a second, lateness per
+//! timer); they print their percentiles.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -565,6 +565,53 @@ mod go_side {
         });
 
         once(list, "timer/firing_lateness", IMP, firing_lateness);
+        once(
+            list,
+            "timer/lateness_behind_blocking_callback",
+            IMP,
+            lateness_behind_blocking_callback,
+        );
+    }
+
+    /// 20 rounds of: a deadline 2 ms ahead whose `after_func` blocks for
+    /// 100 ms, and 50 others due 5 to 54 ms ahead; returns how late each of
+    /// the others fired (1,000 samples). Each round waits for the blocking
+    /// callback to return, so rounds do not pile up stuck threads.
+    fn lateness_behind_blocking_callback() -> Vec<Duration> {
+        const ROUNDS: usize = 20;
+        const OTHERS: u64 = 50;
+        let mut all = Vec::new();
+        for _ in 0..ROUNDS {
+            let start = Instant::now();
+            let (slow, _h) = Context::background().with_deadline(start + Duration::from_millis(2));
+            let (tx, rx) = mpsc::channel();
+            let _f = slow.after_func(move || {
+                thread::sleep(Duration::from_millis(100));
+                let _ = tx.send(());
+            });
+            let (late_tx, late_rx) = mpsc::channel();
+            let keep: Vec<_> = (0..OTHERS)
+                .map(|i| {
+                    let due = start + Duration::from_millis(5 + i);
+                    let (ctx, h) = Context::background().with_deadline(due);
+                    let late_tx = late_tx.clone();
+                    let f = ctx.after_func(move || {
+                        let _ = late_tx.send(Instant::now().saturating_duration_since(due));
+                    });
+                    (ctx, h, f)
+                })
+                .collect();
+            for _ in 0..OTHERS {
+                let late = late_rx
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("a deadline never fired");
+                all.push(late);
+            }
+            rx.recv_timeout(Duration::from_secs(30))
+                .expect("the blocking callback never ran");
+            drop(keep);
+        }
+        all
     }
 
     /// Arms 10,000 timeouts due at random points within the next second

@@ -33,12 +33,21 @@ unsafe impl Send for AfterFunc {}
 // SAFETY: as above; `stop` through `&self` is the mark protocol.
 unsafe impl Sync for AfterFunc {}
 
+// The registration changes only through the mark (callback invariant 1), one
+// atomic step; a panic cannot leave it half-claimed.
+impl std::panic::UnwindSafe for AfterFunc {}
+impl std::panic::RefUnwindSafe for AfterFunc {}
+
 impl AfterFunc {
     /// Unregisters the callback: Go's `stop()`.
     ///
-    /// Returns true if this call stopped the callback from running; false if
-    /// it has already run (or is running) because the context is done, or
-    /// was stopped already.
+    /// Returns true if this call stopped the callback from running: it had
+    /// not started, and no earlier `stop` returned true. A callback that was
+    /// dropped unrun because every handle of its context was dropped (see
+    /// [`Context::after_func`](crate::Context::after_func)) never started,
+    /// so the first `stop` after that is true too. False if it has started
+    /// (it is running or ran) because the context is done, or an earlier
+    /// `stop` returned true.
     ///
     /// ```
     /// use gocontext::Context;
@@ -51,6 +60,9 @@ impl AfterFunc {
     pub fn stop(&self) -> bool {
         // SAFETY: we hold a reference on the registration.
         let cb = unsafe { self.cb.as_ref() };
+        if !cb.settle_stop() {
+            return false; // started, or stopped by an earlier call
+        }
         let claimed = match cb.scope() {
             // SAFETY: the entry was pushed onto that scope's list (or marked
             // unlinked) when it was registered, and its pointer is derived
@@ -58,11 +70,12 @@ impl AfterFunc {
             Some(scope) => unsafe { tree::withdraw(&scope.list, Callback::entry_ptr(self.cb)) },
             None => cb.entry().mark(),
         };
+        // Else the drainer claimed it; it sees STOPPED and drops `f`.
         if claimed {
             // SAFETY: the mark is ours (callback invariant 3).
             drop(unsafe { cb.take() });
         }
-        claimed
+        true
     }
 }
 

@@ -16,8 +16,11 @@ use crate::time::{system_driver, AfterDisarm, Collected, ManualClock, TimerCore,
 
 /// The time source and timing wheel that deadlines run on.
 ///
-/// `Clock::system()` is real time: deadlines fire on a background driver
-/// thread that the first deadline starts. `Clock::manual()` is virtual time
+/// `Clock::system()` is real time: deadlines fire on background timer
+/// threads that the first deadline starts (a driver, and a standby that
+/// takes over if a firing's callbacks or wakers block, so that one slow
+/// callback never delays the other deadlines; at most 8 threads, 2 when
+/// nothing blocks). `Clock::manual()` is virtual time
 /// that stands still until [`advance`](Clock::advance) moves it; every
 /// deadline that falls due fires on the thread that called `advance`, before
 /// `advance` returns. Neither ever fires a deadline early.
@@ -42,6 +45,12 @@ enum Inner {
     /// A virtual clock; clones share it.
     Manual(Arc<ManualClock>),
 }
+
+// A clock's time is one atomic, and its wheel is behind a mutex whose
+// holder runs no user code (hooks run unlocked, their panics caught), so a
+// panic cannot leave a clock half-updated.
+impl std::panic::UnwindSafe for Clock {}
+impl std::panic::RefUnwindSafe for Clock {}
 
 impl Clock {
     /// The process-wide real-time clock, the clock of
@@ -94,8 +103,11 @@ impl Clock {
     /// Moves a manual clock forward by `d` and, before returning, fires on
     /// the calling thread every deadline at or before the new time, earliest
     /// first. If a deadline's callbacks panic, the remaining deadlines still
-    /// fire and the first panic is then resumed. Time saturates at the
-    /// latest representable `Instant` instead of overflowing.
+    /// fire and the first panic is then resumed. Time saturates at its cap,
+    /// the latest `Instant` that the clock's origin plus `u64::MAX`
+    /// nanoseconds (about 584 years) can represent, instead of overflowing.
+    /// A deadline beyond the cap could never fire, so on this clock it
+    /// means no deadline at all, as `with_timeout(Duration::MAX)` does.
     ///
     /// On the system clock this does nothing: real time cannot be moved.
     ///
@@ -109,10 +121,22 @@ impl Clock {
     /// clock.advance(Duration::from_millis(1));
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// clock.advance(Duration::MAX); // saturates, never panics
+    /// let (after_the_cap, _c) = clock.background().with_timeout(Duration::from_secs(1));
+    /// assert_eq!(after_the_cap.deadline(), None); // could never fire
     /// ```
     pub fn advance(&self, d: Duration) {
         if let Inner::Manual(m) = &self.inner {
             m.advance(d);
+        }
+    }
+
+    /// Whether this clock can never reach `deadline`: a manual clock's
+    /// time stops at its cap (see [`advance`](Clock::advance)), so a later
+    /// deadline could never fire. The system clock reaches every `Instant`.
+    pub(crate) fn never_reaches(&self, deadline: Instant) -> bool {
+        match &self.inner {
+            Inner::System => false,
+            Inner::Manual(m) => deadline > m.cap(),
         }
     }
 
@@ -176,7 +200,7 @@ impl Clock {
     /// no one owns the wheel right now (else the owner will). On the system
     /// clock the driver is unparked when the wheel was busy, or when this
     /// collection filed live entries it has not seen (its sleep target may be
-    /// too late now; driver invariant 3).
+    /// too late now; driver invariant 4).
     pub(crate) fn collect(&self) {
         match &self.inner {
             Inner::System => {

@@ -50,6 +50,14 @@ pub struct Context {
     node: NodeRef,
 }
 
+// A panic cannot leave a context half-updated for code that catches it: the
+// node's shared state changes only in single atomic steps, and the engine
+// completes a cancellation or teardown before it re-raises a panic of user
+// code run inside it (tree/cancel.rs, tree/refs.rs). So a `Context` may
+// cross `catch_unwind`.
+impl std::panic::UnwindSafe for Context {}
+impl std::panic::RefUnwindSafe for Context {}
+
 impl Context {
     fn from_ref(node: NodeRef) -> Context {
         Context { node }
@@ -118,6 +126,9 @@ impl Context {
     /// [`Error::DeadlineExceeded`]. If this context's deadline is earlier,
     /// the child simply follows it (and `deadline()` reports it). A deadline
     /// at or before the clock's `now()` gives a child that is done at once.
+    /// A deadline that the clock can never reach (past a manual clock's cap,
+    /// see [`Clock::advance`]) means no deadline of its own, as a timeout
+    /// too large for `Instant` does.
     ///
     /// ```
     /// use gocontext::{Context, Error};
@@ -208,6 +219,9 @@ impl Context {
         if self.deadline().is_some_and(|d| d <= deadline) {
             return self.with_cancel(); // Go's shortcut: the parent fires first
         }
+        if self.clock().never_reaches(deadline) {
+            return self.with_cancel(); // as a timeout too large for `Instant`
+        }
         let own = if deadline <= now.unwrap_or_else(|| self.clock().now()) {
             OwnDeadline::Passed {
                 at: deadline,
@@ -270,7 +284,8 @@ impl Context {
     ///
     /// The registration does not keep the context alive: if every
     /// `Context` and `CancelHandle` of it is dropped before it is done (a
-    /// detached handle), the context is freed and `f` is dropped unrun.
+    /// detached handle), the context is freed and `f` is dropped unrun (and
+    /// the first [`AfterFunc::stop`] returns true: `f` never started).
     ///
     /// ```
     /// use gocontext::Context;

@@ -45,6 +45,16 @@ use std::time::Instant;
 ///     }
 /// }
 /// ```
+///
+/// It is `#[must_use]`: a `Done` that is made and dropped waits for nothing.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn forgot_to_await(ctx: &gocontext::Context) {
+///     ctx.done();
+/// }
+/// ```
+#[must_use = "futures do nothing unless polled"]
 pub struct Done {
     node: NodeRef,
     waiter: Option<NonNull<Waiter>>,
@@ -56,9 +66,18 @@ unsafe impl Send for Done {}
 // SAFETY: `&Done` exposes nothing.
 unsafe impl Sync for Done {}
 
+// As for `Context`; the waiter changes only through atomics (waiter.rs).
+impl std::panic::UnwindSafe for Done {}
+impl std::panic::RefUnwindSafe for Done {}
+
 impl Done {
     pub(crate) fn new(node: NodeRef) -> Done {
         Done { node, waiter: None }
+    }
+
+    /// The context's `err()`, without waiting.
+    fn err(&self) -> Option<Error> {
+        self.node.scope().and_then(|s| s.err())
     }
 }
 
@@ -104,9 +123,7 @@ impl Drop for Done {
 
 impl fmt::Debug for Done {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Done")
-            .field("err", &self.node.scope().and_then(|s| s.err()))
-            .finish()
+        f.debug_struct("Done").field("err", &self.err()).finish()
     }
 }
 
@@ -172,14 +189,97 @@ fn sleep_until(deadline: Option<Instant>) {
     while park_until(deadline) {}
 }
 
-/// `ctx.run(fut)`: the future's output, or the context's error first.
-pub(crate) async fn run<F: Future>(mut done: Done, fut: F) -> Result<F::Output, Error> {
-    let mut fut = std::pin::pin!(fut);
-    std::future::poll_fn(move |cx| {
-        if let Poll::Ready(err) = Pin::new(&mut done).poll(cx) {
-            return Poll::Ready(Err(err));
+/// The future returned by [`Context::run`](crate::Context::run): `fut`'s
+/// output, or the context's error if the context is done first.
+///
+/// - On its first poll, if the context is done already, it resolves to
+///   `Err` without polling `fut` at all.
+/// - After that, every poll polls `fut` first and only then checks the
+///   context, so an output that is ready wins a tie with the cancellation:
+///   a write that committed is never reported as cancelled.
+///
+/// **Cancel safety.** When the context wins, `fut` is not polled again and
+/// is dropped with the `Run`; whatever it had in progress is lost exactly as
+/// if the caller had dropped `fut` itself. So `run` is as cancel-safe as
+/// `fut` is. Once it has resolved, polling it again returns `Pending`
+/// (never a second output, never a panic).
+///
+/// ```
+/// use gocontext::{Context, Error, Run};
+/// use std::future::Ready;
+/// // Nameable, e.g. as a `Service::Future`:
+/// fn answer(ctx: &Context) -> Run<Ready<u32>> {
+///     ctx.run(std::future::ready(42))
+/// }
+/// # async fn example() {
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// assert_eq!(answer(&ctx).await, Ok(42));
+/// cancel.cancel();
+/// assert_eq!(answer(&ctx).await, Err(Error::Canceled));
+/// # }
+/// ```
+#[must_use = "futures do nothing unless polled"]
+pub struct Run<F> {
+    done: Done,
+    state: RunState,
+    fut: F,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RunState {
+    /// Not polled yet: check the context before touching `fut`.
+    New,
+    /// Polled at least once.
+    Running,
+    /// Resolved; `fut` is never polled again.
+    Finished,
+}
+
+impl<F> Run<F> {
+    /// `fut` raced against `done` (the context's `Done`).
+    pub(crate) fn new(done: Done, fut: F) -> Run<F> {
+        Run {
+            done,
+            state: RunState::New,
+            fut,
         }
-        fut.as_mut().poll(cx).map(Ok)
-    })
-    .await
+    }
+}
+
+impl<F: Future> Future for Run<F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        // SAFETY: `fut` is structurally pinned: it is never moved out of
+        // `self` (no method hands it out by value, `Run` has no `Drop`),
+        // and only a pinned reference to it is made below. The other
+        // fields are `Unpin` and never pinned.
+        let this = unsafe { self.get_unchecked_mut() };
+        let out = match (this.state, this.done.err()) {
+            (RunState::Finished, _) => return Poll::Pending,
+            (RunState::New, Some(err)) => Poll::Ready(Err(err)),
+            (RunState::New | RunState::Running, _) => {
+                this.state = RunState::Running;
+                // SAFETY: see above; `this.fut` stays where it is.
+                let fut = unsafe { Pin::new_unchecked(&mut this.fut) };
+                match fut.poll(cx) {
+                    Poll::Ready(v) => Poll::Ready(Ok(v)),
+                    Poll::Pending => Pin::new(&mut this.done).poll(cx).map(Err),
+                }
+            }
+        };
+        if out.is_ready() {
+            this.state = RunState::Finished;
+        }
+        out
+    }
+}
+
+impl<F> fmt::Debug for Run<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run")
+            .field("done", &self.done)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }

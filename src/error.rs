@@ -50,10 +50,15 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 impl From<Error> for std::io::Error {
-    /// `Canceled` becomes `Interrupted`, `DeadlineExceeded` becomes `TimedOut`.
+    /// `Canceled` becomes `Other`, `DeadlineExceeded` becomes `TimedOut`,
+    /// each with the `Error` inside (`get_ref`, `downcast`).
+    ///
+    /// Never `Interrupted`: std's `read_exact`, `write_all` and `io::copy`
+    /// retry an `Interrupted` error, so a reader that reports its cancelled
+    /// context that way would be called again forever.
     fn from(e: Error) -> Self {
         let kind = match e {
-            Error::Canceled => std::io::ErrorKind::Interrupted,
+            Error::Canceled => std::io::ErrorKind::Other,
             Error::DeadlineExceeded => std::io::ErrorKind::TimedOut,
         };
         std::io::Error::new(kind, e)
@@ -93,6 +98,12 @@ impl From<Error> for std::io::Error {
 /// ```
 #[derive(Clone)]
 pub struct Cause(Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+// A cause is an immutable shared value: nothing in it is updated, so a
+// panic cannot leave it half-updated (as tokio-util's token, it may cross
+// `catch_unwind`).
+impl std::panic::UnwindSafe for Cause {}
+impl std::panic::RefUnwindSafe for Cause {}
 
 impl Cause {
     /// The cause's error, if it is an `E`.
@@ -182,7 +193,8 @@ mod tests {
     #[test]
     fn io_error_kinds() {
         let c: std::io::Error = Error::Canceled.into();
-        assert_eq!(c.kind(), std::io::ErrorKind::Interrupted);
+        assert_eq!(c.kind(), std::io::ErrorKind::Other);
+        assert_eq!(c.get_ref().unwrap().downcast_ref(), Some(&Error::Canceled));
         let d: std::io::Error = Error::DeadlineExceeded.into();
         assert_eq!(d.kind(), std::io::ErrorKind::TimedOut);
     }

@@ -31,6 +31,10 @@ unsafe impl Send for CancelHandle {}
 // SAFETY: as above.
 unsafe impl Sync for CancelHandle {}
 
+// As for `Context`: node state changes in single atomic steps.
+impl std::panic::UnwindSafe for CancelHandle {}
+impl std::panic::RefUnwindSafe for CancelHandle {}
+
 impl CancelHandle {
     /// Adopts one handle count on `node`.
     ///

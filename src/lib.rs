@@ -43,11 +43,12 @@ mod key;
 mod sync;
 mod time;
 mod tree;
+mod unwind;
 
 pub use after_func::AfterFunc;
 pub use clock::Clock;
 pub use context::Context;
-pub use done::Done;
+pub use done::{Done, Run};
 pub use error::{Cause, Error};
 pub use handle::CancelHandle;
 pub use key::Key;

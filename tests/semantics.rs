@@ -964,7 +964,7 @@ fn error_displays_and_maps_like_go() {
     assert!(!Error::Canceled.is_timeout());
     assert!(Error::DeadlineExceeded.is_timeout());
     let io: std::io::Error = Error::Canceled.into();
-    assert_eq!(io.kind(), std::io::ErrorKind::Interrupted);
+    assert_eq!(io.kind(), std::io::ErrorKind::Other);
     assert_eq!(io.to_string(), "context canceled");
     let io: std::io::Error = Error::DeadlineExceeded.into();
     assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);

@@ -8,7 +8,7 @@
 //! with a *set* of acceptable outcomes, and the harness narrows the set to the
 //! one it observed ([`Model::resolve`]).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Number of value keys the harness uses (the last one holds a `String`).
 pub const NKEYS: usize = 4;
@@ -73,13 +73,24 @@ pub struct Callback {
 #[derive(Debug)]
 pub struct Model {
     pub now: Instant,
+    /// The latest time the manual clock can reach (it saturates there): a
+    /// deadline past it is no deadline at all, like a too-large timeout.
+    pub cap: Instant,
     pub nodes: Vec<Node>,
     pub callbacks: Vec<Callback>,
 }
 
 impl Model {
-    /// A model holding one root (node 0) at time `now`.
+    /// A model holding one root (node 0) at time `now`, the origin of a
+    /// fresh manual clock.
     pub fn new(now: Instant) -> Self {
+        // The clock's cap: its origin plus u64::MAX ns, or the most that
+        // `Instant` can add (halving, as the clock itself finds it).
+        let mut n = u64::MAX;
+        while n > 0 && now.checked_add(Duration::from_nanos(n)).is_none() {
+            n /= 2;
+        }
+        let cap = now + Duration::from_nanos(n);
         let root = Node {
             kind: Kind::Root,
             parents: vec![],
@@ -92,6 +103,7 @@ impl Model {
         };
         Model {
             now,
+            cap,
             nodes: vec![root],
             callbacks: vec![],
         }
@@ -125,6 +137,7 @@ impl Model {
     /// `with_cancel`, or `with_deadline(d)` when `own` is `Some((d, cause))`.
     pub fn derive_cancel(&mut self, parent: NodeId, own: Option<(Instant, CauseTag)>) -> NodeId {
         let pd = self.nodes[parent].deadline;
+        let own = own.filter(|(d, _)| *d <= self.cap);
         // Semantics 4: a later own deadline behaves as with_cancel. An equal
         // one may run its own timer or not (the tie is resolved at fire time).
         let own_timer = own.filter(|(d, _)| pd.map_or(true, |pd| *d <= pd));

@@ -1,7 +1,7 @@
 //! Waiting for a `Context`: the `Done` future, blocking waits, and `run`.
 
 use super::Context;
-use crate::done::{self, Done};
+use crate::done::{self, Done, Run};
 use crate::error::Error;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -58,7 +58,10 @@ impl Context {
     }
 
     /// Runs `fut` until it completes or the context is done, whichever is
-    /// first (a context that is done wins a tie).
+    /// first: `Err` at once (without polling `fut`) if the context is done
+    /// already, and after that `fut` is polled first on every poll, so an
+    /// output that is ready wins a tie with the cancellation. See [`Run`]
+    /// for its cancel safety.
     ///
     /// ```
     /// # use gocontext::{Context, Error};
@@ -70,7 +73,7 @@ impl Context {
     /// assert_eq!(ctx.run(std::future::pending::<()>()).await, Err(Error::Canceled));
     /// # }
     /// ```
-    pub fn run<F: Future>(&self, fut: F) -> impl Future<Output = Result<F::Output, Error>> {
-        done::run(self.done(), fut)
+    pub fn run<F: Future>(&self, fut: F) -> Run<F> {
+        Run::new(self.done(), fut)
     }
 }

@@ -38,6 +38,7 @@ use super::entry::{call_hook, Disarmed, Pos, TimerEntry};
 use super::inbox::{Graveyard, Inbox};
 use super::wheel::Wheel;
 use crate::sync::{fence, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
+use crate::unwind::{discard, first};
 
 /// Every this many successful disarms, someone empties the inbox. Under loom
 /// every disarm collects, so the models explore the collector's races too.
@@ -108,8 +109,8 @@ impl TimerCore {
         // SAFETY: live (caller).
         if !unsafe { entry.as_ref() }.begin_arm() {
             // SAFETY: never armed, so nobody else will release it (entry
-            // entry inv. 7); the caller's reference is the clock's.
-            drop(unsafe { call_hook(entry, |e| e.hooks().release) });
+            // inv. 7); the caller's reference is the clock's.
+            discard(unsafe { call_hook(entry, |e| e.hooks().release) });
             return false;
         }
         // SAFETY: QUEUED and not yet pushed: ours to push (entry.rs inv. 2).
@@ -171,7 +172,7 @@ impl TimerCore {
                 Err(TryLockError::WouldBlock) if filed == 0 => return Collected::Busy,
                 Err(TryLockError::WouldBlock) => break,
             };
-            drop(graves.release_all());
+            discard(graves.release_all());
             if !self.handed_over() {
                 break;
             }
@@ -197,7 +198,7 @@ impl TimerCore {
         let mut first_panic = None;
         loop {
             let (next, panic) = self.run(now);
-            first_panic = first_panic.or(panic);
+            first_panic = first(first_panic, panic);
             if !self.handed_over() {
                 return (next, first_panic);
             }
@@ -208,6 +209,20 @@ impl TimerCore {
     /// time, with the lock dropped around each hook. Returns the next expiry
     /// and the first panic a hook raised (the rest still ran).
     pub(crate) fn run(&self, now: Instant) -> (Option<Instant>, Option<Panic>) {
+        match self.run_watched(now, &mut ()) {
+            (Ran::Idle(next), panic) => (next, panic),
+            (Ran::Stopped, _) => unreachable!("an unwatched round is never stopped"),
+        }
+    }
+
+    /// `run`, telling `watcher` around every call that may run user code
+    /// (the hooks, the releases of cancelled entries); stops after such a
+    /// call if the watcher says the round is no longer ours.
+    pub(crate) fn run_watched(
+        &self,
+        now: Instant,
+        watcher: &mut impl Watcher,
+    ) -> (Ran, Option<Panic>) {
         let mut first_panic = None;
         loop {
             let mut graves = Graveyard::default();
@@ -217,18 +232,32 @@ impl TimerCore {
                 wheel.turn(now);
                 self.claim_due(&mut wheel, now)
             };
-            first_panic = first_panic.or(graves.release_all());
-            match step {
+            let mut ours = true;
+            let next = match step {
                 Step::Fire(entry) => {
                     // SAFETY: we won FILED -> FIRED (entry inv. 6), so `fire`
                     // is ours to call, then `release`, once (entry inv. 7).
-                    first_panic = first_panic.or(unsafe { call_hook(entry, |e| e.hooks().fire) });
-                    // SAFETY: as above.
-                    let panic = unsafe { call_hook(entry, |e| e.hooks().release) };
-                    first_panic = first_panic.or(panic);
+                    // Fired first, before the releases below: a claimed
+                    // entry is never held back behind other user code.
+                    let panics = watched(&mut ours, watcher, || unsafe {
+                        let fired = call_hook(entry, |e| e.hooks().fire);
+                        (fired, call_hook(entry, |e| e.hooks().release))
+                    });
+                    first_panic = first(first(first_panic, panics.0), panics.1);
+                    None
                 }
-                Step::Lost => {}
-                Step::Idle(next) => return (next, first_panic),
+                Step::Lost => None,
+                Step::Idle(next) => Some(next),
+            };
+            if !graves.is_empty() {
+                let panic = watched(&mut ours, watcher, || graves.release_all());
+                first_panic = first(first_panic, panic);
+            }
+            if !ours {
+                return (Ran::Stopped, first_panic);
+            }
+            if let Some(next) = next {
+                return (Ran::Idle(next), first_panic);
             }
         }
     }
@@ -306,6 +335,44 @@ fn collection_due(n: usize) -> bool {
     n % COLLECT_EVERY == 0
 }
 
+/// Told by the fire loop when it calls what may run user code, so that a
+/// system clock's standby can see a driver stuck there (`watch.rs`).
+pub(crate) trait Watcher {
+    /// A call that may run user code begins.
+    fn enter(&mut self);
+    /// It returned. False: another thread took the round over; stop.
+    fn leave(&mut self) -> bool;
+}
+
+/// Runs `f` between `enter` and `leave` while the round is still `ours`;
+/// once it is not, `f` runs unwatched (the word belongs to the new driver).
+fn watched<R>(ours: &mut bool, watcher: &mut impl Watcher, f: impl FnOnce() -> R) -> R {
+    if !*ours {
+        return f();
+    }
+    watcher.enter();
+    let r = f();
+    *ours = watcher.leave();
+    r
+}
+
+/// A manual clock's `advance` is watched by nobody: it fires on its caller.
+impl Watcher for () {
+    fn enter(&mut self) {}
+    fn leave(&mut self) -> bool {
+        true
+    }
+}
+
+/// How a watched round ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// Nothing more is due; the next expiry, if any.
+    Idle(Option<Instant>),
+    /// Another thread took the round over while we ran user code.
+    Stopped,
+}
+
 /// One step of `run`.
 enum Step {
     Fire(NonNull<TimerEntry>),
@@ -327,6 +394,6 @@ impl Drop for TimerCore {
                 unsafe { graves.bury(entry) };
             }
         }
-        drop(graves.release_all());
+        discard(graves.release_all());
     }
 }

@@ -127,6 +127,11 @@ impl Graveyard {
         self.head = Some(entry);
     }
 
+    /// Whether nothing is buried.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_none()
+    }
+
     /// Calls `release` on every entry; must run with no clock lock held.
     /// A panicking hook is caught; the first payload is returned.
     pub(crate) fn release_all(&mut self) -> Option<Box<dyn std::any::Any + Send>> {
@@ -137,7 +142,7 @@ impl Graveyard {
             // SAFETY: buried entries are released by us alone, once
             // (invariant 7), with their clock reference still held.
             let panic = unsafe { call_hook(entry, |e| e.hooks().release) };
-            first_panic = first_panic.or(panic);
+            first_panic = crate::unwind::first(first_panic, panic);
         }
         first_panic
     }
@@ -146,6 +151,6 @@ impl Graveyard {
 impl Drop for Graveyard {
     fn drop(&mut self) {
         // Never drop references silently: a graveyard always gets emptied.
-        drop(self.release_all());
+        crate::unwind::discard(self.release_all());
     }
 }

@@ -4,7 +4,8 @@
 //! Time is nanoseconds since the clock's origin (the real `Instant::now()`
 //! at creation) in an `AtomicU64`, capped at the largest offset the
 //! platform's `Instant` can represent, so `advance(Duration::MAX)`
-//! saturates instead of panicking.
+//! saturates instead of panicking. That cap is also the latest deadline
+//! the clock can reach (`cap`).
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,12 @@ impl ManualClock {
         // that an observer synchronised with is at least that deadline).
         let nanos = self.nanos.load(Ordering::Acquire);
         self.at(nanos)
+    }
+
+    /// The latest time this clock can reach (its cap): a deadline past it
+    /// could never fire.
+    pub(crate) fn cap(&self) -> Instant {
+        self.at(self.max_nanos)
     }
 
     fn at(&self, nanos: u64) -> Instant {

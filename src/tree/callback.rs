@@ -1,9 +1,9 @@
 //! `after_func` registrations: a callback as a list entry.
 //!
 //! Invariants:
-//! 1. Whoever marks the entry (list invariant 1) owns the callback: the
-//!    drainer runs it, `stop` drops it. So it runs at most once, and `stop`
-//!    returns true exactly when it prevented the run.
+//! 1. Whoever marks the entry (list invariant 1) owns the callback cell:
+//!    the drainer takes the callback to run or discard it, `stop` takes it
+//!    to drop it.
 //! 2. The registration holds a *memory* reference on its context's scope
 //!    node, not a handle: it does not keep the context alive (semantics 10).
 //!    If every `Context` and `CancelHandle` of the context is dropped before
@@ -12,13 +12,20 @@
 //!    The memory reference lets `stop` reach the node's list safely, and is
 //!    given back when the registration is freed.
 //! 3. The callback cell is touched only by whoever set the mark.
+//! 4. What happened to the callback is decided separately, by one
+//!    compare-exchange out of `PENDING` on `outcome`: to `STARTED` by the
+//!    runner just before it calls `f`, to `DISCARDED` by teardown, to
+//!    `STOPPED` by `stop` (also out of `DISCARDED`: a discarded callback
+//!    never started, so the first `stop` is true). So `f` runs at most
+//!    once, and `stop` returns true exactly once, iff `f` never started.
+//!    A drainer that claimed the entry but finds it `STOPPED` drops `f`
+//!    unrun.
 
 use super::list::{Entry, EntryKind};
 use super::node::CancelNode;
 use super::refs::{acquire_ref, release_node_ref};
+use crate::sync::Ordering::{AcqRel, Acquire};
 use crate::sync::{release_last, AtomicUsize, LeakTrack, UnsafeCell};
-use std::any::Any;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 /// The user's callback.
@@ -32,8 +39,15 @@ pub(crate) struct Callback {
     /// The node whose list holds us; we hold a memory reference (inv. 2).
     scope: Option<NonNull<CancelNode>>,
     f: UnsafeCell<Option<Func>>,
+    /// `PENDING`, then one of `STARTED`, `DISCARDED`, `STOPPED` (inv. 4).
+    outcome: AtomicUsize,
     _track: LeakTrack,
 }
+
+const PENDING: usize = 0;
+const STARTED: usize = 1;
+const DISCARDED: usize = 2;
+const STOPPED: usize = 3;
 
 impl Callback {
     /// Registers `f` on `scope` (or on nothing, for a context that is never
@@ -58,6 +72,7 @@ impl Callback {
             refs: AtomicUsize::new(1),
             scope,
             f: UnsafeCell::new(Some(f)),
+            outcome: AtomicUsize::new(PENDING),
             _track: LeakTrack::new(),
         })));
         // SAFETY: just allocated; we hold its only reference.
@@ -69,9 +84,12 @@ impl Callback {
         // (entry invariant 1), its pointer is the registration's own (entry
         // invariant 2), and it lives while its references do.
         if unsafe { s.list.push(Callback::entry_ptr(cb), &c.refs) }.is_err() {
-            // Done already: the mark is ours (the failed push marked it).
+            // Done already: the mark is ours (the failed push marked it),
+            // and no `stop` can have come first: nobody else has the
+            // registration yet, so the start always settles (invariant 4).
             // SAFETY: we own the mark (invariant 3).
-            return (cb, unsafe { c.take() });
+            let f = unsafe { c.take() };
+            return (cb, f.filter(|_| c.settle(PENDING, STARTED)));
         }
         (cb, None)
     }
@@ -103,14 +121,36 @@ impl Callback {
         self.f.with_mut(|f| unsafe { (*f).take() })
     }
 
-    /// Runs a callback the drainer claimed; returns its panic, if any.
+    /// Moves `outcome` from `from` to `to`; true if this call did.
+    fn settle(&self, from: usize, to: usize) -> bool {
+        // AcqRel: the one decision between runner, teardown and `stop`
+        // (inv. 4); each side sees what the other did before deciding.
+        self.outcome
+            .compare_exchange(from, to, AcqRel, Acquire)
+            .is_ok()
+    }
+
+    /// `stop`'s decision (invariant 4): true if `f` never started and no
+    /// earlier `stop` said so.
+    pub(crate) fn settle_stop(&self) -> bool {
+        self.settle(PENDING, STOPPED) || self.settle(DISCARDED, STOPPED)
+    }
+
+    /// Runs a callback the drainer claimed, unless `stop` came first. The
+    /// caller catches its panic (unwind.rs).
     ///
     /// # Safety
     /// The caller claimed `cb` and holds a reference on it.
-    pub(crate) unsafe fn run(cb: NonNull<Callback>) -> Option<Box<dyn Any + Send>> {
-        // SAFETY: the caller's reference keeps it alive; it owns the mark.
-        let f = unsafe { cb.as_ref().take() }?;
-        catch_unwind(AssertUnwindSafe(f)).err()
+    pub(crate) unsafe fn run(cb: NonNull<Callback>) {
+        // SAFETY: the caller's reference keeps it alive.
+        let cb = unsafe { cb.as_ref() };
+        // SAFETY: the caller claimed the entry: the mark is ours.
+        let Some(f) = (unsafe { cb.take() }) else {
+            return;
+        };
+        if cb.settle(PENDING, STARTED) {
+            f();
+        } // else stopped after our claim, before the start (inv. 4): dropped
     }
 
     /// Drops a callback that teardown claimed, unrun (invariant 2).
@@ -118,8 +158,13 @@ impl Callback {
     /// # Safety
     /// The caller claimed `cb` and holds a reference on it.
     pub(crate) unsafe fn discard(cb: NonNull<Callback>) {
-        // SAFETY: the caller's reference keeps it alive; it owns the mark.
-        drop(unsafe { cb.as_ref().take() });
+        // SAFETY: the caller's reference keeps it alive.
+        let cb = unsafe { cb.as_ref() };
+        // A `stop` that came first has said so already; either way `f`
+        // never starts.
+        cb.settle(PENDING, DISCARDED);
+        // SAFETY: the caller claimed the entry: the mark is ours.
+        drop(unsafe { cb.take() });
     }
 
     /// Drops one memory reference; frees at zero.

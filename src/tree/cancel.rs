@@ -5,8 +5,10 @@
 //! cancels claimed children, wakes claimed waiters and runs claimed
 //! callbacks. Children's chains go on an explicit stack, so depth costs heap,
 //! never call stack. No lock is held anywhere, so callbacks may re-enter
-//! the engine freely; each runs inside `catch_unwind`, and the first panic
-//! is re-raised only after the whole subtree is done.
+//! the engine freely. Every call of user code (a waker, a callback, the drop
+//! of a discarded callback or of what a release frees) runs inside
+//! `catch_unwind` (unwind.rs), and the first panic is re-raised only after
+//! the whole subtree is done.
 //!
 //! Invariants:
 //! 1. Every node of the subtree gets the err and record that were actually
@@ -23,8 +25,8 @@ use super::node::{CancelNode, Record};
 use super::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
 use super::state::{closed_word, CAUSE};
 use crate::error::Error;
+use crate::unwind::Panics;
 use crossbeam_epoch::Guard;
-use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -97,8 +99,9 @@ unsafe fn close(
     if closed.chain != 0 {
         let mut drain = Drain {
             guard: None,
+            deferred: false,
             stack: Vec::new(),
-            panic: None,
+            panics: Panics::default(),
             callbacks,
         };
         drain.run(closed);
@@ -212,10 +215,14 @@ fn prefetch_entry(addr: usize) {
 }
 
 struct Drain {
-    /// Pinned only once some release must go through the epoch.
+    /// Pinned only while releases go through the epoch, dropped before any
+    /// user code (`unpin`).
     guard: Option<Guard>,
+    /// Whether any release went through the epoch (`finish` flushes).
+    deferred: bool,
     stack: Vec<Closed>,
-    panic: Option<Box<dyn Any + Send>>,
+    /// The first panic of user code, re-raised by `finish`.
+    panics: Panics,
     /// Run the claimed callbacks, or drop them (teardown).
     callbacks: Callbacks,
 }
@@ -242,8 +249,13 @@ impl Drain {
             let (claimed, next) = unsafe { e.claim_next() };
             cur = next;
             prefetch_entry(next);
-            if claimed && self.act(entry, closed) {
-                continue; // the entry's reference now rides on the stack
+            if claimed {
+                // Acting may run user code (a waker, a callback, or the drop
+                // of what a child's disarm collects): never pinned there.
+                self.unpin();
+                if self.act(entry, closed) {
+                    continue; // the entry's reference now rides on the stack
+                }
             }
             self.release(entry, closed.free);
         }
@@ -272,20 +284,20 @@ impl Drain {
             }
             Container::Waiter(w) => {
                 // SAFETY: claimed here, alive by our list reference.
-                unsafe { super::waiter::Waiter::wake(w) };
-                false
-            }
-            Container::Callback(cb) if self.callbacks == Callbacks::Drop => {
-                // SAFETY: claimed here, alive by our list reference.
-                unsafe { super::callback::Callback::discard(cb) };
+                let wake = || unsafe { super::waiter::Waiter::wake(w) };
+                self.panics.call(wake);
                 false
             }
             Container::Callback(cb) => {
+                let callbacks = self.callbacks;
                 // SAFETY: claimed here, alive by our list reference.
-                let panic = unsafe { super::callback::Callback::run(cb) };
-                if self.panic.is_none() {
-                    self.panic = panic;
-                }
+                let act = || unsafe {
+                    match callbacks {
+                        Callbacks::Drop => super::callback::Callback::discard(cb),
+                        Callbacks::Run => super::callback::Callback::run(cb),
+                    }
+                };
+                self.panics.call(act);
                 false
             }
         }
@@ -293,27 +305,38 @@ impl Drain {
 
     fn release(&mut self, entry: NonNull<Entry>, free: Free) {
         if free == Free::Direct {
+            // Freeing may drop user values: never pinned there.
+            self.unpin();
             // SAFETY: we own the entry's list reference (list invariant 3),
             // and no sweeper can reach it (list invariant 6).
-            unsafe { entry::release(entry) };
+            let release = || unsafe { entry::release(entry) };
+            // It may free what runs user `Drop` code: caught.
+            self.panics.call(release);
             return;
         }
+        self.deferred = true;
         let guard = self.guard.get_or_insert_with(crossbeam_epoch::pin);
         // SAFETY: we own the list reference of every entry on our chains
         // (list invariant 3) and release each exactly once.
         unsafe { entry::defer(entry, guard) };
     }
 
-    /// Re-raises the first callback panic, now that the subtree is done.
+    /// Drops the guard, if pinned. The drain itself never needs it to read:
+    /// it owns a list reference on every entry it touches (list invariant
+    /// 3); the guard only carries `defer`. So it is held across runs of
+    /// consecutive deferred releases and never across user code.
+    fn unpin(&mut self) {
+        self.guard = None;
+    }
+
+    /// Re-raises the first panic of user code, now that the subtree is
+    /// done.
     fn finish(self) {
         // Hand over our deferred frees and collect (see list `entry_deleted`).
-        if let Some(guard) = self.guard {
+        if self.deferred {
+            let guard = self.guard.unwrap_or_else(crossbeam_epoch::pin);
             guard.flush();
         }
-        if let Some(panic) = self.panic {
-            if !std::thread::panicking() {
-                std::panic::resume_unwind(panic);
-            }
-        }
+        self.panics.resume();
     }
 }

@@ -391,7 +391,10 @@ struct Swept {
 }
 
 /// Releases an entry's list reference through the guard (invariant 4); a
-/// helper so every caller defers the same way.
+/// helper so every caller defers the same way. The release runs on
+/// whichever thread next collects, inside crossbeam's loop, so a panic of
+/// user `Drop` code it runs is caught and dropped there (unwind.rs,
+/// invariant 4).
 ///
 /// # Safety
 /// The caller owns one list reference on `entry`'s container, and `release`
@@ -399,5 +402,5 @@ struct Swept {
 pub(crate) unsafe fn defer_release(guard: &Guard, entry: NonNull<Entry>, release: ReleaseFn) {
     // SAFETY: the closure only releases the reference the caller owns; it
     // runs once every thread pinned now has unpinned (invariant 4).
-    unsafe { guard.defer_unchecked(move || release(entry)) };
+    unsafe { guard.defer_unchecked(move || crate::unwind::orphan(|| release(entry))) };
 }

@@ -15,7 +15,7 @@
 //! | `cancel.rs` | closing a node and draining its subtree | cancel 1-2 |
 //! | `entry.rs` | entry dispatch: which container a link is part of | entry 1-2 |
 //! | `waiter.rs` | `Done` futures and blocked threads as list entries | waiter 1-2 |
-//! | `callback.rs` | `after_func` registrations as list entries | callback 1-3 |
+//! | `callback.rs` | `after_func` registrations as list entries | callback 1-4 |
 //! | `value.rs` | value nodes and lookup | — |
 //!
 //! No two modules here import each other, and all dependencies run one way

@@ -15,12 +15,17 @@
 //!    sweeper may still read them (list invariant 4), so a node is never
 //!    freed under a sweeper.
 //! 3. Teardown and release walk up the tree in a loop, never by recursion:
-//!    a million-deep chain drops on a small stack.
+//!    a million-deep chain drops on a small stack. A node that loses its
+//!    last handle while its thread is already in that loop (a freed value
+//!    or callback that held a `Context`) is handed to the loop, so drops
+//!    through contexts stored inside contexts do not recurse either.
 
 use super::cancel;
 use super::node::{as_cancel, CancelNode, Header, NodeRef};
-use crate::sync::release_last;
 use crate::sync::Ordering::Relaxed;
+use crate::sync::{release_last, thread_local};
+use crate::unwind::Panics;
+use std::cell::RefCell;
 use std::ptr::NonNull;
 
 impl Clone for NodeRef {
@@ -64,19 +69,94 @@ pub(crate) fn acquire_ref(node: &Header) {
 /// # Safety
 /// The caller owns one handle on `h`.
 pub(crate) unsafe fn release_handle(h: NonNull<Header>) {
-    let mut more: Vec<NonNull<Header>> = Vec::new();
-    let mut next = Some(h);
-    while let Some(h) = next.take().or_else(|| more.pop()) {
-        // SAFETY: we own a handle on `h`, so it is alive.
-        if !release_last(unsafe { &h.as_ref().handles }) {
-            continue;
+    // SAFETY: we own a handle on `h`, so it is alive.
+    if release_last(&unsafe { h.as_ref() }.handles) {
+        tear_down_from(h);
+    }
+}
+
+/// `Some` while this thread runs `tear_down_from`: nodes that lose their
+/// last handle meanwhile (a freed value that holds a `Context`, a discarded
+/// callback that captured one) wait here for that loop.
+type Deferred = RefCell<Option<Vec<NonNull<Header>>>>;
+
+#[cfg(not(loom))]
+thread_local! {
+    static DEFERRED: Deferred = const { RefCell::new(None) };
+}
+// loom's `thread_local!` has no `const` form.
+#[cfg(loom)]
+thread_local! {
+    static DEFERRED: Deferred = RefCell::new(None);
+}
+
+/// Tears down `first` (its last handle is gone) and every node that loses
+/// its last handle as a result, in one loop (invariant 3). Freeing a node
+/// can drop user values that hold contexts; their teardown joins the loop
+/// already running on this thread instead of recursing, so a chain of
+/// contexts stored inside contexts drops on a small stack too.
+fn tear_down_from(first: NonNull<Header>) {
+    let nested = DEFERRED.try_with(|d| {
+        let mut d = d.borrow_mut();
+        if let Some(waiting) = d.as_mut() {
+            waiting.push(first);
+            return true;
         }
-        // SAFETY: that was the last handle.
-        let (p1, p2) = unsafe { teardown(h) };
-        next = p1.and_then(NodeRef::into_raw);
-        more.extend(p2.and_then(NodeRef::into_raw));
+        *d = Some(Vec::new());
+        false
+    });
+    let Ok(nested) = nested else {
+        // This thread's locals are gone (it is exiting): loop without them.
+        return tear_down_loop(first);
+    };
+    if nested {
+        return;
+    }
+    let _end = DeferredLoop;
+    tear_down_loop(first);
+}
+
+/// The loop of `tear_down_from`. User code it runs (discarded callbacks,
+/// freed values and causes) may panic: the loop completes regardless and
+/// re-raises the first panic at the end (unwind.rs).
+fn tear_down_loop(first: NonNull<Header>) {
+    let mut panics = Panics::default();
+    let mut more: Vec<NonNull<Header>> = Vec::new();
+    let mut next = Some(first);
+    while let Some(h) = next.take().or_else(|| more.pop()).or_else(take_deferred) {
+        // SAFETY: its handles are zero and its memory is held by the
+        // handles' reference, which we release last; `h` is the
+        // allocation's pointer (every pointer here came from a `NodeRef`).
+        let (p1, p2) = unsafe { teardown(h, &mut panics) };
+        next = p1.and_then(NodeRef::into_raw).filter(|&p| last_handle(p));
+        more.extend(p2.and_then(NodeRef::into_raw).filter(|&p| last_handle(p)));
         // SAFETY: the handles' memory reference (invariant 2).
-        unsafe { release_ref(h) };
+        let release = || unsafe { release_ref(h) };
+        panics.call(release); // frees values and causes: user `Drop` code
+    }
+    panics.resume();
+}
+
+/// Releases a handle we own on `p`; true if it was the last.
+fn last_handle(p: NonNull<Header>) -> bool {
+    // SAFETY: we own a handle on `p`, so it is alive.
+    release_last(&unsafe { p.as_ref() }.handles)
+}
+
+/// The nodes deferred to the running loop so far.
+fn take_deferred() -> Option<NonNull<Header>> {
+    DEFERRED
+        .try_with(|d| d.borrow_mut().as_mut().and_then(Vec::pop))
+        .ok()
+        .flatten()
+}
+
+/// Ends this thread's teardown loop (also if it unwinds).
+struct DeferredLoop;
+
+impl Drop for DeferredLoop {
+    fn drop(&mut self) {
+        let _ = DEFERRED.try_with(|d| d.borrow_mut().take());
     }
 }
 
@@ -84,15 +164,15 @@ pub(crate) unsafe fn release_handle(h: NonNull<Header>) {
 ///
 /// # Safety
 /// `h`'s `handles` reached zero; `h` is the allocation's pointer.
-unsafe fn teardown(h: NonNull<Header>) -> (Option<NodeRef>, Option<NodeRef>) {
+unsafe fn teardown(h: NonNull<Header>, panics: &mut Panics) -> (Option<NodeRef>, Option<NodeRef>) {
     let mut p2 = None;
     // SAFETY: the handles' memory reference keeps the node alive.
     if let Some(c) = unsafe { as_cancel(h) } {
+        // Its drain completes, then re-raises a discarded callback's panic.
         // SAFETY: as above.
-        unsafe {
-            cancel::close_unobserved(c);
-            cancel::withdraw_links(c);
-        }
+        panics.call(|| unsafe { cancel::close_unobserved(c) });
+        // SAFETY: as above.
+        unsafe { cancel::withdraw_links(c) };
         // SAFETY: handles are zero: nobody else reads the cell.
         p2 = unsafe { c.as_ref().take_parent2() };
     }

@@ -12,9 +12,13 @@
 //! nodes are skipped without being visited, so a lookup costs one hop per
 //! value node, not per context. A merge forks the walk: its first parent's
 //! chain is searched before its second's, on an explicit stack (no
-//! recursion on depth).
+//! recursion on depth). Once the walk has forked it remembers the nodes it
+//! searched and skips them when another path reaches them again, so a
+//! lookup is linear in the number of distinct nodes, never in the number
+//! of paths through a merge DAG.
 
 use super::node::{as_cancel, Header, NodeKind, NodeRef};
+use std::collections::HashSet;
 use std::ptr::NonNull;
 
 /// The fixed head of a value node; the value follows it.
@@ -64,9 +68,21 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
         return None;
     }
     let mut forks: Vec<NonNull<Header>> = Vec::new();
+    // Every node searched since the walk first forked: a merge DAG reaches
+    // a node along many paths (`merge(&c, &c)` n times: 2^n of them), and
+    // a node seen again was searched in full already (the walk is depth
+    // first, and a DAG cannot reach a node from its own ancestors), so it
+    // is skipped. Made only at the first merge: plain chains never fork.
+    let mut seen: Option<HashSet<NonNull<Header>>> = None;
     let mut cur = start;
     loop {
         let h = cur.or_else(|| forks.pop())?;
+        if let Some(seen) = seen.as_mut() {
+            if !seen.insert(h) {
+                cur = None;
+                continue;
+            }
+        }
         // SAFETY: kept alive by the caller's handle (see above).
         let node = unsafe { h.as_ref() };
         if node.kind == NodeKind::Value {
@@ -81,6 +97,7 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
             cur = head.outer;
         } else {
             // A merge: its first parent now, its second parent later.
+            seen.get_or_insert_with(HashSet::new).insert(h);
             // SAFETY: as above; `h` is the allocation's pointer.
             let merge = unsafe { as_cancel(h) };
             // SAFETY: as above.
