@@ -250,7 +250,7 @@ fn chain_of_contexts_stored_as_values_drops_on_a_small_stack() {
     let len = scaled("contexts stored in contexts", 200_000, 2_000);
     let t = std::thread::Builder::new()
         .stack_size(256 * 1024)
-        .spawn(|| {
+        .spawn(move || {
             let mut ctx = Context::background();
             for _ in 0..len {
                 ctx = Context::background().with_value(&NEXT, ctx);
