@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The proof suite (issue 5), run by .ci/run after the ordinary tests:
-#   1. the loom models (bound LOOM_MAX_PREEMPTIONS, default 2; < 10 min);
+#   1. the loom models (< 10 min; LOOM_MAX_PREEMPTIONS, if set, bounds
+#      every model, else each runs at its default: unbounded or 3):
+#      loom-tests/ and the user-style crate loom-tests/user-models/, the
+#      latter exactly as docs/loom.md tells a user;
 #   2. valgrind --leak-check=full over the integration test binaries;
 #   3. Miri over a bounded subset, under Stacked Borrows and Tree Borrows;
-#   4. a 30-second `cargo fuzz run` smoke of every fuzz target;
+#   4. a 30-second `cargo fuzz run` smoke of every fuzz target (`cargo fuzz
+#      list`: gocontext's own and the user-style `inflight`);
 #   5. ThreadSanitizer over the concurrency tests (nightly, -Zbuild-std).
 # Knobs: FUZZ_SECONDS (default 30), SKIP_LOOM=1, SKIP_VALGRIND=1, SKIP_MIRI=1,
 # SKIP_FUZZ=1, SKIP_TSAN=1.
@@ -13,12 +17,16 @@ step() { printf '\n==> proof: %s (%s)\n' "$*" "$(date +%T)"; }
 
 # ---------------------------------------------------------------- loom
 if [ "${SKIP_LOOM:-}" != 1 ]; then
-  step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-2})"
+  step "loom models (LOOM_MAX_PREEMPTIONS=${LOOM_MAX_PREEMPTIONS:-unset: per-model defaults})"
   (
     cd loom-tests
-    export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
     # --no-fail-fast: one group failing must not hide the others.
     time RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release --no-fail-fast
+  )
+  step "loom: a user's crate, as docs/loom.md says"
+  (
+    cd loom-tests/user-models
+    time RUSTFLAGS="--cfg gocontext_loom --cfg crossbeam_loom" cargo test --release
   )
 fi
 

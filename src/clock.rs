@@ -52,6 +52,14 @@ enum Inner {
 impl std::panic::UnwindSafe for Clock {}
 impl std::panic::RefUnwindSafe for Clock {}
 
+/// The panic message of a system-clock deadline under loom.
+#[cfg(loom)]
+pub(crate) const LOOM_NEEDS_MANUAL_CLOCK: &str = "gocontext under loom: a deadline on the \
+system clock (Context::background(), Clock::system()) needs a real timer thread and real \
+time, which loom cannot model. Root the model's contexts in a manual clock instead: \
+`let clock = Clock::manual(); let root = clock.background();`, and move its time with \
+`clock.advance(d)` or `clock.advance_to_next()` (see docs/loom.md).";
+
 impl Clock {
     /// The process-wide real-time clock, the clock of
     /// `Context::background()`. Cheap: no allocation, no reference count.
@@ -140,6 +148,92 @@ impl Clock {
         }
     }
 
+    /// The earliest deadline armed on this clock that has neither fired nor
+    /// been cancelled, exactly as given to `with_deadline` (or computed by
+    /// `with_timeout`); `None` if there is none. Every deadline armed or
+    /// cancelled before the call counts; one armed concurrently may or may
+    /// not. On the system clock this waits briefly for the driver's wheel.
+    ///
+    /// ```
+    /// use gocontext::Clock;
+    /// use std::time::Duration;
+    /// let clock = Clock::manual();
+    /// assert_eq!(clock.next_deadline(), None);
+    /// let (_a, _ca) = clock.background().with_timeout(Duration::from_secs(5));
+    /// let (_b, cb) = clock.background().with_timeout(Duration::from_millis(1500));
+    /// assert_eq!(clock.next_deadline(), Some(clock.now() + Duration::from_millis(1500)));
+    /// cb.cancel();
+    /// assert_eq!(clock.next_deadline(), Some(clock.now() + Duration::from_secs(5)));
+    /// ```
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if cfg!(loom) && !self.is_manual() {
+            // Under loom the system clock carries no deadline (they are
+            // refused), and its driver's process-wide state has no model.
+            return None;
+        }
+        let (next, filed) = self.core().next_deadline();
+        if filed > 0 && !self.is_manual() {
+            // We filed entries the sleeping driver has not seen (driver
+            // invariant 3): it recomputes its wake-up time.
+            system_driver().wake();
+        }
+        next
+    }
+
+    /// Moves a manual clock to its [next deadline](Clock::next_deadline),
+    /// fires every deadline due then (as [`advance`](Clock::advance) does,
+    /// panics included), and returns the new time. With no deadline
+    /// pending, time stays where it is. Tests and fuzz targets step through
+    /// a program's timeouts with it, without knowing their durations.
+    ///
+    /// On the system clock this does nothing and returns `now()`: real time
+    /// cannot be moved, and the driver fires deadlines when they are due.
+    ///
+    /// ```
+    /// use gocontext::{Clock, Error};
+    /// use std::time::Duration;
+    /// let clock = Clock::manual();
+    /// let t0 = clock.now();
+    /// let (slow, _c1) = clock.background().with_timeout(Duration::from_secs(30));
+    /// let (fast, _c2) = clock.background().with_timeout(Duration::from_millis(250));
+    /// assert_eq!(clock.advance_to_next(), t0 + Duration::from_millis(250));
+    /// assert_eq!((fast.err(), slow.err()), (Some(Error::DeadlineExceeded), None));
+    /// assert_eq!(clock.advance_to_next(), t0 + Duration::from_secs(30));
+    /// assert_eq!(slow.err(), Some(Error::DeadlineExceeded));
+    /// assert_eq!(clock.advance_to_next(), t0 + Duration::from_secs(30)); // nothing left
+    /// ```
+    pub fn advance_to_next(&self) -> Instant {
+        match &self.inner {
+            Inner::System => Instant::now(),
+            Inner::Manual(m) => match m.core().next_deadline().0 {
+                Some(deadline) => m.advance_to(deadline),
+                None => m.now(),
+            },
+        }
+    }
+
+    /// True for clocks made by [`Clock::manual`] (and their clones): the
+    /// clocks whose time [`advance`](Clock::advance) and
+    /// [`advance_to_next`](Clock::advance_to_next) move.
+    ///
+    /// ```
+    /// use gocontext::{Clock, Context};
+    /// assert!(Clock::manual().is_manual());
+    /// assert!(!Clock::system().is_manual());
+    /// assert!(!Context::background().clock().is_manual());
+    /// ```
+    pub fn is_manual(&self) -> bool {
+        matches!(self.inner, Inner::Manual(_))
+    }
+
+    /// Under loom, refuses a deadline on the system clock: its timers run on
+    /// a real driver thread and real time, which loom cannot model, so a
+    /// model would hang or flake. The message names what to use instead.
+    #[cfg(loom)]
+    pub(crate) fn refuse_real_time_under_loom(&self) {
+        assert!(self.is_manual(), "{LOOM_NEEDS_MANUAL_CLOCK}");
+    }
+
     /// Whether both are the same clock.
     pub(crate) fn ptr_eq(&self, other: &Clock) -> bool {
         match (&self.inner, &other.inner) {
@@ -189,11 +283,6 @@ impl Clock {
                 true
             }
         }
-    }
-
-    /// True for `Clock::manual()` clocks.
-    pub(crate) fn is_manual(&self) -> bool {
-        matches!(self.inner, Inner::Manual(_))
     }
 
     /// Gets the inbox emptied without blocking: empties it on this thread if

@@ -85,12 +85,6 @@ impl Context {
         Context::from_ref(NodeRef::root(Root::Todo))
     }
 
-    /// The nearest cancellable ancestor-or-self, if any.
-    #[inline]
-    fn scope(&self) -> Option<&CancelNode> {
-        self.node.scope()
-    }
-
     // ----- deriving -----
 
     /// A child that is done when `cancel` is called on the returned handle
@@ -216,6 +210,8 @@ impl Context {
         cause: Option<Cause>,
         now: Option<Instant>,
     ) -> (Context, CancelHandle) {
+        #[cfg(loom)]
+        self.clock().refuse_real_time_under_loom();
         if self.deadline().is_some_and(|d| d <= deadline) {
             return self.with_cancel(); // Go's shortcut: the parent fires first
         }
@@ -336,7 +332,7 @@ impl Context {
     /// ```
     #[inline]
     pub fn err(&self) -> Option<Error> {
-        self.scope()?.err()
+        self.node.scope()?.err()
     }
 
     /// True once the context is done. One atomic load.
@@ -363,7 +359,7 @@ impl Context {
     /// assert_eq!(ctx.cause().unwrap().downcast_ref::<Error>(), Some(&Error::Canceled));
     /// ```
     pub fn cause(&self) -> Option<Cause> {
-        self.scope()?.cause()
+        self.node.scope()?.cause()
     }
 
     /// When the context will be done by itself, if ever: the earliest
@@ -379,6 +375,27 @@ impl Context {
     /// ```
     pub fn deadline(&self) -> Option<Instant> {
         self.node.deadline()
+    }
+
+    /// The time left before the deadline, on this context's clock: `None`
+    /// without a deadline, `Some(Duration::ZERO)` once it has passed. This
+    /// is what an outgoing call should be given (`grpc-timeout`, a socket
+    /// timeout), so each hop of a request gets what the previous one left.
+    ///
+    /// ```
+    /// use gocontext::Clock;
+    /// use std::time::Duration;
+    /// let clock = Clock::manual();
+    /// let (ctx, _cancel) = clock.background().with_timeout(Duration::from_secs(3));
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(ctx.remaining(), Some(Duration::from_secs(2)));
+    /// clock.advance(Duration::from_secs(5));
+    /// assert_eq!(ctx.remaining(), Some(Duration::ZERO));
+    /// assert_eq!(clock.background().remaining(), None);
+    /// ```
+    pub fn remaining(&self) -> Option<Duration> {
+        let deadline = self.deadline()?;
+        Some(deadline.saturating_duration_since(self.clock().now()))
     }
 
     /// The value stored under `key` by the nearest `with_value` on the path
@@ -450,4 +467,5 @@ impl Clock {
 }
 
 mod display;
+mod identity;
 mod wait;

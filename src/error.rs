@@ -1,5 +1,6 @@
 //! Why a context is done: the two sentinel errors and the shared cause value.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
@@ -177,6 +178,91 @@ impl fmt::Display for Cause {
     }
 }
 
+impl Cause {
+    /// A cause that is just a message: `Cause::message("shutting down")`.
+    ///
+    /// Strings do not convert into a `Cause` with `From` (the blanket
+    /// `impl<E: Error> From<E> for Cause` rules that out), so this is the
+    /// way to give a plain reason; [`CancelHandle::cancel_with_message`]
+    /// is the short form for cancelling.
+    ///
+    /// [`CancelHandle::cancel_with_message`]: crate::CancelHandle::cancel_with_message
+    ///
+    /// ```
+    /// use gocontext::{Cause, Clock, Error};
+    /// use std::time::Duration;
+    /// let clock = Clock::manual();
+    /// let (ctx, _cancel) = clock
+    ///     .background()
+    ///     .with_timeout_cause(Duration::from_secs(1), Cause::message("backend too slow"));
+    /// clock.advance(Duration::from_secs(1));
+    /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "backend too slow");
+    /// ```
+    pub fn message(text: impl Into<Cow<'static, str>>) -> Cause {
+        Cause(Arc::new(Message(text.into())))
+    }
+}
+
+/// The error inside [`Cause::message`]: the text, and nothing else.
+#[derive(Debug)]
+struct Message(Cow<'static, str>);
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+/// A `Cause` as an owned error, for `?` into `Box<dyn Error + Send + Sync>`
+/// and the libraries built on it: it displays as the cause, and its
+/// `source()` is the cause's own source.
+struct Shared(Cause);
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Shared {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0 .0.source()
+    }
+}
+
+impl From<Cause> for Box<dyn std::error::Error + Send + Sync + 'static> {
+    /// Boxes the shared cause (one small allocation; the error itself is
+    /// not copied). It displays and chains like the cause. To downcast to
+    /// the original error type, keep the `Cause` and use
+    /// [`Cause::downcast_ref`].
+    ///
+    /// ```
+    /// use gocontext::Context;
+    /// fn step(ctx: &Context) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    ///     match ctx.cause() {
+    ///         Some(cause) => Err(cause.into()),
+    ///         None => Ok(()),
+    ///     }
+    /// }
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// assert!(step(&ctx).is_ok());
+    /// cancel.cancel_with_message("shutting down");
+    /// assert_eq!(step(&ctx).unwrap_err().to_string(), "shutting down");
+    /// ```
+    fn from(cause: Cause) -> Self {
+        Box::new(Shared(cause))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +291,35 @@ mod tests {
         assert_eq!(a.downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
         assert!(a.ptr_eq(&Cause::of(Error::DeadlineExceeded)));
         assert!(!a.is::<std::fmt::Error>());
+    }
+
+    #[test]
+    fn message_cause_displays_its_text() {
+        let owned = Cause::message(format!("node {} left", 7));
+        assert_eq!(owned.to_string(), "node 7 left");
+        assert_eq!(format!("{owned:?}"), "Message(\"node 7 left\")");
+        assert!(owned.source().is_none());
+    }
+
+    #[test]
+    fn boxed_cause_keeps_display_and_source() {
+        #[derive(Debug)]
+        struct Wrapped(std::fmt::Error);
+        impl fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("wrapped")
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let boxed: Box<dyn std::error::Error + Send + Sync> =
+            Cause::from(Wrapped(std::fmt::Error)).into();
+        assert_eq!(boxed.to_string(), "wrapped");
+        assert_eq!(format!("{boxed:?}"), "Wrapped(Error)");
+        let source = boxed.source().expect("the wrapped error's source");
+        assert!(source.is::<std::fmt::Error>());
     }
 }

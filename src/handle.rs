@@ -129,3 +129,57 @@ impl fmt::Debug for CancelHandle {
             .finish()
     }
 }
+
+impl CancelHandle {
+    /// Cancels with a plain message as the cause:
+    /// `cancel_with_cause(Cause::message(text))`.
+    ///
+    /// ```
+    /// use gocontext::{Context, Error};
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// cancel.cancel_with_message("shutting down");
+    /// assert_eq!(ctx.err(), Some(Error::Canceled));
+    /// assert_eq!(ctx.cause().unwrap().to_string(), "shutting down");
+    /// ```
+    pub fn cancel_with_message(&self, text: impl Into<std::borrow::Cow<'static, str>>) {
+        if self.node().err().is_none() {
+            self.cancel_with_cause(Cause::message(text));
+        }
+    }
+}
+
+/// A cancel cause built on first use and shared by every cancel that uses
+/// it afterwards, so that cancelling with it allocates nothing: the tower
+/// layers end every request with one of a few fixed causes.
+#[cfg(feature = "tower")]
+pub(crate) struct PreparedCause {
+    make: fn() -> Cause,
+    record: std::sync::OnceLock<std::sync::Arc<Record>>,
+}
+
+#[cfg(feature = "tower")]
+impl PreparedCause {
+    pub(crate) const fn new(make: fn() -> Cause) -> PreparedCause {
+        PreparedCause {
+            make,
+            record: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn shared(&self) -> &std::sync::Arc<Record> {
+        self.record
+            .get_or_init(|| Record::new(Error::Canceled, (self.make)()))
+    }
+}
+
+#[cfg(feature = "tower")]
+impl CancelHandle {
+    /// `cancel_with_cause(prepared)` without allocating a record.
+    pub(crate) fn cancel_with_prepared(&self, prepared: &PreparedCause) {
+        if self.node().err().is_some() {
+            return;
+        }
+        let rec = prepared.shared().clone();
+        tree::cancel(self.node(), Error::Canceled, Some(rec), Holder::Handle);
+    }
+}

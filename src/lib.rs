@@ -33,19 +33,38 @@
     clippy::missing_safety_doc
 )]
 
+// Loom mode switches gocontext and crossbeam-epoch together (docs/loom.md):
+// gocontext's nodes are reclaimed through the epoch, and an epoch outside
+// loom's model keeps garbage across a model's executions (false leaks) and
+// hides the reclamation races from it.
+#[cfg(all(loom, not(crossbeam_loom)))]
+compile_error!(
+    "gocontext's loom mode needs crossbeam-epoch's too: build with \
+     RUSTFLAGS=\"--cfg gocontext_loom --cfg crossbeam_loom\" (see docs/loom.md)"
+);
+
 mod after_func;
+mod ambient;
 mod clock;
 mod context;
 mod done;
 mod error;
+#[cfg(feature = "arbitrary")]
+pub mod fuzz;
 mod handle;
 mod key;
 mod sync;
 mod time;
+#[cfg(feature = "tonic")]
+mod tonic;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod tree;
 mod unwind;
+pub mod wire;
 
 pub use after_func::AfterFunc;
+pub use ambient::{EnterGuard, Scope};
 pub use clock::Clock;
 pub use context::Context;
 pub use done::{Done, Run};

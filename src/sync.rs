@@ -1,7 +1,8 @@
 //! The one door to concurrency primitives.
 //!
 //! Every engine module takes its atomics, cells, threads and wakers from here
-//! and never from `std` or `loom` directly. Under `--cfg loom` this module
+//! and never from `std` or `loom` directly. In loom mode (`cfg(loom)`, which
+//! `build.rs` also sets for `--cfg gocontext_loom`; docs/loom.md) this module
 //! switches to loom's instrumented versions, so the loom models in
 //! `loom-tests/` exercise the very code that ships (the pattern of tokio's
 //! `src/loom/`). crossbeam-epoch switches itself under `--cfg crossbeam_loom`.

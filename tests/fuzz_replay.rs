@@ -15,6 +15,8 @@ mod threads;
 mod tree_ops;
 #[path = "../fuzz/src/wheel.rs"]
 mod wheel;
+#[path = "../fuzz/src/wire.rs"]
+mod wire;
 
 #[path = "support/miri.rs"]
 mod miri;
@@ -106,4 +108,9 @@ fn wheel_replay() {
 #[test]
 fn threads_replay() {
     replay("threads", threads::run, 1000, 600);
+}
+
+#[test]
+fn wire_replay() {
+    replay("wire", wire::run, 20_000, 16);
 }

@@ -335,17 +335,15 @@ impl Model {
         }
     }
 
-    /// Every node reached by `id`'s cancellation, `id` included.
-    pub fn subtree(&self, id: NodeId) -> Vec<NodeId> {
-        let mut out = vec![];
-        let mut seen = std::collections::HashSet::new();
-        let mut stack = vec![id];
-        while let Some(n) = stack.pop() {
-            if seen.insert(n) {
-                out.push(n);
-                stack.extend(self.nodes[n].children.iter().copied());
+    /// Per node: whether it or anything in its subtree is `live`. One pass
+    /// from the newest node down: a child is always newer than its parents.
+    pub fn live_below(&self, live: &[bool]) -> Vec<bool> {
+        let mut below = live.to_vec();
+        for n in (0..self.nodes.len()).rev() {
+            if !below[n] {
+                below[n] = self.nodes[n].children.iter().any(|&c| below[c]);
             }
         }
-        out
+        below
     }
 }

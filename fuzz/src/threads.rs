@@ -357,25 +357,45 @@ pub fn run_input(input: &ThreadsInput) {
     }
     let setup_ctxs = std::mem::take(&mut h.ctxs);
 
-    let barrier = Barrier::new(2);
+    let barrier = Arc::new(Barrier::new(2));
     let [mut w0, mut w1] = workers;
-    let w1 = std::thread::scope(|s| {
-        let (b, c) = (&barrier, &clock);
-        let t = s.spawn(move || {
-            b.wait();
-            for op in input.right.iter().take(128) {
-                w1.apply(c, op);
-            }
-            w1
-        });
+    let (done, finished) = std::sync::mpsc::sync_channel(1);
+    let right: Vec<Op> = input.right.iter().take(128).cloned().collect();
+    let (b, c) = (barrier.clone(), clock.clone());
+    second_thread(Box::new(move || {
         b.wait();
-        for op in input.left.iter().take(128) {
-            w0.apply(c, op);
+        for op in &right {
+            w1.apply(&c, op);
         }
-        t.join().expect("right thread panicked")
-    });
+        let _ = done.send(w1);
+    }));
+    barrier.wait();
+    for op in input.left.iter().take(128) {
+        w0.apply(&clock, op);
+    }
+    let w1 = finished.recv().expect("right thread panicked");
 
     final_check(&mut h, setup_ctxs, setup_cbs, [w0, w1]);
+}
+
+/// Runs `job` on the target's second thread: one thread for the whole
+/// campaign, parked between inputs. Spawning a thread per input was most of
+/// an execution's time (its stack's page faults, clone and munmap).
+fn second_thread(job: Box<dyn FnOnce() + Send>) {
+    type Jobs = std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>;
+    static JOBS: std::sync::OnceLock<Jobs> = std::sync::OnceLock::new();
+    let jobs = JOBS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("threads-right".into())
+            .spawn(move || rx.into_iter().for_each(|job| job()))
+            .expect("cannot start the second thread");
+        std::sync::Mutex::new(tx)
+    });
+    jobs.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send(job)
+        .expect("the second thread is gone");
 }
 
 fn final_check(
@@ -511,7 +531,12 @@ fn final_check(
     }
 
     // (6) callbacks and waiters.
-    let reachable_live = |n: NodeId| model.subtree(n).iter().any(|m| live.contains(m));
+    let mut live_nodes = vec![false; model.nodes.len()];
+    for &n in &live {
+        live_nodes[n] = true;
+    }
+    let live_below = model.live_below(&live_nodes);
+    let reachable_live = |n: NodeId| live_below[n];
     let mut stop_true: HashSet<*const AtomicU32> = HashSet::new();
     let mut stop_false: HashSet<*const AtomicU32> = HashSet::new();
     for worker in &workers {

@@ -111,6 +111,12 @@ pub struct Harness {
     pub counters: Vec<Arc<AtomicU32>>,
     dones: Vec<PendingDone>,
     pub next_tag: u32,
+    /// Something that keeps nodes alive was let go of since the last
+    /// `update_orphans`: only then can a callback become orphaned.
+    let_go: bool,
+    /// Per node: seen done with the model's one outcome. Done never
+    /// changes, so `check` skips it until the final full check.
+    settled: Vec<bool>,
 }
 
 impl Default for Harness {
@@ -133,6 +139,8 @@ impl Harness {
             counters: vec![],
             dones: vec![],
             next_tag: 0,
+            let_go: false,
+            settled: Vec::new(),
         }
     }
 
@@ -148,7 +156,11 @@ impl Harness {
         pick(i, self.ctxs.len()).map(|i| self.ctxs[i].clone())
     }
 
+    /// Records a new context. Values never change once a context exists,
+    /// so they are compared with the model here, at `Lookup` ops and at the
+    /// end, not after every step (that was most of a run's time).
     fn derived(&mut self, c: Context, h: Option<CancelHandle>, id: NodeId) {
+        self.check_values(&c, id);
         if let Some(h) = h {
             self.handles.push((h, id));
         }
@@ -252,6 +264,7 @@ impl Harness {
                     return;
                 };
                 let (h, id) = self.handles.swap_remove(i);
+                self.let_go = true;
                 drop(h);
                 self.model
                     .cancel(id, ErrKind::Canceled, CauseTag::Default(ErrKind::Canceled));
@@ -261,6 +274,7 @@ impl Harness {
                     return;
                 };
                 let (h, _) = self.handles.swap_remove(i);
+                self.let_go = true;
                 h.detach();
             }
             Op::DropContext { ctx } => {
@@ -269,6 +283,7 @@ impl Harness {
                     return;
                 };
                 if i != 0 {
+                    self.let_go = true;
                     drop(self.ctxs.swap_remove(i));
                 }
             }
@@ -366,6 +381,7 @@ impl Harness {
                 let Some(i) = pick(done, self.dones.len()) else {
                     return;
                 };
+                self.let_go = true;
                 drop(self.dones.swap_remove(i));
             }
             Op::WaitTimeoutZero { ctx } => {
@@ -405,23 +421,44 @@ impl Harness {
     /// `Done` may be discarded unrun (semantics 10 frees such a subtree);
     /// the harness then only requires "at most once, never early".
     pub fn update_orphans(&mut self) {
-        let live = self.live();
+        self.let_go = false;
+        let live = self.model.live_below(&self.live());
         for cb in 0..self.model.callbacks.len() {
             let c = &self.model.callbacks[cb];
             if c.orphaned || c.runs > 0 || c.stopped {
                 continue;
             }
-            let node = c.node;
-            if !self.model.subtree(node).iter().any(|n| live[*n]) {
+            if !live[c.node] {
                 self.model.callbacks[cb].orphaned = true;
             }
         }
     }
 
-    /// Compares everything observable with the model.
+    /// Compares a context's values with the model's.
+    fn check_values(&self, c: &Context, id: NodeId) {
+        for k in 0..NKEYS {
+            assert_eq!(
+                lookup(c, k),
+                self.model.nodes[id].values[k],
+                "node {id} key {k}"
+            );
+        }
+    }
+
+    /// Compares everything observable with the model, values excepted
+    /// (see `derived`; `finish` compares them too), and contexts already
+    /// seen done (see `settled`).
     pub fn check(&mut self) {
+        self.check_with(false)
+    }
+
+    fn check_with(&mut self, all: bool) {
+        self.settled.resize(self.model.nodes.len(), false);
         for i in 0..self.ctxs.len() {
             let (c, id) = (&self.ctxs[i].0, self.ctxs[i].1);
+            if self.settled[id] && !all {
+                continue;
+            }
             let seen = observe(c);
             match (seen, &self.model.nodes[id].done) {
                 (None, None) => {}
@@ -434,11 +471,11 @@ impl Harness {
             }
             let n = &self.model.nodes[id];
             assert_eq!(c.deadline(), n.deadline, "node {id} deadline");
-            for k in 0..NKEYS {
-                assert_eq!(lookup(c, k), n.values[k], "node {id} key {k}");
-            }
+            self.settled[id] = n.done.as_ref().is_some_and(|set| set.len() == 1);
         }
-        self.update_orphans();
+        if self.let_go {
+            self.update_orphans();
+        }
         for (cb, counter) in self.counters.iter().enumerate() {
             let ran = counter.load(Ordering::SeqCst);
             let c = &self.model.callbacks[cb];
@@ -464,6 +501,7 @@ impl Harness {
                 (Poll::Pending, None) => i += 1,
                 (Poll::Ready(e), Some(set)) => {
                     assert!(set.iter().any(|o| o.0 == crate::common::kind(e)));
+                    self.let_go = true;
                     drop(self.dones.swap_remove(i));
                 }
                 (p, w) => panic!("Done of node {} polled {p:?}, model {w:?}", d.node),
@@ -483,7 +521,10 @@ impl Harness {
                 .cancel(id, ErrKind::Canceled, CauseTag::Default(ErrKind::Canceled));
             self.check();
         }
-        self.check();
+        self.check_with(true);
+        for (c, id) in &self.ctxs {
+            self.check_values(c, *id);
+        }
         for (c, _) in &self.ctxs {
             if let Some(cause) = c.cause() {
                 let _ = tag(&cause);

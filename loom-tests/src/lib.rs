@@ -4,7 +4,8 @@
 //! engine through its `sync` facade (and crossbeam-epoch in its loom mode).
 //!
 //! Run: `cd loom-tests && RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release`
-//! (`LOOM_MAX_PREEMPTIONS` overrides the default bound of 2; add
+//! (`LOOM_MAX_PREEMPTIONS` overrides each model's default: no bound for
+//! `model_unbounded`, 3 for `model`; add
 //! `-- --test-threads=1` for undisturbed timings). Every model prints its wall
 //! time and the number of interleavings loom explored, straight to stderr.
 //!
@@ -14,6 +15,7 @@
 #![cfg(loom)]
 
 use gocontext::{Cause, Clock, Context};
+use loom::thread;
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
@@ -34,17 +36,38 @@ pub fn cause(n: u32) -> Cause {
     Cause::from(Tag(n))
 }
 
-/// Runs `f` under loom at the configured preemption bound and reports.
+/// loom's preemption bound when `LOOM_MAX_PREEMPTIONS` is not set.
+pub const DEFAULT_BOUND: usize = 3;
+
+/// Runs `f` under loom at `LOOM_MAX_PREEMPTIONS`, else at `DEFAULT_BOUND`,
+/// and reports.
 pub fn model<F>(name: &str, f: F)
 where
     F: Fn() + Sync + Send + 'static,
 {
-    let bound = std::env::var("LOOM_MAX_PREEMPTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
+    model_with_default(name, Some(DEFAULT_BOUND), f)
+}
+
+/// Runs `f` under loom at `LOOM_MAX_PREEMPTIONS`, else without a bound:
+/// for models whose whole state space explores in about a second.
+pub fn model_unbounded<F>(name: &str, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    model_with_default(name, None, f)
+}
+
+fn model_with_default<F>(name: &str, default: Option<usize>, f: F)
+where
+    F: Fn() + Sync + Send + 'static,
+{
+    // `Builder::new` reads `LOOM_MAX_PREEMPTIONS` (the one knob for every
+    // harness in the repository); only fill in the default.
     let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(bound);
+    b.preemption_bound = b.preemption_bound.or(default);
+    let bound = b
+        .preemption_bound
+        .map_or("none".to_string(), |n| n.to_string());
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
     let start = Instant::now();
@@ -54,7 +77,7 @@ where
         fn drop(&mut self) {
             if std::thread::panicking() {
                 let line = format!(
-                    "loom model {} FAILED in interleaving #{}\n",
+                    "loom model {} panicked in interleaving #{}\n",
                     self.0,
                     self.1.load(SeqCst)
                 );
@@ -68,7 +91,7 @@ where
         f();
     });
     let line = format!(
-        "loom model {name:<40} bound {bound}: {:>9} interleavings in {:>8.2?}\n",
+        "loom model {name:<40} bound {bound:>4}: {:>9} interleavings in {:>8.2?}\n",
         runs.load(SeqCst),
         start.elapsed()
     );
@@ -107,4 +130,36 @@ impl<F: std::future::Future + Unpin> std::future::Future for PollOnce<'_, F> {
             std::task::Poll::Pending => None,
         })
     }
+}
+
+/// Both parents of a merge cancel, one on another thread; with `add_child`
+/// a third thread meanwhile adds a child to the merge. The merge takes one
+/// of the two causes, its callback runs once, and the child (if any) ends
+/// with the merge's cause.
+pub fn merge_parents_cancel(add_child: bool) {
+    let r = root();
+    let (a, ah) = r.with_cancel();
+    let (b, bh) = r.with_cancel();
+    let (m, _mh) = Context::merge(&a, &b);
+    let (n, f) = counter();
+    let _af = m.after_func(f);
+    let (ca, cb) = (cause(1), cause(2));
+    let cb2 = cb.clone();
+    let t = thread::spawn(move || bh.cancel_with_cause(cb2));
+    let adder = add_child.then(|| {
+        let m = m.clone();
+        thread::spawn(move || m.with_cancel())
+    });
+    ah.cancel_with_cause(ca.clone());
+    t.join().unwrap();
+    let won = m.cause().expect("merge not done");
+    assert!(
+        won.ptr_eq(&ca) || won.ptr_eq(&cb),
+        "merge has a third cause"
+    );
+    if let Some(adder) = adder {
+        let (child, _child_h) = adder.join().unwrap();
+        assert!(is(&child, &won), "child disagrees with the merge");
+    }
+    assert_eq!(n.load(SeqCst), 1, "callback ran {} times", n.load(SeqCst));
 }

@@ -41,7 +41,7 @@ fn let_go_of_both(parent_cancels: bool) -> usize {
 /// child's teardown does it is dropped unrun.
 #[test]
 fn parent_last_drop_vs_child_detach() {
-    model("parent_last_drop_vs_child_detach", || {
+    model_unbounded("parent_last_drop_vs_child_detach", || {
         assert!(let_go_of_both(true) <= 1);
     });
 }
@@ -51,7 +51,7 @@ fn parent_last_drop_vs_child_detach() {
 /// by either thread). No callback ever runs.
 #[test]
 fn parent_detach_vs_child_detach() {
-    model("parent_detach_vs_child_detach", || {
+    model_unbounded("parent_detach_vs_child_detach", || {
         assert_eq!(let_go_of_both(false), 0);
     });
 }

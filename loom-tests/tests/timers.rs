@@ -53,7 +53,7 @@ fn timer_arm_vs_cancel_vs_fire() {
 /// passes: whichever comes first, the context ends DeadlineExceeded once.
 #[test]
 fn timer_arm_vs_fire() {
-    model("timer_arm_vs_fire", || {
+    model_unbounded("timer_arm_vs_fire", || {
         let clock = Clock::manual();
         let root = clock.background();
         let deadline = clock.now() + Duration::from_millis(10);
@@ -76,7 +76,7 @@ fn timer_arm_vs_fire() {
 /// An armed timer's own cancel against its firing.
 #[test]
 fn timer_cancel_vs_fire() {
-    model("timer_cancel_vs_fire", || {
+    model_unbounded("timer_cancel_vs_fire", || {
         let clock = Clock::manual();
         let (c, ch) = clock.background().with_timeout(Duration::from_millis(10));
         let (n, f) = counter();
@@ -97,7 +97,7 @@ fn timer_cancel_vs_fire() {
 /// the race, end with DeadlineExceeded; the entry is freed exactly once.
 #[test]
 fn timer_fire_vs_context_drop() {
-    model("timer_fire_vs_context_drop", || {
+    model_unbounded("timer_fire_vs_context_drop", || {
         let clock = Clock::manual();
         let (c, ch) = clock.background().with_timeout(Duration::from_millis(10));
         let (g, _gh) = c.with_cancel();
@@ -118,7 +118,7 @@ fn timer_fire_vs_context_drop() {
 /// observe but memory, which loom's leak check verifies.
 #[test]
 fn timer_fire_vs_last_drop() {
-    model("timer_fire_vs_last_drop", || {
+    model_unbounded("timer_fire_vs_last_drop", || {
         let clock = Clock::manual();
         let (c, ch) = clock.background().with_timeout(Duration::from_millis(10));
         let t = thread::spawn(move || {

@@ -2,7 +2,7 @@
 //! How to run them: see the crate doc in `src/lib.rs`.
 #![cfg(loom)]
 
-use gocontext::{Context, Error};
+use gocontext::Error;
 use gocontext_loom_tests::*;
 use loom::thread;
 use std::sync::atomic::Ordering::SeqCst;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// see the child).
 #[test]
 fn child_insert_vs_parent_cancel() {
-    model("child_insert_vs_parent_cancel", || {
+    model_unbounded("child_insert_vs_parent_cancel", || {
         let (p, ph) = root().with_cancel();
         let why = cause(1);
         let t = thread::spawn(move || {
@@ -85,7 +85,7 @@ fn child_cancel_unlink_vs_parent_cancel_vs_sibling_insert() {
 /// context, its child and its callback all agree on it.
 #[test]
 fn two_cancels_different_causes() {
-    model("two_cancels_different_causes", || {
+    model_unbounded("two_cancels_different_causes", || {
         let (p, ph) = root().with_cancel();
         let (c, _ch) = p.with_cancel();
         let (n, f) = counter();
@@ -109,7 +109,7 @@ fn two_cancels_different_causes() {
 /// cause, the child has one of the two.
 #[test]
 fn parent_cancel_vs_child_cancel() {
-    model("parent_cancel_vs_child_cancel", || {
+    model_unbounded("parent_cancel_vs_child_cancel", || {
         let (p, ph) = root().with_cancel();
         let (c, ch) = p.with_cancel();
         let (a, b) = (cause(1), cause(2));
@@ -126,7 +126,7 @@ fn parent_cancel_vs_child_cancel() {
 /// child: the grandchild ends with the parent's cause.
 #[test]
 fn grandchild_insert_vs_parent_cancels_child() {
-    model("grandchild_insert_vs_parent_cancels_child", || {
+    model_unbounded("grandchild_insert_vs_parent_cancels_child", || {
         let (p, ph) = root().with_cancel();
         let (c, _ch) = p.with_cancel();
         let why = cause(1);
@@ -142,19 +142,5 @@ fn grandchild_insert_vs_parent_cancels_child() {
 /// two causes, and its callback runs once.
 #[test]
 fn merge_both_parents_cancel() {
-    model("merge_both_parents_cancel", || {
-        let r = root();
-        let (a, ah) = r.with_cancel();
-        let (b, bh) = r.with_cancel();
-        let (m, _mh) = Context::merge(&a, &b);
-        let (n, f) = counter();
-        let _af = m.after_func(f);
-        let (ca, cb) = (cause(1), cause(2));
-        let cb2 = cb.clone();
-        let t = thread::spawn(move || bh.cancel_with_cause(cb2));
-        ah.cancel_with_cause(ca.clone());
-        t.join().unwrap();
-        assert!(is(&m, &ca) || is(&m, &cb), "merge has a third cause");
-        assert_eq!(n.load(SeqCst), 1);
-    });
+    model_unbounded("merge_both_parents_cancel", || merge_parents_cancel(false));
 }

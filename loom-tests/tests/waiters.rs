@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering::SeqCst;
 /// deadlock if the waiter is never woken).
 #[test]
 fn done_await_vs_cancel() {
-    model("done_await_vs_cancel", || {
+    model_unbounded("done_await_vs_cancel", || {
         let (c, ch) = root().with_cancel();
         let t = thread::spawn(move || loom::future::block_on(c.done()));
         ch.cancel();
@@ -22,7 +22,7 @@ fn done_await_vs_cancel() {
 /// A blocking `wait()` against cancel: no lost wake-up.
 #[test]
 fn wait_vs_cancel() {
-    model("wait_vs_cancel", || {
+    model_unbounded("wait_vs_cancel", || {
         let (c, ch) = root().with_cancel();
         let why = cause(7);
         let w = why.clone();
@@ -39,7 +39,7 @@ fn wait_vs_cancel() {
 /// on the same context is still woken.
 #[test]
 fn dropped_done_vs_cancel() {
-    model("dropped_done_vs_cancel", || {
+    model_unbounded("dropped_done_vs_cancel", || {
         let (c, ch) = root().with_cancel();
         let t = thread::spawn(move || {
             let mut d = c.done();
@@ -58,7 +58,7 @@ fn dropped_done_vs_cancel() {
 /// `stop()` against cancel: f runs iff stop returned false, and at most once.
 #[test]
 fn after_func_stop_vs_cancel() {
-    model("after_func_stop_vs_cancel", || {
+    model_unbounded("after_func_stop_vs_cancel", || {
         let (c, ch) = root().with_cancel();
         let (n, f) = counter();
         let af = c.after_func(f);

@@ -262,6 +262,24 @@ impl TimerCore {
         }
     }
 
+    /// The earliest deadline armed and not yet fired or disarmed, after
+    /// draining the inbox (so every arm and disarm that returned before this
+    /// call counts), and how many live entries that drain filed. Waits for
+    /// the wheel lock: for `Clock::next_deadline`, not a hot path.
+    pub(crate) fn next_deadline(&self) -> (Option<Instant>, usize) {
+        let mut graves = Graveyard::default();
+        let (next, filed) = {
+            let mut wheel = self.lock();
+            let filed = self.file_inbox(&mut wheel, &mut graves);
+            (wheel.next_deadline(), filed)
+        };
+        discard(graves.release_all());
+        if self.handed_over() {
+            let _ = self.try_collect();
+        }
+        (next, filed)
+    }
+
     /// Number of entries in the wheel (tests).
     #[cfg(test)]
     pub(crate) fn filed(&self) -> usize {

@@ -82,7 +82,23 @@ impl ManualClock {
                 Err(actual) => cur = actual,
             }
         };
-        let (_, panic) = self.core.run_settled(self.at(new));
+        self.fire_until(new);
+    }
+
+    /// Moves time to `t` unless it is there already; fires what is due and
+    /// returns the new time (see `Clock::advance_to_next`).
+    pub(crate) fn advance_to(&self, t: Instant) -> Instant {
+        let nanos = t.saturating_duration_since(self.core.origin()).as_nanos();
+        let target = u64::try_from(nanos).map_or(self.max_nanos, |n| n.min(self.max_nanos));
+        // AcqRel: as in `advance` (monotonic, published to `now`).
+        let new = self.nanos.fetch_max(target, Ordering::AcqRel).max(target);
+        self.fire_until(new);
+        self.at(new)
+    }
+
+    /// Fires every deadline due at `nanos`, then resumes the first panic.
+    fn fire_until(&self, nanos: u64) {
+        let (_, panic) = self.core.run_settled(self.at(nanos));
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }

@@ -119,7 +119,7 @@ unsafe fn close(
 pub(crate) unsafe fn withdraw_links(node: NonNull<CancelNode>) {
     // SAFETY: alive (caller); the links' pointers carry the node's
     // provenance, as `release` needs to step back to the node.
-    let (n, [link, link2]) = unsafe { (node.as_ref(), CancelNode::link_ptrs(node)) };
+    let (n, [link, link2]) = unsafe { (node.as_ref(), entry::link_ptrs(node)) };
     for (link, parent_scope) in [(link, n.parent_scope), (link2, n.parent_scope2)] {
         match parent_scope {
             Some(p) => {
@@ -186,7 +186,7 @@ fn publish(node: &CancelNode, err: Error, record: Option<Arc<Record>>) -> Option
 /// `node` is alive and is the node's own pointer.
 unsafe fn disarm(node: NonNull<CancelNode>) {
     // SAFETY: the caller's promise.
-    if let Some(timer) = unsafe { CancelNode::timer_ptr(node) } {
+    if let Some(timer) = unsafe { entry::timer_ptr(node) } {
         // SAFETY: the node's own timer, armed on its clock (or never), and
         // alive: the caller reaches the node through a handle or a reference.
         unsafe { node.as_ref().header.clock.disarm(timer) };

@@ -12,7 +12,7 @@
 //!    slips in before `arm` is answered by a disarm right after it.
 
 use super::cancel::{self, Holder};
-use super::entry::timer_node;
+use super::entry::{self, timer_node};
 use super::list::Entry;
 use super::node::{free_box, CancelNode, Header, NodeKind, NodeRef};
 use super::refs::{acquire_handle, acquire_ref, release_node_ref};
@@ -178,7 +178,7 @@ pub(crate) unsafe fn share(scope: NonNull<CancelNode>) -> NonNull<CancelNode> {
 /// `ptr` is a new node's own pointer, whose handles the caller holds.
 unsafe fn attach(ptr: NonNull<CancelNode>) {
     // SAFETY: the caller's promise.
-    let (node, [link, link2]) = unsafe { (ptr.as_ref(), CancelNode::link_ptrs(ptr)) };
+    let (node, [link, link2]) = unsafe { (ptr.as_ref(), entry::link_ptrs(ptr)) };
     // SAFETY: the node's own links (entry invariants 1, 2), unlinked.
     let closed = match unsafe { attach_link(node, node.parent_scope, link) } {
         Err(word) => {
@@ -205,7 +205,7 @@ unsafe fn attach(ptr: NonNull<CancelNode>) {
 ///
 /// # Safety
 /// `link` is one of `node`'s links, unlinked, with the node's provenance
-/// (`CancelNode::link_ptrs`).
+/// (`entry::link_ptrs`).
 unsafe fn attach_link(
     node: &CancelNode,
     parent_scope: Option<NonNull<CancelNode>>,
@@ -231,7 +231,7 @@ unsafe fn attach_link(
 unsafe fn arm_timer(ptr: NonNull<CancelNode>) {
     // SAFETY: the caller's promise; the timer pointer carries the node's
     // provenance, for the hooks to step back (entry invariant 2).
-    let Some(timer) = (unsafe { CancelNode::timer_ptr(ptr) }) else {
+    let Some(timer) = (unsafe { entry::timer_ptr(ptr) }) else {
         return;
     };
     // SAFETY: as above.

@@ -15,7 +15,7 @@
 //!    `TimerEntry` of the tree is the `timer` field of a `CancelNode`.
 //! 2. Every entry or timer pointer that a list stores, a clock holds, or
 //!    [`withdraw`] is given is derived from its container's allocation
-//!    pointer (`CancelNode::link_ptrs`, `CancelNode::timer_ptr`, a cast of
+//!    pointer ([`link_ptrs`], [`timer_ptr`], a cast of
 //!    a `Waiter` or `Callback` pointer), never from a `&Entry` or a
 //!    `&TimerEntry`. So it carries the provenance of the whole container,
 //!    and stepping back from it to the container, and freeing the
@@ -29,7 +29,7 @@ use super::waiter::Waiter;
 use crate::time::TimerEntry;
 use crossbeam_epoch::Guard;
 use std::mem::offset_of;
-use std::ptr::NonNull;
+use std::ptr::{addr_of_mut, NonNull};
 
 /// What a list entry is part of.
 pub(super) enum Container {
@@ -108,4 +108,37 @@ pub(super) unsafe fn timer_node(timer: NonNull<TimerEntry>) -> NonNull<CancelNod
     // offset 0), so stepping back stays inside the node, which the
     // pointer's provenance covers.
     unsafe { timer.byte_sub(offset_of!(CancelNode, timer)).cast() }
+}
+
+/// A node's own timer pointer, if it has one, derived from the node's
+/// pointer (invariant 2): the hooks step back from it to the node.
+///
+/// # Safety
+/// `node` is alive and has the provenance of its allocation.
+pub(super) unsafe fn timer_ptr(node: NonNull<CancelNode>) -> Option<NonNull<TimerEntry>> {
+    let raw = node.as_ptr();
+    // SAFETY: alive (caller); `has_timer` never changes after creation.
+    if !unsafe { (*raw).has_timer } {
+        return None;
+    }
+    // SAFETY: a field projection of a valid node pointer, so not null
+    // (`MaybeUninit` holds its payload at offset 0); no access.
+    Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).timer).cast()) })
+}
+
+/// A node's two link pointers, derived from the node's pointer
+/// (invariant 2): a list stores them, the drain steps back from them.
+///
+/// # Safety
+/// As [`timer_ptr`].
+pub(super) unsafe fn link_ptrs(node: NonNull<CancelNode>) -> [NonNull<Entry>; 2] {
+    let raw = node.as_ptr();
+    // SAFETY: field projections of a live node's pointer (caller), so in
+    // bounds and not null; no access.
+    unsafe {
+        [
+            NonNull::new_unchecked(addr_of_mut!((*raw).link)),
+            NonNull::new_unchecked(addr_of_mut!((*raw).link2)),
+        ]
+    }
 }

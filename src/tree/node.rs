@@ -24,7 +24,7 @@ use crate::sync::Ordering::{AcqRel, Acquire};
 use crate::sync::{AtomicUsize, LeakTrack, UnsafeCell};
 use crate::time::TimerEntry;
 use std::mem::{offset_of, MaybeUninit};
-use std::ptr::{addr_of_mut, NonNull};
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -70,6 +70,22 @@ pub(crate) struct NodeRef {
 unsafe impl Send for NodeRef {}
 // SAFETY: as above; every `&self` method only reads.
 unsafe impl Sync for NodeRef {}
+
+// Identity: two references are equal when they are on the same node (or
+// the same root); `Context`'s `==` and `Hash` are these.
+impl PartialEq for NodeRef {
+    fn eq(&self, other: &NodeRef) -> bool {
+        self.ptr == other.ptr
+    }
+}
+
+impl Eq for NodeRef {}
+
+impl std::hash::Hash for NodeRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.ptr.hash(state);
+    }
+}
 
 impl NodeRef {
     /// A reference to a root.
@@ -417,38 +433,6 @@ impl CancelNode {
     /// The header's pointer (the first field), with the node's provenance.
     pub(crate) fn header_ptr(node: NonNull<CancelNode>) -> NonNull<Header> {
         node.cast()
-    }
-
-    /// Our own timer's pointer, if we have one, derived from the node's
-    /// (entry invariant 2): the hooks step back from it to the node.
-    ///
-    /// # Safety
-    /// `node` is alive and has the provenance of its allocation.
-    pub(crate) unsafe fn timer_ptr(node: NonNull<CancelNode>) -> Option<NonNull<TimerEntry>> {
-        let raw = node.as_ptr();
-        // SAFETY: alive (caller); `has_timer` never changes after creation.
-        if !unsafe { (*raw).has_timer } {
-            return None;
-        }
-        // SAFETY: a field projection of a valid node pointer, so not null
-        // (`MaybeUninit` holds its payload at offset 0); no access.
-        Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).timer).cast()) })
-    }
-
-    /// Our two links' pointers, derived from the node's (entry invariant 2).
-    ///
-    /// # Safety
-    /// As [`timer_ptr`](CancelNode::timer_ptr).
-    pub(crate) unsafe fn link_ptrs(node: NonNull<CancelNode>) -> [NonNull<Entry>; 2] {
-        let raw = node.as_ptr();
-        // SAFETY: field projections of a live node's pointer (caller), so
-        // in bounds and not null; no access.
-        unsafe {
-            [
-                NonNull::new_unchecked(addr_of_mut!((*raw).link)),
-                NonNull::new_unchecked(addr_of_mut!((*raw).link2)),
-            ]
-        }
     }
 
     /// A new node's fields after the header, for `create.rs`.

@@ -2,11 +2,12 @@
 //! test binaries (each declares it as its `#[global_allocator]`).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
 
 pub struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static CALLS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: every call forwards to `System` with the caller's arguments; the
 // counter is bookkeeping only.
@@ -15,6 +16,7 @@ unsafe impl GlobalAlloc for Counting {
         let p = System.alloc(l);
         if !p.is_null() {
             LIVE.fetch_add(l.size() as isize, Relaxed);
+            CALLS.fetch_add(1, Relaxed);
         }
         p
     }
@@ -22,6 +24,7 @@ unsafe impl GlobalAlloc for Counting {
         let p = System.alloc_zeroed(l);
         if !p.is_null() {
             LIVE.fetch_add(l.size() as isize, Relaxed);
+            CALLS.fetch_add(1, Relaxed);
         }
         p
     }
@@ -36,6 +39,13 @@ unsafe impl GlobalAlloc for Counting {
         }
         q
     }
+}
+
+/// Allocations made so far (`alloc` and `alloc_zeroed` calls; a `realloc`
+/// is not counted), process-wide.
+#[allow(dead_code)] // not every user counts calls
+pub fn allocations() -> usize {
+    CALLS.load(Relaxed)
 }
 
 /// Bytes allocated and not yet freed, process-wide.

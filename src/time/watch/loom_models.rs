@@ -1,13 +1,15 @@
 //! Loom models of the overrun watch: a driver in user code against a
-//! standby that takes its role (`RUSTFLAGS="--cfg loom" cargo test --lib
-//! --release loom_models`).
+//! standby that takes its role (`RUSTFLAGS="--cfg gocontext_loom --cfg
+//! crossbeam_loom" cargo test --lib --release loom_models`).
+//! `LOOM_MAX_PREEMPTIONS` sets the bound (default 3), as for every harness.
 
 use super::{Busy, Role, Watch, AWAKE};
 use crate::sync::Arc;
 
 fn model(f: impl Fn() + Sync + Send + 'static) {
+    // `Builder::new` reads `LOOM_MAX_PREEMPTIONS`; only fill in the default.
     let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(3);
+    b.preemption_bound = b.preemption_bound.or(Some(3));
     b.check(f);
 }
 

@@ -83,6 +83,11 @@ impl Level {
         stored
     }
 
+    /// The entries of `slot`.
+    pub(crate) fn slot(&self, slot: usize) -> &TimerList {
+        &self.slots[slot]
+    }
+
     /// Empties `slot` and returns its entries.
     pub(crate) fn take(&mut self, slot: usize) -> TimerList {
         self.occupied &= !(1 << slot);

@@ -129,6 +129,17 @@ impl TimerList {
         }
     }
 
+    /// The entries from the front (the list must not change meanwhile).
+    ///
+    /// # Safety
+    /// The list contract, for as long as the iterator is used.
+    pub(crate) unsafe fn iter(&self) -> impl Iterator<Item = Timer> + '_ {
+        std::iter::successors(self.head, |&e| {
+            // SAFETY: `e` is in this list; the contract is the caller's.
+            unsafe { links(e, |l| l.next) }
+        })
+    }
+
     /// Removes and returns the first entry (see `remove`).
     ///
     /// # Safety

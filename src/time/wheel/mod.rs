@@ -224,6 +224,25 @@ impl Wheel {
         tick_start(self.origin, at)
     }
 
+    /// The earliest filed deadline, exactly (`next_expiry` is only a lower
+    /// bound), without moving the wheel. Slots hold disjoint, ordered tick
+    /// ranges (a level's slots lie beyond every lower level's), so the
+    /// earliest deadline is the ready list's head or else in the earliest
+    /// occupied slot (or the parking list): one scan of that one list.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        if let Some(head) = self.ready.head() {
+            // SAFETY: every filed entry is live (`insert`'s contract).
+            return Some(unsafe { deadline_of(head) });
+        }
+        let list = match self.next_slot()?.0 {
+            Source::Slot { level, slot } => self.levels[level].slot(slot),
+            Source::Parked => &self.parked,
+        };
+        // SAFETY: we own the wheel (`&self` of its owner) and every filed
+        // entry is live (`insert`'s contract).
+        unsafe { list.iter().map(|e| deadline_of(e)).min() }
+    }
+
     /// The earliest occupied slot (or the parking rotation) and its tick.
     fn next_slot(&self) -> Option<(Source, u64)> {
         let mut best: Option<(Source, u64)> = None;
