@@ -15,8 +15,10 @@ pub struct AfterFunc {
 
 impl AfterFunc {
     /// Registers `f` on `scope`: see `Context::after_func`.
-    pub(crate) fn register(scope: Option<&tree::CancelNode>, f: tree::Func) -> AfterFunc {
-        let (cb, run_now) = Callback::register(scope, f);
+    pub(crate) fn register(scope: Option<NonNull<tree::CancelNode>>, f: tree::Func) -> AfterFunc {
+        // SAFETY: the scope of the caller's context: alive by its handle,
+        // and the node's own pointer.
+        let (cb, run_now) = unsafe { Callback::register(scope, f) };
         let after = AfterFunc { cb }; // released even if `f` panics
         if let Some(f) = run_now {
             f();
@@ -63,8 +65,9 @@ impl AfterFunc {
         }
         let claimed = match cb.scope() {
             // SAFETY: the entry was pushed onto that scope's list (or marked
-            // unlinked) when it was registered.
-            Some(scope) => unsafe { tree::withdraw(&scope.list, cb.entry()) },
+            // unlinked) when it was registered, and its pointer is derived
+            // from the registration's own.
+            Some(scope) => unsafe { tree::withdraw(&scope.list, Callback::entry_ptr(self.cb)) },
             None => cb.entry().mark(),
         };
         // Else the drainer claimed it; it sees STOPPED and drops `f`.

@@ -268,8 +268,9 @@ impl Clock {
     /// from inside a hook, any number of times (later calls return false).
     ///
     /// # Safety
-    /// `entry` is live and was armed on this clock (or not at all).
-    pub(crate) unsafe fn disarm(&self, entry: &TimerEntry) -> bool {
+    /// `entry` is live, was armed on this clock (or not at all), and is the
+    /// pointer given to `arm` (the clock may hand it back to the hooks).
+    pub(crate) unsafe fn disarm(&self, entry: NonNull<TimerEntry>) -> bool {
         // SAFETY: the caller's promise is `TimerCore::disarm`'s.
         match unsafe { self.core().disarm(entry) } {
             None => false,

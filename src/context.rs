@@ -104,10 +104,11 @@ impl Context {
     /// assert_eq!(parent.err(), None);
     /// ```
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
-        if let Some(scope) = self.node.scope().filter(|s| s.err().is_some()) {
+        if let Some(scope) = self.node.scope_ptr().filter(|_| self.err().is_some()) {
             // Done already: a child would be indistinguishable from this
             // context (same err, cause, deadline, values), so share it.
-            // SAFETY: `share` took the handle count we hand over.
+            // SAFETY: our handle keeps the scope alive (its pointer is the
+            // node's own); `share` took the handle count we hand over.
             return (self.clone(), unsafe {
                 CancelHandle::new(tree::share(scope))
             });
@@ -294,7 +295,7 @@ impl Context {
     /// assert!(ran.load(Ordering::SeqCst));
     /// ```
     pub fn after_func(&self, f: impl FnOnce() + Send + 'static) -> AfterFunc {
-        AfterFunc::register(self.node.scope(), Box::new(f))
+        AfterFunc::register(self.node.scope_ptr(), Box::new(f))
     }
 
     /// A context that is done as soon as either `a` or `b` is (with that
@@ -431,7 +432,7 @@ impl Context {
 fn pair(node: NonNull<CancelNode>) -> (Context, CancelHandle) {
     // SAFETY: `cancellable` returns the node with two handles: one each.
     unsafe {
-        let h = NodeRef::adopt(node.as_ref().as_header());
+        let h = NodeRef::adopt(CancelNode::header_ptr(node));
         (Context::from_ref(h), CancelHandle::new(node))
     }
 }

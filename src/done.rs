@@ -136,7 +136,7 @@ unsafe fn withdraw(node: &NodeRef, w: NonNull<Waiter>) {
     if let Some(scope) = node.scope() {
         // SAFETY: we own a reference on `w`, which was pushed onto this
         // scope's list (caller).
-        unsafe { tree::withdraw(&scope.list, &w.as_ref().entry) };
+        unsafe { tree::withdraw(&scope.list, Waiter::entry_ptr(w)) };
     }
     // SAFETY: we own that reference.
     unsafe { Waiter::release(w) };

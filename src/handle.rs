@@ -65,7 +65,9 @@ impl CancelHandle {
     /// assert_eq!(child.err(), Some(Error::Canceled));
     /// ```
     pub fn cancel(&self) {
-        tree::cancel(self.node(), Error::Canceled, None, Holder::Handle);
+        // SAFETY: our handle count keeps the node alive, and `self.node` is
+        // its own pointer.
+        unsafe { tree::cancel(self.node, Error::Canceled, None, Holder::Handle) };
     }
 
     /// Cancels with a cause that `cause()` will report (Go's
@@ -83,7 +85,8 @@ impl CancelHandle {
             return tree::wait_drained(self.node());
         }
         let rec = Record::new(Error::Canceled, cause.into());
-        tree::cancel(self.node(), Error::Canceled, Some(rec), Holder::Handle);
+        // SAFETY: as in `cancel`.
+        unsafe { tree::cancel(self.node, Error::Canceled, Some(rec), Holder::Handle) };
     }
 
     /// Gives up the handle without cancelling: the context lives on until
@@ -101,8 +104,9 @@ impl CancelHandle {
     pub fn detach(self) {
         let node = self.node;
         std::mem::forget(self);
-        // SAFETY: we owned one handle count, now given back.
-        unsafe { tree::release_handle(node.as_ref().as_header()) };
+        // SAFETY: we owned one handle count, now given back; the header
+        // pointer keeps the node's provenance (it may free the node).
+        unsafe { tree::release_handle(CancelNode::header_ptr(node)) };
     }
 }
 
@@ -113,7 +117,7 @@ impl Drop for CancelHandle {
         impl Drop for Release {
             fn drop(&mut self) {
                 // SAFETY: the dropped `CancelHandle` owned one handle count.
-                unsafe { tree::release_handle(self.0.as_ref().as_header()) };
+                unsafe { tree::release_handle(CancelNode::header_ptr(self.0)) };
             }
         }
         let _release = Release(self.node);

@@ -71,3 +71,16 @@ pub use done::{Done, Run};
 pub use error::{Cause, Error};
 pub use handle::CancelHandle;
 pub use key::Key;
+
+/// A test's size: `full` natively, `miri` under Miri (which interprets
+/// every step, thousands of times slower), announced on stderr so that a
+/// Miri log says what ran smaller than in `cargo test`.
+#[cfg(test)]
+fn scaled(what: &str, full: usize, miri: usize) -> usize {
+    if cfg!(miri) {
+        eprintln!("miri: {what}: {miri} instead of {full}");
+        miri
+    } else {
+        full
+    }
+}

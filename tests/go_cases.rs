@@ -22,6 +22,9 @@ const FOREVER: Duration = Duration::from_secs(1_000_000);
 
 mod common;
 use common::Named;
+#[path = "support/miri.rs"]
+mod miri;
+use miri::scaled;
 
 fn cause(name: &'static str) -> Cause {
     Cause::from(Named(name))
@@ -640,7 +643,7 @@ fn interlocked_cancels_across_two_trees() {
 
 #[test]
 fn with_cancel_simultaneously_canceled_parent() {
-    for _ in 0..500 {
+    for _ in 0..scaled("simultaneous-cancel rounds", 500, 20) {
         let (parent, cancel_parent) = Context::background().with_cancel();
         let start = Arc::new(Barrier::new(2));
         let s = start.clone();
@@ -726,7 +729,7 @@ fn check_values(layers: &[(Context, Layer)], when: &str) {
 
 #[test]
 fn layers_cancel() {
-    for seed in 0..50 {
+    for seed in 0..scaled("layer seeds", 50, 5) as u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let (layers, _) = layers(&mut rng, FOREVER);
         check_values(&layers, "before cancel");
@@ -767,7 +770,7 @@ fn layers_cancel() {
 
 #[test]
 fn layers_timeout() {
-    for seed in 0..10 {
+    for seed in 0..scaled("timeout layer seeds", 10, 2) as u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let (layers, timers) = layers(&mut rng, Duration::from_millis(10));
         assert!(timers > 0);
@@ -866,7 +869,7 @@ fn after_func_stop_and_cancel_from_many_threads() {
     // Many registrations, stopped and cancelled concurrently: each either
     // ran once or was stopped, never both, never neither.
     let (ctx, cancel) = Context::background().with_cancel();
-    let n = 2000;
+    let n = scaled("registrations", 2000, 200);
     let runs: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
     let afters: Vec<_> = (0..n)
         .map(|i| {
@@ -937,7 +940,7 @@ fn random_trees_cancel_consistently() {
     // A randomized mix of TestCause-style trees: cancel random nodes in a
     // random order; every node ends with the cause of the first of its
     // ancestors-or-self that was cancelled.
-    for seed in 0..30 {
+    for seed in 0..scaled("random tree seeds", 30, 5) as u64 {
         let mut rng = StdRng::seed_from_u64(100 + seed);
         let mut nodes: Vec<(Context, Option<usize>)> = Vec::new();
         let mut handles: Vec<Option<CancelHandle>> = Vec::new();

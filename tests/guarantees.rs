@@ -11,6 +11,10 @@ use std::sync::Arc;
 use std::task::{Context as TaskCx, Poll, Wake, Waker};
 use std::time::Duration;
 
+#[path = "support/miri.rs"]
+mod miri;
+use miri::scaled;
+
 struct CountingWaker(AtomicUsize);
 
 impl Wake for CountingWaker {
@@ -243,12 +247,12 @@ static NEXT: Key<Context> = Key::new("next");
 
 #[test]
 fn chain_of_contexts_stored_as_values_drops_on_a_small_stack() {
-    const LEN: usize = 200_000;
+    let len = scaled("contexts stored in contexts", 200_000, 2_000);
     let t = std::thread::Builder::new()
         .stack_size(256 * 1024)
-        .spawn(|| {
+        .spawn(move || {
             let mut ctx = Context::background();
-            for _ in 0..LEN {
+            for _ in 0..len {
                 ctx = Context::background().with_value(&NEXT, ctx);
             }
             let (leaf_parent, cancel) = ctx.with_cancel();
@@ -297,7 +301,7 @@ fn stop_after_teardown_discarded_the_callback_is_true_once() {
 
 #[test]
 fn stop_racing_teardown_is_always_true_and_never_runs() {
-    for _ in 0..2000 {
+    for _ in 0..scaled("stop-vs-teardown rounds", 2000, 20) {
         let (ctx, _, after, ran) = counted_callback(true);
         let t = std::thread::spawn(move || drop(ctx));
         let stopped = after.stop();
@@ -310,7 +314,7 @@ fn stop_racing_teardown_is_always_true_and_never_runs() {
 
 #[test]
 fn stop_racing_a_cancel_is_true_exactly_when_f_does_not_run() {
-    for _ in 0..2000 {
+    for _ in 0..scaled("stop-vs-cancel rounds", 2000, 20) {
         let (ctx, cancel, after, ran) = counted_callback(false);
         let cancel = cancel.unwrap();
         let t = std::thread::spawn(move || cancel.cancel());

@@ -12,7 +12,10 @@
 mod counting_alloc;
 
 use counting_alloc::{settle, Counting};
+#[path = "support/miri.rs"]
+mod miri;
 use gocontext::{CancelHandle, Cause, Clock, Context, Error, Key};
+use miri::scaled;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -123,7 +126,8 @@ fn deep_chain() {
     let root = Clock::manual().background();
     let mut c = root.clone();
     let mut handles = Vec::new();
-    for _ in 0..100_000 {
+    let depth = scaled("chain depth", 100_000, 1_000);
+    for _ in 0..depth {
         let (n, h) = c.with_cancel();
         handles.push(h);
         c = n;
@@ -136,7 +140,7 @@ fn deep_chain() {
     drop(leaf);
     // And a chain given up without cancelling, dropped from the root end.
     let mut c = root;
-    for _ in 0..100_000 {
+    for _ in 0..depth {
         let (n, h) = c.with_cancel();
         h.detach();
         c = n;
@@ -201,7 +205,7 @@ fn deadlines_fired_then_dropped() {
 /// the node and its clock kept each other alive: found by the `threads`
 /// fuzz target under LeakSanitizer.)
 fn disarms_during_advance() {
-    for _ in 0..100 {
+    for _ in 0..scaled("disarm-during-advance rounds", 100, 3) {
         let clock = Clock::manual();
         let root = clock.background();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -230,7 +234,8 @@ fn disarms_during_advance() {
 /// (Unlike `disarms_during_advance`, this did not catch the old bug: the
 /// last collector of a round runs alone and drains whatever was left.)
 fn collectors_race_each_other() {
-    for _ in 0..20 {
+    let per_worker = scaled("timeouts per collector", 200, 20);
+    for _ in 0..scaled("collector rounds", 20, 2) {
         let clock = Clock::manual();
         let root = clock.background();
         let start = Arc::new(std::sync::Barrier::new(2));
@@ -239,7 +244,7 @@ fn collectors_race_each_other() {
                 let (root, start) = (root.clone(), start.clone());
                 std::thread::spawn(move || {
                     start.wait();
-                    for _ in 0..200 {
+                    for _ in 0..per_worker {
                         drop(root.with_timeout(Duration::from_secs(3600)));
                     }
                 })

@@ -4,6 +4,10 @@
 use gocontext::{Clock, Error};
 use std::time::Duration;
 
+#[path = "support/miri.rs"]
+mod miri;
+use miri::scaled;
+
 /// Semantics 3 (docs/semantics.md): deriving from a context that is already done gives
 /// a context that is done at once. (Found by `fuzz/` `tree_ops`: in debug
 /// builds this tripped `debug_assert!(!entry.mark())` in
@@ -30,7 +34,7 @@ fn derive_from_cancelled_parent() {
 /// `advance`.)
 #[test]
 fn deadline_armed_during_advance_is_not_lost() {
-    let rounds = 20_000;
+    let rounds = scaled("advance-vs-arm rounds", 20_000, 20);
     let mut lost = 0;
     for _ in 0..rounds {
         let clock = Clock::manual();

@@ -7,11 +7,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-const DEPTH: usize = 1_000_000;
 const SMALL_STACK: usize = 256 * 1024;
 
 mod common;
 use common::Named;
+#[path = "support/miri.rs"]
+mod miri;
+use miri::scaled;
+
+/// The chain depth: a million natively.
+fn depth() -> usize {
+    scaled("chain depth", 1_000_000, 2_000)
+}
 
 struct DropCount(Arc<AtomicUsize>);
 
@@ -38,7 +45,7 @@ fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     }
 }
 
-/// A chain `DEPTH` cancel contexts deep below a root that carries a
+/// A chain `depth()` cancel contexts deep below a root that carries a
 /// drop-counted value. The intermediate handles are detached; returns the
 /// root's handle, a few samples along the chain, and the leaf.
 struct Chain {
@@ -54,10 +61,11 @@ fn build_chain(drops: &Arc<AtomicUsize>) -> Chain {
     drop(top);
     let mut cur = root.clone();
     let mut samples = Vec::new();
-    for i in 0..DEPTH {
+    let depth = depth();
+    for i in 0..depth {
         let (c, h) = cur.with_cancel();
         h.detach();
-        if i % 100_000 == 0 {
+        if i % (depth / 10) == 0 {
             samples.push(c.clone());
         }
         cur = c;
@@ -156,7 +164,8 @@ fn value_lookup_through_a_million_deep_chain() {
     on_small_stack(|| {
         let mut ctx = Context::background().with_value(&ROOT_VALUE, 42);
         let mut kept = Vec::new();
-        for i in 0..DEPTH {
+        let depth = depth();
+        for i in 0..depth {
             if i % 1000 == 0 {
                 let (c, h) = ctx.with_cancel();
                 kept.push(h);
@@ -165,7 +174,7 @@ fn value_lookup_through_a_million_deep_chain() {
                 ctx = ctx.with_value(&LAYER, i);
             }
         }
-        assert_eq!(ctx.value(&LAYER), Some(&(DEPTH - 1)));
+        assert_eq!(ctx.value(&LAYER), Some(&(depth - 1)));
         assert_eq!(ctx.value(&ROOT_VALUE), Some(&42));
         assert_eq!(ctx.value(&MISSING), None);
         // Cancel from the top of the chain, then look again.
@@ -179,14 +188,14 @@ fn value_lookup_through_a_million_deep_chain() {
 
 #[test]
 fn hundred_thousand_wide_fan_out_cancelled() {
-    const WIDTH: usize = 100_000;
+    let width = scaled("fan-out width", 100_000, 1_000);
     let (root, cancel) = Context::background().with_cancel();
-    let runs: Arc<Vec<AtomicUsize>> = Arc::new((0..WIDTH).map(|_| AtomicUsize::new(0)).collect());
+    let runs: Arc<Vec<AtomicUsize>> = Arc::new((0..width).map(|_| AtomicUsize::new(0)).collect());
     let wrong_thread = Arc::new(AtomicUsize::new(0));
     let canceller_id = Arc::new(std::sync::OnceLock::new());
-    let mut children = Vec::with_capacity(WIDTH);
-    let mut afters = Vec::with_capacity(WIDTH);
-    for i in 0..WIDTH {
+    let mut children = Vec::with_capacity(width);
+    let mut afters = Vec::with_capacity(width);
+    for i in 0..width {
         let (c, h) = root.with_cancel();
         let (r, w, id, c2) = (
             runs.clone(),
@@ -239,7 +248,8 @@ enum Kept {
 #[test]
 fn create_cancel_storm_against_a_parent_cancel() {
     const THREADS: usize = 4;
-    const AFTER: usize = 2_000; // children each thread makes once it saw the cancel
+    // Children each thread makes once it saw the cancel.
+    let after_cancel = scaled("children per thread after the cancel", 2_000, 50);
     let (parent, cancel_parent) = Context::background().with_cancel();
     let made = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(THREADS + 1));
@@ -258,7 +268,7 @@ fn create_cancel_storm_against_a_parent_cancel() {
                 let mut late = Vec::new();
                 let mut after = 0;
                 let mut i = 0usize;
-                while after < AFTER {
+                while after < after_cancel {
                     let was_done = parent.is_done();
                     let (c, h) = parent.with_cancel();
                     made.fetch_add(1, SeqCst);
@@ -296,8 +306,9 @@ fn create_cancel_storm_against_a_parent_cancel() {
             })
         })
         .collect();
+    let before_cancel = 4 * THREADS * scaled("children per thread before the cancel", 100, 10);
     start.wait();
-    while made.load(SeqCst) < 4 * THREADS * 100 {
+    while made.load(SeqCst) < before_cancel {
         thread::yield_now();
     }
     cancel_parent.cancel_with_cause(Named("parent"));

@@ -15,6 +15,10 @@ use std::task::{Context as TaskCx, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[path = "support/miri.rs"]
+mod miri;
+use miri::scaled;
+
 // ---------------------------------------------------------------------------
 // helpers
 
@@ -268,10 +272,10 @@ fn s2_cancel_with_cause_on_a_child_done_through_its_parent_changes_nothing() {
 
 #[test]
 fn s2_racing_causes_agree_across_the_subtree() {
-    for round in 0..200 {
+    for round in 0..scaled("racing-cause rounds", 200, 10) {
         let (root, cancel_root) = Context::background().with_cancel();
         let (mid, cancel_mid) = root.with_cancel();
-        let (leaf, _h) = mid.with_value(&REQ, round).with_cancel();
+        let (leaf, _h) = mid.with_value(&REQ, round as u64).with_cancel();
         let (leaf2, _h2) = leaf.with_cancel();
         let start = Arc::new(Barrier::new(3));
         let (s1, s2) = (start.clone(), start.clone());
@@ -304,7 +308,7 @@ fn s2_racing_causes_agree_across_the_subtree() {
 
 #[test]
 fn s2_err_seen_done_implies_cause_seen() {
-    for _ in 0..200 {
+    for _ in 0..scaled("err-then-cause rounds", 200, 10) {
         let (ctx, cancel) = Context::background().with_cancel();
         let (child, _h) = ctx.with_cancel();
         let reader = thread::spawn(move || loop {
@@ -600,7 +604,7 @@ fn s8_stop_drops_the_callback() {
 
 #[test]
 fn s8_stop_racing_cancel_either_stops_or_runs_never_both() {
-    for _ in 0..500 {
+    for _ in 0..scaled("stop-vs-cancel rounds", 500, 20) {
         let (ctx, cancel) = Context::background().with_cancel();
         let runs = Arc::new(AtomicUsize::new(0));
         let r = runs.clone();
@@ -874,7 +878,8 @@ fn s9_merge_of_two_roots_is_done_only_by_its_handle() {
 fn s9_dropped_merges_leave_both_parents_working() {
     let (a, cancel_a) = Context::background().with_cancel();
     let (b, cancel_b) = Context::background().with_cancel();
-    for i in 0..1000 {
+    // Above the sweep threshold (64 dead entries) either way.
+    for i in 0..scaled("dropped merges", 1000, 200) {
         let (m, h) = Context::merge(&a, &b);
         if i % 2 == 0 {
             h.detach();
@@ -1063,7 +1068,7 @@ fn dropped_done_futures_leave_the_context_usable() {
     let (ctx, cancel) = Context::background().with_cancel();
     let (child, _h) = ctx.with_cancel();
     let (_count, waker) = counting_waker();
-    for _ in 0..10_000 {
+    for _ in 0..scaled("dropped Done futures", 10_000, 300) {
         let mut d = ctx.done();
         assert!(poll_once(&mut d, &waker).is_pending());
         drop(d);
@@ -1087,7 +1092,7 @@ fn dropped_done_futures_leave_the_context_usable() {
 #[test]
 fn timed_out_wait_leaves_the_context_usable() {
     let (ctx, cancel) = Context::background().with_cancel();
-    for _ in 0..100 {
+    for _ in 0..scaled("timed-out waits", 100, 10) {
         assert_eq!(ctx.wait_timeout(Duration::from_micros(10)), None);
     }
     assert_eq!(ctx.wait_timeout(Duration::ZERO), None);
@@ -1225,13 +1230,14 @@ fn s12_contexts_are_shared_across_threads() {
     let root = Arc::new(root);
     let start = Arc::new(Barrier::new(5));
     let mut threads = Vec::new();
+    let per_thread = scaled("children per thread", 2000, 100) as u64;
     for i in 0..4u64 {
         let root = root.clone();
         let start = start.clone();
         threads.push(thread::spawn(move || {
             start.wait();
             let mut kept = Vec::new();
-            for j in 0..2000u64 {
+            for j in 0..per_thread {
                 let v = root.with_value(&USER, format!("{i}-{j}"));
                 let (c, h) = v.with_cancel();
                 assert_eq!(c.value(&REQ), Some(&1));

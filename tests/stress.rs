@@ -6,7 +6,10 @@
 mod counting_alloc;
 
 use counting_alloc::{settle, Counting};
+#[path = "support/miri.rs"]
+mod miri;
 use gocontext::{Cause, Clock, Error};
+use miri::scaled;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex};
 
@@ -37,14 +40,16 @@ fn two_million_children_flat_memory() {
     let total: usize = std::env::var("GOCONTEXT_STRESS_CHILDREN")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
-    const BATCH: usize = 100_000;
+        .unwrap_or_else(|| scaled("children", 2_000_000, 4_000));
+    let batch = scaled("batch", 100_000, 1_000);
+    // The window fills within the first batch, so later batches add nothing.
+    let window_len = batch / 100;
     let root = Clock::manual().background();
     let (parent, parent_h) = root.with_cancel();
     let mut window = std::collections::VecDeque::new();
     let mut ends = vec![];
-    for b in 0..total.div_ceil(BATCH) {
-        for i in 0..BATCH {
+    for b in 0..total.div_ceil(batch) {
+        for i in 0..batch {
             let (c, h) = parent.with_cancel();
             match i % 4 {
                 0 => drop((c, h)), // cancels, then unlinks
@@ -58,7 +63,7 @@ fn two_million_children_flat_memory() {
                 }
                 _ => window.push_back((c, h)),
             }
-            if window.len() > 1000 {
+            if window.len() > window_len {
                 window.pop_front();
             }
         }
@@ -81,9 +86,6 @@ fn two_million_children_flat_memory() {
     assert!(window.iter().all(|(c, _)| c.err() == Some(Error::Canceled)));
 }
 
-/// The most children one storm thread creates per round.
-const STORM_MAX: u64 = 2_000;
-
 /// Four threads create children of one parent (cancelling some themselves
 /// with their own causes) while the main thread cancels the parent: every
 /// child ends done, with the parent's cause or its own, and its callback ran
@@ -92,7 +94,9 @@ const STORM_MAX: u64 = 2_000;
 fn create_cancel_storm_vs_parent_cancel() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let root = Clock::manual().background();
-    for round in 0..200u64 {
+    // The most children one storm thread creates per round.
+    let storm_max = scaled("storm children per thread", 2_000, 200) as u64;
+    for round in 0..scaled("storm rounds", 200, 4) as u64 {
         let (parent, ph) = root.with_cancel();
         let why = Cause::from(Tag(round));
         let stop = Arc::new(AtomicBool::new(false));
@@ -107,7 +111,7 @@ fn create_cancel_storm_vs_parent_cancel() {
                     // At least 50 children, and a bounded storm: under a
                     // serialising scheduler (valgrind) the canceller may not
                     // run for a long time.
-                    while i < 50 || (!stop.load(SeqCst) && i < STORM_MAX) {
+                    while i < 50 || (!stop.load(SeqCst) && i < storm_max) {
                         let (c, h) = parent.with_cancel();
                         let ran = Arc::new(AtomicUsize::new(0));
                         let r = ran.clone();

@@ -17,20 +17,17 @@ use crate::time::COLLECT_EVERY;
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// A million natively; Miri checks the same paths on a smaller count.
-const MILLION: usize = if cfg!(miri) {
-    3 * COLLECT_EVERY
-} else {
-    1_000_000
-};
-/// Arm/disarm pairs on the (shared, real-time) system clock.
-const SYSTEM_PAIRS: usize = if cfg!(miri) { MILLION } else { 200_000 };
+fn million() -> usize {
+    crate::scaled("timers", 1_000_000, 2 * COLLECT_EVERY)
+}
 
 #[test]
 fn million_armed_then_all_disarmed_returns_to_baseline() {
     let clock = Clock::manual();
     let board = Board::new();
     let deadline = clock.now() + HOUR;
-    let probes: Vec<_> = (0..MILLION)
+    let million = million();
+    let probes: Vec<_> = (0..million)
         .map(|i| {
             let p = ProbeRef::new(&board, i, deadline);
             p.arm(&clock);
@@ -42,7 +39,7 @@ fn million_armed_then_all_disarmed_returns_to_baseline() {
         drop(p);
         // Only the clock's reference keeps a cancelled container alive,
         // and the clock gives those back every COLLECT_EVERY disarms.
-        let cancelled_held = board.live.load(Ordering::Relaxed) - (MILLION - 1 - i);
+        let cancelled_held = board.live.load(Ordering::Relaxed) - (million - 1 - i);
         assert!(
             cancelled_held <= COLLECT_EVERY,
             "{cancelled_held} cancelled timers held"
@@ -63,7 +60,7 @@ fn million_arm_disarm_pairs_stay_bounded_without_advance() {
     let keep = ProbeRef::new(&board, 0, clock.now() + HOUR);
     keep.arm(&clock);
     let deadline = clock.now() + HOUR;
-    for i in 0..MILLION {
+    for i in 0..million() {
         let p = ProbeRef::new(&board, i, deadline);
         p.arm(&clock);
         assert!(p.disarm(&clock));
@@ -83,7 +80,9 @@ fn system_clock_returns_cancelled_memory_while_sleeping_long() {
     let board = Board::new();
     let deadline = clock.now() + HOUR;
     let mut peak = 0;
-    for i in 0..SYSTEM_PAIRS {
+    // Arm/disarm pairs on the (shared, real-time) system clock.
+    let pairs = crate::scaled("system clock pairs", 200_000, 2 * COLLECT_EVERY);
+    for i in 0..pairs {
         let p = ProbeRef::new(&board, i, deadline);
         p.arm(&clock);
         assert!(p.disarm(&clock));
@@ -98,7 +97,7 @@ fn system_clock_returns_cancelled_memory_while_sleeping_long() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(
-        cfg!(miri) || peak < SYSTEM_PAIRS / 2,
+        cfg!(miri) || peak < pairs / 2,
         "peak {peak}: collection never ran during the loop"
     );
 }

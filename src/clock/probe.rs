@@ -144,9 +144,10 @@ impl ProbeRef {
             armed_on.map_or(true, |&e| e == engine(clock)),
             "disarm on the arming clock"
         );
-        // SAFETY: our reference keeps the entry alive, and it was armed on
-        // `clock` or on no clock (checked above).
-        unsafe { clock.disarm(&self.probe().entry) }
+        // SAFETY: our reference keeps the entry alive, it was armed on
+        // `clock` or on no clock (checked above), and the pointer is the
+        // one `arm` was given (the probe's own, cast to its first field).
+        unsafe { clock.disarm(self.0.cast()) }
     }
 
     #[cfg(not(loom))]

@@ -207,7 +207,7 @@ fn no_panic_on_extreme_inputs() {
 
 #[test]
 fn concurrent_arm_disarm_and_advance() {
-    const PER_THREAD: usize = if cfg!(miri) { 100 } else { 5000 };
+    let per_thread = crate::scaled("arm/disarm pairs per thread", 5000, 100);
     let clock = Clock::manual();
     let board = Board::new();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -224,7 +224,7 @@ fn concurrent_arm_disarm_and_advance() {
             let (clock, board) = (clock.clone(), board.clone());
             std::thread::spawn(move || {
                 let mut outcomes = Vec::new();
-                for i in 0..PER_THREAD {
+                for i in 0..per_thread {
                     let p = ProbeRef::new(&board, t * 10_000 + i, clock.now() + us(i as u64 % 200));
                     p.arm(&clock);
                     if i % 3 != 0 {

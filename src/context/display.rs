@@ -2,7 +2,7 @@
 //! `Debug` with the path, err and deadline.
 
 use super::Context;
-use crate::tree::{self, NodeKind, Root};
+use crate::tree::{self, NodeKind, NodeRef, Root};
 use std::fmt;
 
 impl fmt::Display for Context {
@@ -12,7 +12,7 @@ impl fmt::Display for Context {
         let mut path = Vec::new();
         let mut cur = &self.node;
         while let Some(n) = cur.header() {
-            path.push(n);
+            path.push(cur);
             match n.parent() {
                 Some(p) => cur = p,
                 None => break,
@@ -30,15 +30,18 @@ impl fmt::Display for Context {
     }
 }
 
-fn segment(n: &tree::Header, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+fn segment(node: &NodeRef, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let Some(n) = node.header() else {
+        return Ok(());
+    };
     match n.kind {
         NodeKind::Root => Ok(()),
         NodeKind::Cancel => f.write_str(".WithCancel"),
         NodeKind::Merge => f.write_str(".Merge"),
         NodeKind::WithoutCancel => f.write_str(".WithoutCancel"),
-        NodeKind::Value => write!(f, ".WithValue({})", tree::key_name(n).unwrap_or("?")),
+        NodeKind::Value => write!(f, ".WithValue({})", tree::key_name(node).unwrap_or("?")),
         NodeKind::Deadline => {
-            let deadline = n.as_cancel().and_then(|c| c.deadline);
+            let deadline = node.as_cancel().and_then(|c| c.deadline);
             let left = deadline.map(|d| d.saturating_duration_since(n.clock.now()));
             write!(f, ".WithDeadline({:?})", left.unwrap_or_default())
         }

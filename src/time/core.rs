@@ -121,15 +121,19 @@ impl TimerCore {
     /// Cancels `entry`. `Some` iff this call prevented `fire`.
     ///
     /// # Safety
-    /// `entry` was armed on this engine (or never armed) and is live.
-    pub(crate) unsafe fn disarm(&self, entry: &TimerEntry) -> Option<AfterDisarm> {
-        let won = entry.cancel()?;
+    /// `entry` was armed on this engine (or never armed), is live, and is
+    /// the pointer given to `arm`: a filed entry goes back on the inbox, and
+    /// the owner hands that pointer to the hooks, which may step back from
+    /// it to their container.
+    pub(crate) unsafe fn disarm(&self, entry: NonNull<TimerEntry>) -> Option<AfterDisarm> {
+        // SAFETY: live (caller).
+        let won = unsafe { entry.as_ref() }.cancel()?;
         match won {
             Disarmed::BeforeArm => return Some(AfterDisarm::Nothing),
             Disarmed::Queued => {}
             // SAFETY: we won FILED -> CANCELLED, so the entry is off the
             // inbox and its `queue_next` is ours (entry.rs inv. 2, 3).
-            Disarmed::Filed => unsafe { self.inbox.push(NonNull::from(entry)) },
+            Disarmed::Filed => unsafe { self.inbox.push(entry) },
         }
         // Relaxed: only a counter; the collection it triggers synchronises
         // through the inbox.

@@ -54,29 +54,36 @@ impl Callback {
     /// done). Returns the registration with one reference, the caller's,
     /// and `f` back if `scope` is done already: the caller runs it at once
     /// (after taking charge of the reference, in case `f` panics).
-    pub(crate) fn register(
-        scope: Option<&CancelNode>,
+    ///
+    /// # Safety
+    /// `scope` is alive (the caller holds a handle under it) and is the
+    /// node's own pointer: the registration keeps it and frees through it.
+    pub(crate) unsafe fn register(
+        scope: Option<NonNull<CancelNode>>,
         f: Func,
     ) -> (NonNull<Callback>, Option<Func>) {
-        if let Some(s) = scope {
+        // SAFETY: alive (caller).
+        let s = scope.map(|s| unsafe { &*s.as_ptr() });
+        if let Some(s) = s {
             acquire_ref(&s.header);
         }
         let cb = NonNull::from(Box::leak(Box::new(Callback {
             entry: Entry::new(EntryKind::Callback),
             refs: AtomicUsize::new(1),
-            scope: scope.map(NonNull::from),
+            scope,
             f: UnsafeCell::new(Some(f)),
             outcome: AtomicUsize::new(PENDING),
             _track: LeakTrack::new(),
         })));
         // SAFETY: just allocated; we hold its only reference.
         let c = unsafe { cb.as_ref() };
-        let Some(s) = scope else {
+        let Some(s) = s else {
             return (cb, None);
         };
         // SAFETY: the entry is new, is the first field of a `Callback`
-        // (entry invariant 1), and lives while its references do.
-        if unsafe { s.list.push(&c.entry, &c.refs) }.is_err() {
+        // (entry invariant 1), its pointer is the registration's own (entry
+        // invariant 2), and it lives while its references do.
+        if unsafe { s.list.push(Callback::entry_ptr(cb), &c.refs) }.is_err() {
             // Done already: the mark is ours (the failed push marked it),
             // and no `stop` can have come first: nobody else has the
             // registration yet, so the start always settles (invariant 4).
@@ -90,6 +97,12 @@ impl Callback {
     /// The registration's list entry.
     pub(crate) fn entry(&self) -> &Entry {
         &self.entry
+    }
+
+    /// The list entry's pointer, with the registration's provenance (entry
+    /// invariant 2): the first field, so a cast.
+    pub(crate) fn entry_ptr(cb: NonNull<Callback>) -> NonNull<Entry> {
+        cb.cast()
     }
 
     /// The scope whose list holds the entry; the registration's memory

@@ -59,36 +59,50 @@ enum Callbacks {
 
 /// Cancels `node` and its subtree with `err` and, if given, a custom cause.
 /// Returns false if the node was done already (then nothing changes).
-pub(crate) fn cancel(
-    node: &CancelNode,
+///
+/// # Safety
+/// `node` is the node's own pointer (the provenance of its allocation), and
+/// the caller holds what `holder` says on it.
+pub(crate) unsafe fn cancel(
+    node: NonNull<CancelNode>,
     err: Error,
     record: Option<Arc<Record>>,
     holder: Holder,
 ) -> bool {
-    close(node, err, record, holder, Callbacks::Run)
+    // SAFETY: the caller's promise.
+    unsafe { close(node, err, record, holder, Callbacks::Run) }
 }
 
 /// Teardown's close: the node has no observer left (refs invariant 1), so
 /// its callbacks are dropped unrun (callback invariant 2).
-pub(crate) fn close_unobserved(node: &CancelNode) {
-    close(node, Error::Canceled, None, Holder::Memory, Callbacks::Drop);
+///
+/// # Safety
+/// As [`cancel`], with the node's memory reference held.
+pub(crate) unsafe fn close_unobserved(node: NonNull<CancelNode>) {
+    // SAFETY: the caller's promise.
+    unsafe { close(node, Error::Canceled, None, Holder::Memory, Callbacks::Drop) };
 }
 
-fn close(
-    node: &CancelNode,
+/// # Safety
+/// As [`cancel`].
+unsafe fn close(
+    node: NonNull<CancelNode>,
     err: Error,
     record: Option<Arc<Record>>,
     holder: Holder,
     callbacks: Callbacks,
 ) -> bool {
-    let Some(closed) = publish(node, err, record) else {
+    // SAFETY: alive by what the caller holds.
+    let n = unsafe { node.as_ref() };
+    let Some(closed) = publish(n, err, record) else {
         if holder == Holder::Handle {
             // Lost the race: Go's promise holds for losers too.
-            drained::wait(node);
+            drained::wait(n);
         }
         return false;
     };
-    disarm(node);
+    // SAFETY: as above.
+    unsafe { disarm(node) };
     let mut panics = Panics::default();
     if closed.chain != 0 {
         let draining = drained::enter();
@@ -108,8 +122,9 @@ fn close(
     // removes a child from its parent after propagating): a parent's drain
     // that runs meanwhile still reaches the node and waits for it. A node
     // a nested drain left pending keeps its links for teardown.
-    if holder == Holder::Handle && drained(node.list.word()) {
-        withdraw_links(node);
+    if holder == Holder::Handle && drained(n.list.word()) {
+        // SAFETY: the caller holds a handle.
+        unsafe { withdraw_links(node) };
     }
     panics.resume();
     true
@@ -123,15 +138,15 @@ pub(crate) fn wait_drained(node: &CancelNode) {
 
 /// Withdraws the node's links from its parents' lists (each at most once).
 ///
-/// Only a thread holding a handle on the node may call it (or teardown,
-/// which holds the last one): the handle keeps the parents, and so the
-/// lists, alive.
-pub(crate) fn withdraw_links(node: &CancelNode) {
-    let links = [
-        (&node.link, node.parent_scope),
-        (&node.link2, node.parent_scope2),
-    ];
-    for (link, parent_scope) in links {
+/// # Safety
+/// `node` is the node's own pointer, and the caller holds a handle on it
+/// (or is teardown, which holds the last one): the handle keeps the
+/// parents, and so the lists, alive.
+pub(crate) unsafe fn withdraw_links(node: NonNull<CancelNode>) {
+    // SAFETY: alive (caller); the links' pointers carry the node's
+    // provenance, as `release` needs to step back to the node.
+    let (n, [link, link2]) = unsafe { (node.as_ref(), entry::link_ptrs(node)) };
+    for (link, parent_scope) in [(link, n.parent_scope), (link2, n.parent_scope2)] {
         match parent_scope {
             Some(p) => {
                 // SAFETY: our handle holds the parent whose scope owns the
@@ -139,7 +154,8 @@ pub(crate) fn withdraw_links(node: &CancelNode) {
                 // (create.rs).
                 unsafe { entry::withdraw(&p.as_ref().list, link) };
             }
-            None => debug_assert!(!link.mark()),
+            // SAFETY: as above.
+            None => debug_assert!(!unsafe { link.as_ref() }.mark()),
         }
     }
 }
@@ -194,11 +210,14 @@ fn publish(node: &CancelNode, err: Error, record: Option<Arc<Record>>) -> Option
     })
 }
 
-fn disarm(node: &CancelNode) {
-    if let Some(timer) = node.timer() {
+/// # Safety
+/// `node` is alive and is the node's own pointer.
+unsafe fn disarm(node: NonNull<CancelNode>) {
+    // SAFETY: the caller's promise.
+    if let Some(timer) = unsafe { entry::timer_ptr(node) } {
         // SAFETY: the node's own timer, armed on its clock (or never), and
         // alive: the caller reaches the node through a handle or a reference.
-        unsafe { node.header.clock.disarm(timer) };
+        unsafe { node.as_ref().header.clock.disarm(timer) };
     }
 }
 
@@ -327,12 +346,14 @@ impl Drain {
         match unsafe { entry::container(entry) } {
             Container::Child(child) => {
                 // SAFETY: as above.
-                let child = unsafe { child.as_ref() };
-                let Some(mut closed) = publish(child, parent.err, parent.record.clone()) else {
-                    drained::depends_on(child, &mut self.deps);
+                let c = unsafe { child.as_ref() };
+                let Some(mut closed) = publish(c, parent.err, parent.record.clone()) else {
+                    drained::depends_on(c, &mut self.deps);
                     return false;
                 };
-                disarm(child);
+                // SAFETY: as above; `child` came from the entry's pointer,
+                // which carries the node's provenance (entry invariant 2).
+                unsafe { disarm(child) };
                 if closed.chain == 0 {
                     return false;
                 }

@@ -12,7 +12,7 @@
 //!    slips in before `arm` is answered by a disarm right after it.
 
 use super::cancel::{self, Holder};
-use super::entry::timer_node;
+use super::entry::{self, timer_node};
 use super::list::Entry;
 use super::node::{free_box, CancelNode, Header, NodeKind, NodeRef};
 use super::refs::{acquire_handle, acquire_ref, release_node_ref};
@@ -147,34 +147,47 @@ pub(crate) fn cancellable(
             (*ptr.as_ptr()).header.values = Some(ptr.cast());
         }
     }
-    // SAFETY: freshly allocated and fully initialised.
-    let node = unsafe { ptr.as_ref() };
-    attach(node);
-    if passed {
-        let record = node.deadline_record();
-        cancel::cancel(node, Error::DeadlineExceeded, record, Holder::Handle);
+    // SAFETY: freshly allocated and fully initialised; we hold both its
+    // handles, and `ptr` is the allocation's pointer.
+    unsafe {
+        attach(ptr);
+        if passed {
+            let record = ptr.as_ref().deadline_record();
+            cancel::cancel(ptr, Error::DeadlineExceeded, record, Holder::Handle);
+        }
+        arm_timer(ptr);
     }
-    arm_timer(node);
     ptr
 }
 
 /// A second handle on a done context's scope: `with_cancel` of a context
 /// that is done already shares it instead of deriving (see design.md).
-pub(crate) fn share(scope: &CancelNode) -> NonNull<CancelNode> {
-    acquire_handle(&scope.header);
-    NonNull::from(scope)
+///
+/// # Safety
+/// `scope` is a live node's own pointer, kept alive by the caller's handle.
+pub(crate) unsafe fn share(scope: NonNull<CancelNode>) -> NonNull<CancelNode> {
+    // SAFETY: the caller's promise.
+    acquire_handle(unsafe { &scope.as_ref().header });
+    scope
 }
 
 /// Links the node into its parents' lists, or inherits a parent's
 /// cancellation when a list is already closed (invariant 1).
-fn attach(node: &CancelNode) {
-    let closed = match attach_link(node, node.parent_scope, &node.link) {
+///
+/// # Safety
+/// `ptr` is a new node's own pointer, whose handles the caller holds.
+unsafe fn attach(ptr: NonNull<CancelNode>) {
+    // SAFETY: the caller's promise.
+    let (node, [link, link2]) = unsafe { (ptr.as_ref(), entry::link_ptrs(ptr)) };
+    // SAFETY: the node's own links (entry invariants 1, 2), unlinked.
+    let closed = match unsafe { attach_link(node, node.parent_scope, link) } {
         Err(word) => {
             // Never tried: mark it so nobody withdraws it later (inv. 2).
             node.link2.mark_unlinked();
             Some((word, node.parent_scope))
         }
-        Ok(()) => attach_link(node, node.parent_scope2, &node.link2)
+        // SAFETY: as above.
+        Ok(()) => unsafe { attach_link(node, node.parent_scope2, link2) }
             .err()
             .map(|word| (word, node.parent_scope2)),
     };
@@ -182,32 +195,47 @@ fn attach(node: &CancelNode) {
         // SAFETY: we hold a handle on the parent that owns that scope.
         let parent_scope = unsafe { parent_scope.as_ref() };
         let (err, record) = parent_scope.published(word);
-        cancel::cancel(node, err, record, Holder::Handle);
+        // SAFETY: the caller's promise.
+        unsafe { cancel::cancel(ptr, err, record, Holder::Handle) };
     }
 }
 
 /// Links `link` of `node` into `parent_scope`'s list (which takes a memory
 /// reference on the node); marks it unlinked when there is no list.
-fn attach_link(
+///
+/// # Safety
+/// `link` is one of `node`'s links, unlinked, with the node's provenance
+/// (`entry::link_ptrs`).
+unsafe fn attach_link(
     node: &CancelNode,
     parent_scope: Option<NonNull<CancelNode>>,
-    link: &Entry,
+    link: NonNull<Entry>,
 ) -> Result<(), usize> {
     let Some(parent_scope) = parent_scope else {
-        link.mark_unlinked();
+        // SAFETY: the node's own link (caller).
+        unsafe { link.as_ref() }.mark_unlinked();
         return Ok(());
     };
     // SAFETY: `node` holds a handle on the parent that owns this scope.
     let list = unsafe { &parent_scope.as_ref().list };
     // SAFETY: the link is unlinked, is a `Child`/`MergeLink` field of the
-    // node (entry invariant 1), and lives as long as the node's memory,
+    // node (entry invariants 1, 2), and lives as long as the node's memory,
     // which `refs` counts.
     unsafe { list.push(link, &node.header.refs) }
 }
 
 /// Arms the node's own timer, unless it is done already (invariant 3).
-fn arm_timer(node: &CancelNode) {
-    let Some(timer) = node.timer() else { return };
+///
+/// # Safety
+/// As [`attach`].
+unsafe fn arm_timer(ptr: NonNull<CancelNode>) {
+    // SAFETY: the caller's promise; the timer pointer carries the node's
+    // provenance, for the hooks to step back (entry invariant 2).
+    let Some(timer) = (unsafe { entry::timer_ptr(ptr) }) else {
+        return;
+    };
+    // SAFETY: as above.
+    let node = unsafe { ptr.as_ref() };
     if node.err().is_some() {
         return;
     }
@@ -216,7 +244,7 @@ fn arm_timer(node: &CancelNode) {
     acquire_ref(&node.header);
     // SAFETY: the timer is a field of the node, idle, never moved, never
     // armed before, and the reference just taken is the clock's.
-    unsafe { clock.arm(NonNull::from(timer)) };
+    unsafe { clock.arm(timer) };
     // SAFETY (for the disarms below): the timer was armed on this clock
     // and the node is alive (we hold a handle).
     // A cancel that ran before `arm` could not disarm; disarm now.
@@ -229,9 +257,12 @@ fn arm_timer(node: &CancelNode) {
     // armed, and fires nothing until the next `advance`: fire it here
     // (if the disarm wins, nobody else will).
     // SAFETY: see above.
-    if clock.is_manual() && timer.deadline() <= clock.now() && unsafe { clock.disarm(timer) } {
+    let due = unsafe { timer.as_ref() }.deadline() <= clock.now();
+    // SAFETY: see above.
+    if clock.is_manual() && due && unsafe { clock.disarm(timer) } {
         let record = node.deadline_record();
-        cancel::cancel(node, Error::DeadlineExceeded, record, Holder::Handle);
+        // SAFETY: the caller's promise.
+        unsafe { cancel::cancel(ptr, Error::DeadlineExceeded, record, Holder::Handle) };
     }
 }
 
@@ -247,11 +278,13 @@ static TIMER_HOOKS: TimerHooks = TimerHooks {
 /// `timer` is the pointer given to `arm` by `arm_timer`, and the clock still
 /// holds the memory reference taken for it (refs invariant 2).
 unsafe fn fire_timer(timer: NonNull<TimerEntry>) {
-    // SAFETY: a node's timer field (entry invariant 1), kept alive by the
-    // clock's reference (caller).
-    let node = unsafe { timer_node(timer).as_ref() };
-    let record = node.deadline_record();
-    cancel::cancel(node, Error::DeadlineExceeded, record, Holder::Memory);
+    // SAFETY: a node's timer field (entry invariants 1, 2), kept alive by
+    // the clock's reference (caller).
+    let node = unsafe { timer_node(timer) };
+    // SAFETY: as above.
+    let record = unsafe { node.as_ref() }.deadline_record();
+    // SAFETY: as above; the clock holds a memory reference.
+    unsafe { cancel::cancel(node, Error::DeadlineExceeded, record, Holder::Memory) };
 }
 
 /// Timer hook: the clock is done with the node's timer.

@@ -8,11 +8,18 @@
 //! through [`release`], and the timer hooks find their node with
 //! [`timer_node`].
 //!
-//! Invariant:
+//! Invariants:
 //! 1. `Child` and `MergeLink` entries are the `link` and `link2` fields of a
 //!    `CancelNode`, `Waiter` entries the first field of a `Waiter`,
 //!    `Callback` entries the first field of a `Callback`, and every armed
 //!    `TimerEntry` of the tree is the `timer` field of a `CancelNode`.
+//! 2. Every entry or timer pointer that a list stores, a clock holds, or
+//!    [`withdraw`] is given is derived from its container's allocation
+//!    pointer ([`link_ptrs`], [`timer_ptr`], a cast of
+//!    a `Waiter` or `Callback` pointer), never from a `&Entry` or a
+//!    `&TimerEntry`. So it carries the provenance of the whole container,
+//!    and stepping back from it to the container, and freeing the
+//!    container through it, are sound (docs/design.md, "Provenance").
 
 use super::callback::Callback;
 use super::list::{self, Entry, EntryKind, List};
@@ -22,7 +29,7 @@ use super::waiter::Waiter;
 use crate::time::TimerEntry;
 use crossbeam_epoch::Guard;
 use std::mem::offset_of;
-use std::ptr::NonNull;
+use std::ptr::{addr_of_mut, NonNull};
 
 /// What a list entry is part of.
 pub(super) enum Container {
@@ -37,7 +44,8 @@ pub(super) enum Container {
 /// The container of a list entry, by its kind (invariant 1).
 ///
 /// # Safety
-/// `entry` is alive: the caller holds a reference on its container.
+/// `entry` is alive (the caller holds a reference on its container) and
+/// follows invariant 2.
 pub(super) unsafe fn container(entry: NonNull<Entry>) -> Container {
     // SAFETY: alive by the caller's reference.
     let kind = unsafe { entry.as_ref() }.kind();
@@ -48,7 +56,8 @@ pub(super) unsafe fn container(entry: NonNull<Entry>) -> Container {
         EntryKind::Callback => return Container::Callback(entry.cast()),
     };
     // SAFETY: the entry is a field of a live `CancelNode` at `offset`
-    // (invariant 1), so stepping back stays inside that allocation.
+    // (invariant 1), so stepping back stays inside that allocation, which
+    // the pointer's provenance covers (invariant 2).
     Container::Child(unsafe { entry.byte_sub(offset).cast() })
 }
 
@@ -83,8 +92,8 @@ pub(super) unsafe fn defer(entry: NonNull<Entry>, guard: &Guard) {
 ///
 /// # Safety
 /// `entry` was pushed onto `list` (or marked unlinked) and its container
-/// follows invariant 1.
-pub(crate) unsafe fn withdraw(list: &List, entry: &Entry) -> bool {
+/// follows invariants 1 and 2.
+pub(crate) unsafe fn withdraw(list: &List, entry: NonNull<Entry>) -> bool {
     // SAFETY: the caller's promise; `release` matches invariant 1.
     unsafe { list.withdraw(entry, release) }
 }
@@ -92,9 +101,44 @@ pub(crate) unsafe fn withdraw(list: &List, entry: &Entry) -> bool {
 /// The node whose `timer` field `timer` is.
 ///
 /// # Safety
-/// `timer` points at the `timer` field of a live `CancelNode` (invariant 1).
+/// `timer` points at the `timer` field of a live `CancelNode` (invariant 1)
+/// with the node's provenance (invariant 2).
 pub(super) unsafe fn timer_node(timer: NonNull<TimerEntry>) -> NonNull<CancelNode> {
     // SAFETY: the caller's promise (a `MaybeUninit` holds its payload at
-    // offset 0), so stepping back stays inside the node.
+    // offset 0), so stepping back stays inside the node, which the
+    // pointer's provenance covers.
     unsafe { timer.byte_sub(offset_of!(CancelNode, timer)).cast() }
+}
+
+/// A node's own timer pointer, if it has one, derived from the node's
+/// pointer (invariant 2): the hooks step back from it to the node.
+///
+/// # Safety
+/// `node` is alive and has the provenance of its allocation.
+pub(super) unsafe fn timer_ptr(node: NonNull<CancelNode>) -> Option<NonNull<TimerEntry>> {
+    let raw = node.as_ptr();
+    // SAFETY: alive (caller); `has_timer` never changes after creation.
+    if !unsafe { (*raw).has_timer } {
+        return None;
+    }
+    // SAFETY: a field projection of a valid node pointer, so not null
+    // (`MaybeUninit` holds its payload at offset 0); no access.
+    Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).timer).cast()) })
+}
+
+/// A node's two link pointers, derived from the node's pointer
+/// (invariant 2): a list stores them, the drain steps back from them.
+///
+/// # Safety
+/// As [`timer_ptr`].
+pub(super) unsafe fn link_ptrs(node: NonNull<CancelNode>) -> [NonNull<Entry>; 2] {
+    let raw = node.as_ptr();
+    // SAFETY: field projections of a live node's pointer (caller), so in
+    // bounds and not null; no access.
+    unsafe {
+        [
+            NonNull::new_unchecked(addr_of_mut!((*raw).link)),
+            NonNull::new_unchecked(addr_of_mut!((*raw).link2)),
+        ]
+    }
 }

@@ -153,10 +153,6 @@ impl Entry {
         // swap's Acquire read.
         self.next.load(Relaxed)
     }
-
-    fn addr(&self) -> usize {
-        self as *const Entry as usize
-    }
 }
 
 /// Releases the list reference an entry holds on its container.
@@ -202,11 +198,22 @@ impl List {
     /// entry so that nobody later withdraws it from a list it never joined,
     /// and returns the state word seen.
     ///
+    /// The list keeps `entry`'s address (exposing its provenance); the drain
+    /// and sweepers turn it back into a pointer, so `entry` must be derived
+    /// from its container's allocation pointer (entry invariant 2).
+    ///
     /// # Safety
     /// `entry` must be valid and unlinked, `refs` must count the memory that
     /// contains it, and it must stay valid until the reference it gives the
     /// list is released (invariant 3).
-    pub(crate) unsafe fn push(&self, entry: &Entry, refs: &AtomicUsize) -> Result<(), usize> {
+    pub(crate) unsafe fn push(
+        &self,
+        entry: NonNull<Entry>,
+        refs: &AtomicUsize,
+    ) -> Result<(), usize> {
+        let addr = entry.as_ptr() as usize;
+        // SAFETY: valid (caller).
+        let entry = unsafe { entry.as_ref() };
         // Relaxed: the reference is published by the push's Release.
         refs.fetch_add(1, Relaxed);
         // Acquire: if the node is closed we go on to read its cause record.
@@ -223,10 +230,7 @@ impl List {
             // Release: the drainer that takes the chain must see the entry
             // initialised. A failed push is ordered against the close by the
             // word's modification order (state invariant 3).
-            match self
-                .state
-                .compare_exchange_weak(cur, entry.addr(), AcqRel, Acquire)
-            {
+            match self.state.compare_exchange_weak(cur, addr, AcqRel, Acquire) {
                 Ok(_) => return Ok(()),
                 Err(seen) => cur = seen,
             }
@@ -292,9 +296,13 @@ impl List {
     /// node is drained already.
     ///
     /// # Safety
-    /// `entry` is a new thread waiter's entry counted by `refs`, and the
+    /// `entry` is a new thread waiter's entry counted by `refs`, derived
+    /// from the waiter's allocation pointer (entry invariant 2), and the
     /// list is closed.
-    pub(crate) unsafe fn push_sleeper(&self, entry: &Entry, refs: &AtomicUsize) -> bool {
+    pub(crate) unsafe fn push_sleeper(&self, entry: NonNull<Entry>, refs: &AtomicUsize) -> bool {
+        let addr = entry.as_ptr() as usize;
+        // SAFETY: valid (caller).
+        let entry = unsafe { entry.as_ref() };
         // Relaxed: the reference is published by the push's Release.
         refs.fetch_add(1, Relaxed);
         // Relaxed: the compare-exchange below decides.
@@ -311,7 +319,7 @@ impl List {
             // Release: the marker's swap reads the sleeper initialised.
             match self
                 .state
-                .compare_exchange_weak(cur, entry.addr() | cur & TAGS, Release, Relaxed)
+                .compare_exchange_weak(cur, addr | cur & TAGS, Release, Relaxed)
             {
                 Ok(_) => return true,
                 Err(seen) => cur = seen,
@@ -333,18 +341,19 @@ impl List {
     /// # Safety
     /// `entry` must have been pushed onto this list (or marked unlinked), and
     /// `release` must release exactly the reference a linked entry holds.
-    pub(crate) unsafe fn withdraw(&self, entry: &Entry, release: ReleaseFn) -> bool {
+    pub(crate) unsafe fn withdraw(&self, ptr: NonNull<Entry>, release: ReleaseFn) -> bool {
+        // SAFETY: the caller's entry, alive while it withdraws it.
+        let entry = unsafe { ptr.as_ref() };
         if !entry.mark() {
             return false; // the drainer claimed it, and owns its list reference
         }
         // SAFETY: we marked our own linked entry.
-        if !unsafe { self.unlink_head(entry) } {
+        if !unsafe { self.unlink_head(ptr) } {
             // SAFETY: the caller's promise about `release`.
             unsafe { self.entry_deleted(release) }; // a sweep will unlink it
             return true;
         }
         // The list reference is ours now (invariant 5).
-        let ptr = NonNull::from(entry);
         // SeqCst: the holder's second half of invariant 5.
         if self.sweeping.load(SeqCst) {
             let guard = crossbeam_epoch::pin();
@@ -366,12 +375,13 @@ impl List {
     ///
     /// # Safety
     /// `entry` must be marked by the caller and linked in this list.
-    unsafe fn unlink_head(&self, entry: &Entry) -> bool {
-        let succ = entry.next.load(Relaxed) & !MARK;
+    unsafe fn unlink_head(&self, entry: NonNull<Entry>) -> bool {
+        // SAFETY: linked, so alive (caller).
+        let succ = unsafe { entry.as_ref() }.next.load(Relaxed) & !MARK;
         // SeqCst: one half of the Dekker handshake with the sweeper flag
         // (invariant 5); the Acquire load above is ordered by the mark.
         self.state
-            .compare_exchange(entry.addr(), succ, SeqCst, Relaxed)
+            .compare_exchange(entry.as_ptr() as usize, succ, SeqCst, Relaxed)
             .is_ok()
     }
 

@@ -14,7 +14,7 @@
 //! | `create.rs` | creating each kind of node, attach, arming its timer | create 1-3 |
 //! | `cancel.rs` | closing a node and draining its subtree | cancel 1-3 |
 //! | `drained.rs` | the drained signal: a subtree done, waiting for it | drained 1-5 |
-//! | `entry.rs` | entry dispatch: which container a link is part of | entry 1 |
+//! | `entry.rs` | entry dispatch: which container a link is part of | entry 1-2 |
 //! | `waiter.rs` | `Done` futures and blocked threads as list entries | waiter 1-2 |
 //! | `callback.rs` | `after_func` registrations as list entries | callback 1-4 |
 //! | `value.rs` | value nodes and lookup | — |
@@ -46,7 +46,7 @@ pub(crate) use callback::{Callback, Func};
 pub(crate) use cancel::{cancel, wait_drained, Holder};
 pub(crate) use create::{cancellable, root, share, value, without_cancel, KeyId, OwnDeadline};
 pub(crate) use entry::withdraw;
-pub(crate) use node::{CancelNode, Header, NodeKind, NodeRef, Record, Root};
+pub(crate) use node::{CancelNode, NodeKind, NodeRef, Record, Root};
 pub(crate) use refs::release_handle;
 pub(crate) use value::{key_name, lookup};
 pub(crate) use waiter::Waiter;

@@ -114,10 +114,17 @@ impl NodeRef {
         self.ptr
     }
 
+    /// The node's pointer (`None` for the roots), with the provenance of
+    /// the whole allocation (see "Provenance" in docs/design.md): the one to
+    /// release or free through, never one taken from a `&Header`.
+    pub(crate) fn node_ptr(&self) -> Option<NonNull<Header>> {
+        self.header().is_some().then_some(self.ptr)
+    }
+
     /// Gives up this reference as a raw node pointer (`None` for the roots);
     /// the caller then owns its handle count.
     pub(crate) fn into_raw(self) -> Option<NonNull<Header>> {
-        let node = self.header().map(NonNull::from);
+        let node = self.node_ptr();
         std::mem::forget(self);
         node
     }
@@ -146,7 +153,23 @@ impl NodeRef {
     pub(crate) fn scope(&self) -> Option<&CancelNode> {
         // SAFETY: the scope is this node or an ancestor, kept alive by our
         // handle through the parent chain (invariant 2).
-        self.header()?.scope.map(|s| unsafe { &*s.as_ptr() })
+        self.scope_ptr().map(|s| unsafe { &*s.as_ptr() })
+    }
+
+    /// The scope's pointer, for callers that keep it or link into its list.
+    #[inline]
+    pub(crate) fn scope_ptr(&self) -> Option<NonNull<CancelNode>> {
+        self.header()?.scope
+    }
+
+    /// This node as a cancellable node, if it is one.
+    pub(crate) fn as_cancel(&self) -> Option<&CancelNode> {
+        let h = self.node_ptr()?;
+        // SAFETY: our handle keeps the node alive, and `h` is the
+        // allocation's own pointer.
+        let c = unsafe { as_cancel(h) }?;
+        // SAFETY: as above.
+        Some(unsafe { &*c.as_ptr() })
     }
 
     /// The nearest ancestor-or-self that answers value lookups.
@@ -256,6 +279,23 @@ unsafe impl Send for CancelNode {}
 // SAFETY: as above.
 unsafe impl Sync for CancelNode {}
 
+/// `h` as a cancellable node, if it is one. Takes the node's pointer: one
+/// taken from a `&Header` may not reach the rest of the node.
+///
+/// # Safety
+/// `h` is a live node's pointer with the provenance of its allocation.
+pub(crate) unsafe fn as_cancel(h: NonNull<Header>) -> Option<NonNull<CancelNode>> {
+    // SAFETY: alive (caller).
+    let kind = unsafe { h.as_ref() }.kind;
+    // Nodes of these kinds are allocated as `CancelNode`, whose first field
+    // is the header (`repr(C)`).
+    matches!(
+        kind,
+        NodeKind::Cancel | NodeKind::Deadline | NodeKind::Merge
+    )
+    .then(|| h.cast())
+}
+
 /// Frees a node allocated as a `Box<T>` whose first field is the header.
 ///
 /// # Safety
@@ -296,30 +336,9 @@ impl Header {
         // SAFETY: the caller's promise.
         self.parent.with_mut(|p| unsafe { (*p).take() })
     }
-
-    /// As a cancellable node, if it is one.
-    pub(crate) fn as_cancel(&self) -> Option<&CancelNode> {
-        if matches!(
-            self.kind,
-            NodeKind::Cancel | NodeKind::Deadline | NodeKind::Merge
-        ) {
-            // SAFETY: nodes of these kinds are allocated as `CancelNode`,
-            // whose first field is the header (`repr(C)`).
-            Some(unsafe { &*(self as *const Header).cast::<CancelNode>() })
-        } else {
-            None
-        }
-    }
 }
 
 impl CancelNode {
-    /// Our own timer, if we have one.
-    pub(crate) fn timer(&self) -> Option<&TimerEntry> {
-        // SAFETY: `timer` is initialised iff `has_timer` (set at creation).
-        self.has_timer
-            .then(|| unsafe { self.timer.assume_init_ref() })
-    }
-
     /// `err()` of this node.
     #[inline]
     pub(crate) fn err(&self) -> Option<Error> {
@@ -345,17 +364,23 @@ impl CancelNode {
         Some(self.record_ref().cause.clone())
     }
 
-    fn record_ref(&self) -> &Record {
+    /// The slot's pointer as `Arc::into_raw` gave it: counting needs the
+    /// whole `Arc` allocation's provenance, which `&Record` lacks.
+    fn record_ptr(&self) -> *const Record {
         // Acquire: pairs with the slot's publishing compare-exchange.
-        let raw = self.record.load(Acquire) as *const Record;
+        self.record.load(Acquire) as *const Record
+    }
+
+    fn record_ref(&self) -> &Record {
         // SAFETY: only called after seeing CAUSE, so the slot is filled
         // (state inv. 2) and stays so until the node is freed.
-        unsafe { &*raw }
+        unsafe { &*self.record_ptr() }
     }
 
     fn record_arc(&self) -> Arc<Record> {
-        let raw = self.record_ref() as *const Record;
-        // SAFETY: the slot owns one strong count of this `Arc`; we add one.
+        let raw = self.record_ptr();
+        // SAFETY: only called after seeing CAUSE or filling the slot, so it
+        // owns one strong count of this `Arc`; we add one.
         unsafe {
             Arc::increment_strong_count(raw);
             Arc::from_raw(raw)
@@ -405,8 +430,9 @@ impl CancelNode {
         self.parent2.with_mut(|p| unsafe { (*p).take() })
     }
 
-    pub(crate) fn as_header(&self) -> NonNull<Header> {
-        NonNull::from(&self.header)
+    /// The header's pointer (the first field), with the node's provenance.
+    pub(crate) fn header_ptr(node: NonNull<CancelNode>) -> NonNull<Header> {
+        node.cast()
     }
 
     /// A new node's fields after the header, for `create.rs`.

@@ -21,7 +21,7 @@
 //!    through contexts stored inside contexts do not recurse either.
 
 use super::cancel;
-use super::node::{CancelNode, Header, NodeRef};
+use super::node::{as_cancel, CancelNode, Header, NodeRef};
 use crate::sync::Ordering::Relaxed;
 use crate::sync::{release_last, thread_local};
 use crate::unwind::Panics;
@@ -41,9 +41,10 @@ impl Clone for NodeRef {
 
 impl Drop for NodeRef {
     fn drop(&mut self) {
-        if let Some(n) = self.header() {
+        // The allocation's pointer, not one from `&Header`: it may free.
+        if let Some(h) = self.node_ptr() {
             // SAFETY: we own this handle count.
-            unsafe { release_handle(NonNull::from(n)) };
+            unsafe { release_handle(h) };
         }
     }
 }
@@ -124,8 +125,9 @@ fn tear_down_loop(first: NonNull<Header>) {
     let mut next = Some(first);
     while let Some(h) = next.take().or_else(|| more.pop()).or_else(take_deferred) {
         // SAFETY: its handles are zero and its memory is held by the
-        // handles' reference, which we release last.
-        let (p1, p2) = unsafe { teardown(h.as_ref(), &mut panics) };
+        // handles' reference, which we release last; `h` is the
+        // allocation's pointer (every pointer here came from a `NodeRef`).
+        let (p1, p2) = unsafe { teardown(h, &mut panics) };
         next = p1.and_then(NodeRef::into_raw).filter(|&p| last_handle(p));
         more.extend(p2.and_then(NodeRef::into_raw).filter(|&p| last_handle(p)));
         // SAFETY: the handles' memory reference (invariant 2).
@@ -161,18 +163,21 @@ impl Drop for DeferredLoop {
 /// Invariant 1: the node's last handle is gone. Returns its parents.
 ///
 /// # Safety
-/// `node`'s `handles` reached zero.
-unsafe fn teardown(node: &Header, panics: &mut Panics) -> (Option<NodeRef>, Option<NodeRef>) {
+/// `h`'s `handles` reached zero; `h` is the allocation's pointer.
+unsafe fn teardown(h: NonNull<Header>, panics: &mut Panics) -> (Option<NodeRef>, Option<NodeRef>) {
     let mut p2 = None;
-    if let Some(c) = node.as_cancel() {
+    // SAFETY: the handles' memory reference keeps the node alive.
+    if let Some(c) = unsafe { as_cancel(h) } {
         // Its drain completes, then re-raises a discarded callback's panic.
-        panics.call(|| cancel::close_unobserved(c));
-        cancel::withdraw_links(c);
+        // SAFETY: as above.
+        panics.call(|| unsafe { cancel::close_unobserved(c) });
+        // SAFETY: as above.
+        unsafe { cancel::withdraw_links(c) };
         // SAFETY: handles are zero: nobody else reads the cell.
-        p2 = unsafe { c.take_parent2() };
+        p2 = unsafe { c.as_ref().take_parent2() };
     }
     // SAFETY: as above.
-    let p1 = unsafe { node.take_parent() };
+    let p1 = unsafe { h.as_ref().take_parent() };
     (p1, p2)
 }
 

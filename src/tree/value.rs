@@ -17,7 +17,7 @@
 //! lookup is linear in the number of distinct nodes, never in the number
 //! of paths through a merge DAG.
 
-use super::node::{Header, NodeKind};
+use super::node::{as_cancel, Header, NodeKind, NodeRef};
 use std::collections::HashSet;
 use std::ptr::NonNull;
 
@@ -42,12 +42,15 @@ pub(crate) struct ValueNode<T> {
 }
 
 /// The key name of a value node, for `Display`.
-pub(crate) fn key_name(node: &Header) -> Option<&'static str> {
-    if node.kind != NodeKind::Value {
+pub(crate) fn key_name(node: &NodeRef) -> Option<&'static str> {
+    let h = node.node_ptr()?;
+    // SAFETY: our handle keeps the node alive.
+    if unsafe { h.as_ref() }.kind != NodeKind::Value {
         return None;
     }
-    // SAFETY: value nodes start with a `ValueHead` (`repr(C)`).
-    Some(unsafe { &*(node as *const Header).cast::<ValueHead>() }.key_name)
+    // SAFETY: value nodes start with a `ValueHead` (`repr(C)`), and `h`
+    // is the allocation's pointer, not one from a `&Header`.
+    Some(unsafe { h.cast::<ValueHead>().as_ref() }.key_name)
 }
 
 /// The value stored under `key` (the key's address) as seen from `start`.
@@ -95,7 +98,10 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
         } else {
             // A merge: its first parent now, its second parent later.
             seen.get_or_insert_with(HashSet::new).insert(h);
-            let second = node.as_cancel().and_then(|c| c.parent2());
+            // SAFETY: as above; `h` is the allocation's pointer.
+            let merge = unsafe { as_cancel(h) };
+            // SAFETY: as above.
+            let second = merge.and_then(|c| unsafe { c.as_ref() }.parent2());
             forks.extend(second.and_then(|p| p.values()));
             cur = node.parent().and_then(|p| p.values());
         }

@@ -64,8 +64,9 @@ impl Waiter {
     /// the caller gives up the reference it holds if this returns `Err`.
     pub(crate) unsafe fn enlist(w: NonNull<Waiter>, scope: &CancelNode) -> Result<(), Error> {
         // SAFETY: a new waiter (caller), counted on its own `refs`, alive as
-        // long as they are (list invariant 3).
-        let pushed = unsafe { scope.list.push(&w.as_ref().entry, &w.as_ref().refs) };
+        // long as they are (list invariant 3); its entry pointer is the
+        // waiter's own (entry invariant 2).
+        let pushed = unsafe { scope.list.push(Waiter::entry_ptr(w), &w.as_ref().refs) };
         pushed.map_err(|word| {
             // SAFETY: the push failed, so ours is the only reference.
             unsafe { Waiter::release(w) };
@@ -82,7 +83,16 @@ impl Waiter {
     /// closed.
     pub(crate) unsafe fn enlist_sleeper(w: NonNull<Waiter>, node: &CancelNode) -> bool {
         // SAFETY: as `enlist`: a new waiter, counted on its own `refs`.
-        unsafe { node.list.push_sleeper(&w.as_ref().entry, &w.as_ref().refs) }
+        unsafe {
+            node.list
+                .push_sleeper(Waiter::entry_ptr(w), &w.as_ref().refs)
+        }
+    }
+
+    /// The list entry's pointer, with the waiter's provenance (entry
+    /// invariant 2): the first field, so a cast.
+    pub(crate) fn entry_ptr(w: NonNull<Waiter>) -> NonNull<Entry> {
+        w.cast()
     }
 
     /// Replaces the task's waker (a task may move between polls).

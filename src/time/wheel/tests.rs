@@ -44,7 +44,9 @@ thread_local! {
 }
 
 /// Model steps per run (Miri runs a smaller sample of the same test).
-const STEPS: usize = if cfg!(miri) { 60 } else { 1500 };
+fn steps() -> usize {
+    crate::scaled("wheel model steps per run", 1500, 40)
+}
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -204,8 +206,9 @@ fn check_turn(
 
 #[test]
 fn wheel_matches_model_from_zero() {
+    let steps = steps();
     for seed in 0..12 {
-        model_run(seed, Duration::ZERO, STEPS);
+        model_run(seed, Duration::ZERO, steps);
     }
     if !cfg!(miri) {
         assert!(FIRED.with(|f| f.get()) > 3000, "the runs fire entries");
@@ -215,15 +218,17 @@ fn wheel_matches_model_from_zero() {
 
 #[test]
 fn wheel_matches_model_past_2_pow_30_ms() {
+    let steps = steps();
     for seed in 100..108 {
-        model_run(seed, ms((1 << 30) + 12_345), STEPS);
+        model_run(seed, ms((1 << 30) + 12_345), steps);
     }
 }
 
 #[test]
 fn wheel_matches_model_across_2_pow_36_ms() {
+    let steps = steps();
     for seed in 200..206 {
-        model_run(seed, ms((1 << 36) - 3), STEPS);
+        model_run(seed, ms((1 << 36) - 3), steps);
     }
     if !cfg!(miri) {
         let far = FIRED_FAR.with(|f| f.get());
@@ -233,12 +238,12 @@ fn wheel_matches_model_across_2_pow_36_ms() {
 
 #[test]
 fn many_entries_in_one_tick_fire_in_exact_order() {
-    const N: usize = if cfg!(miri) { 200 } else { 10_000 };
+    let n_entries = crate::scaled("entries in one tick", 10_000, 200);
     let mut arena = Arena::default();
     let origin = Instant::now();
     let mut wheel = Wheel::new(origin);
     let mut rng = StdRng::seed_from_u64(7);
-    for _ in 0..N {
+    for _ in 0..n_entries {
         let d = origin + ms(4096) + Duration::from_nanos(rng.gen_range(0..1_000_000));
         let e = arena.alloc(d);
         // SAFETY: fresh entry, outlives the wheel.
@@ -255,5 +260,5 @@ fn many_entries_in_one_tick_fire_in_exact_order() {
         last = d;
         n += 1;
     }
-    assert_eq!(n, N);
+    assert_eq!(n, n_entries);
 }
