@@ -180,9 +180,11 @@ impl CancelHandle {
     /// `cancel_with_cause(prepared)` without allocating a record.
     pub(crate) fn cancel_with_prepared(&self, prepared: &PreparedCause) {
         if self.node().err().is_some() {
-            return;
+            // Done already: wait for the subtree, as `cancel` does.
+            return tree::wait_drained(self.node());
         }
         let rec = prepared.shared().clone();
-        tree::cancel(self.node(), Error::Canceled, Some(rec), Holder::Handle);
+        // SAFETY: as in `cancel`.
+        unsafe { tree::cancel(self.node, Error::Canceled, Some(rec), Holder::Handle) };
     }
 }
