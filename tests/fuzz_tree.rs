@@ -23,30 +23,18 @@ fn error_from_bytes_takes_both_values() {
 #[test]
 fn ops_build_the_tree_they_say() {
     let mut tree = Tree::new();
-    tree.apply(Op::Derive {
-        parent: 0,
-        how: Derive::Cancel,
-    }); // 1
-    tree.apply(Op::Derive {
-        parent: 1,
-        how: Derive::Timeout(5),
-    }); // 2
-    tree.apply(Op::Derive {
-        parent: 0,
-        how: Derive::Cancel,
-    }); // 3
-    tree.apply(Op::Derive {
-        parent: 2,
-        how: Derive::Merge(3),
-    }); // 4
-    tree.apply(Op::Derive {
-        parent: 4,
-        how: Derive::WithoutCancel,
-    }); // 5
-    tree.apply(Op::Derive {
-        parent: 3,
-        how: Derive::TimeoutCause(200, Error::Canceled),
-    }); // 6
+    // Nodes 1 to 6, each derived from the parent named.
+    let derives = [
+        (0, Derive::Cancel),
+        (1, Derive::Timeout(5)),
+        (0, Derive::Cancel),
+        (2, Derive::Merge(3)),
+        (4, Derive::WithoutCancel),
+        (3, Derive::TimeoutCause(200, Error::Canceled)),
+    ];
+    for (parent, how) in derives {
+        tree.apply(Op::Derive { parent, how });
+    }
     assert_eq!(tree.len(), 7);
     tree.check();
     // Node 3's cancel reaches the merge (4) and 6, not 5 (without_cancel).
