@@ -250,10 +250,10 @@ impl<F: Future> Future for Run<F> {
     type Output = Result<F::Output, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        // SAFETY: `fut` is structurally pinned: it is never moved out of
-        // `self` (no method hands it out by value, `Run` has no `Drop`),
-        // and only a pinned reference to it is made below. The other
-        // fields are `Unpin` and never pinned.
+        // `fut` is structurally pinned: no method hands it out by value,
+        // `Run` has no `Drop`, and the other fields are `Unpin`.
+        // SAFETY: `fut` is never moved out of `self`; only a pinned
+        // reference to it is made below.
         let this = unsafe { self.get_unchecked_mut() };
         let out = match (this.state, this.done.err()) {
             (RunState::Finished, _) => return Poll::Pending,

@@ -235,10 +235,10 @@ impl TimerCore {
             let mut ours = true;
             let next = match step {
                 Step::Fire(entry) => {
-                    // SAFETY: we won FILED -> FIRED (entry inv. 6), so `fire`
-                    // is ours to call, then `release`, once (entry inv. 7).
                     // Fired first, before the releases below: a claimed
                     // entry is never held back behind other user code.
+                    // SAFETY: we won FILED -> FIRED (entry inv. 6), so `fire`
+                    // is ours to call, then `release`, once (entry inv. 7).
                     let panics = watched(&mut ours, watcher, || unsafe {
                         let fired = call_hook(entry, |e| e.hooks().fire);
                         (fired, call_hook(entry, |e| e.hooks().release))
