@@ -121,7 +121,10 @@ fn deadline_firing_raced_by_a_loser() {
         let (l, _lh) = d.with_cancel();
         let t = thread::spawn(move || clock.advance(Duration::from_millis(1)));
         dh.cancel();
-        assert!(l.is_done(), "leaf live after a cancel that lost to the deadline");
+        assert!(
+            l.is_done(),
+            "leaf live after a cancel that lost to the deadline"
+        );
         t.join().unwrap();
     });
 }
