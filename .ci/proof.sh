@@ -75,6 +75,14 @@ for line in sys.stdin:
           envs=(GOCONTEXT_FUZZ_REPLAY_ITERS=0)
           echo "valgrind: $name replays the seed corpus only (no random inputs)"
           ;;
+        deadline_isolation)
+          args=(--skip a_blocking_after_func_does_not_delay_other_deadlines
+            --skip cancelling_a_100k_node_subtree_does_not_delay_other_deadlines
+            --skip a_slow_waker_does_not_delay_other_deadlines
+            --skip a_blocking_callback_that_panics_stops_no_thread)
+          echo "valgrind: $name skips its four lateness bounds (a 50x slowdown" \
+            "measures valgrind's scheduler, not the engine's; they run in cargo test)"
+          ;;
         proof_regressions)
           args=(--skip deadline_armed_during_advance_is_not_lost)
           echo "valgrind: $name skips deadline_armed_during_advance_is_not_lost (20,000 thread spawns)"
@@ -194,7 +202,13 @@ if [ "${SKIP_TSAN:-}" != 1 ]; then
   # here to keep the job within a few minutes on 2 cores. Run them with
   # the same command and `--test scale --test fuzz_replay`.
   echo "tsan: leaves out scale and fuzz_replay (see .ci/proof.sh);" \
-    "stress with GOCONTEXT_STRESS_CHILDREN=200000 (full run: 2M children)"
+    "stress with GOCONTEXT_STRESS_CHILDREN=200000 (full run: 2M children);" \
+    "deadline_isolation without its four lateness bounds (TSan's slowdown)"
+  # The lateness bounds measure time; under TSan they measure TSan.
+  lateness=(--skip a_blocking_after_func_does_not_delay_other_deadlines
+    --skip cancelling_a_100k_node_subtree_does_not_delay_other_deadlines
+    --skip a_slow_waker_does_not_delay_other_deadlines
+    --skip a_blocking_callback_that_panics_stops_no_thread)
   targets=()
   for f in tests/*.rs; do
     t="$(basename "$f" .rs)"
@@ -204,7 +218,7 @@ if [ "${SKIP_TSAN:-}" != 1 ]; then
   # exitcode=66 (TSan's default) fails the step on any report; every
   # report is printed before that.
   time RUST_BACKTRACE=0 GOCONTEXT_STRESS_CHILDREN=200000 TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
-    "${tsan[@]}" "${targets[@]}" -- --test-threads=2
+    "${tsan[@]}" "${targets[@]}" -- --test-threads=2 "${lateness[@]}"
 fi
 
 step "proof suite green"
