@@ -207,13 +207,14 @@ if [ "${SKIP_TSAN:-}" != 1 ]; then
   # runs them under AddressSanitizer) are TSan-clean too, but left out
   # here to keep the job within a few minutes on 2 cores. Run them with
   # the same command and `--test scale --test fuzz_replay`.
-  echo "tsan: leaves out scale and fuzz_replay (see .ci/proof.sh);" \
+  echo "tsan: leaves out scale and fuzz_replay (see .ci/proof.sh), and servers" \
+    "(feature tower: hyper under -Zbuild-std; cargo test --all-features runs it);" \
     "stress with GOCONTEXT_STRESS_CHILDREN=200000 (full run: 2M children);" \
     "deadline_isolation without its five lateness bounds (TSan's slowdown)"
   targets=()
   for f in tests/*.rs; do
     t="$(basename "$f" .rs)"
-    case "$t" in scale | fuzz_replay) continue ;; esac
+    case "$t" in scale | fuzz_replay | servers) continue ;; esac
     targets+=(--test "$t")
   done
   # exitcode=66 (TSan's default) fails the step on any report; every
