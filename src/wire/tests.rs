@@ -90,7 +90,7 @@ fn encodes_the_finest_unit_that_fits() {
 fn round_trip_property_over_every_scale() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x6772_7063);
-    for _ in 0..200_000 {
+    for _ in 0..crate::scaled("wire round trips", 200_000, 200) {
         // A magnitude from 1 ns to past the saturation point, then a value.
         let bits = rng.gen_range(0..=70u32);
         let nanos: u128 = rng.gen_range(0..=(1u128 << bits));
