@@ -80,13 +80,18 @@ impl CancelHandle {
     /// assert_eq!(ctx.cause().unwrap().to_string(), "client went away");
     /// ```
     pub fn cancel_with_cause(&self, cause: impl Into<Cause>) {
+        self.cancel_with_record(|| Record::new(Error::Canceled, cause.into()));
+    }
+
+    /// Cancels with the record `make` builds, made only if the context is
+    /// still open; if it is done already, waits for the subtree, as
+    /// `cancel` does.
+    fn cancel_with_record(&self, make: impl FnOnce() -> std::sync::Arc<Record>) {
         if self.node().err().is_some() {
-            // Done already: wait for the subtree, as `cancel` does.
             return tree::wait_drained(self.node());
         }
-        let rec = Record::new(Error::Canceled, cause.into());
         // SAFETY: as in `cancel`.
-        unsafe { tree::cancel(self.node, Error::Canceled, Some(rec), Holder::Handle) };
+        unsafe { tree::cancel(self.node, Error::Canceled, Some(make()), Holder::Handle) };
     }
 
     /// Gives up the handle without cancelling: the context lives on until
@@ -179,12 +184,6 @@ impl PreparedCause {
 impl CancelHandle {
     /// `cancel_with_cause(prepared)` without allocating a record.
     pub(crate) fn cancel_with_prepared(&self, prepared: &PreparedCause) {
-        if self.node().err().is_some() {
-            // Done already: wait for the subtree, as `cancel` does.
-            return tree::wait_drained(self.node());
-        }
-        let rec = prepared.shared().clone();
-        // SAFETY: as in `cancel`.
-        unsafe { tree::cancel(self.node, Error::Canceled, Some(rec), Holder::Handle) };
+        self.cancel_with_record(|| prepared.shared().clone());
     }
 }
