@@ -13,7 +13,7 @@
 //! `grpc-timeout: 1S` header (a deadline child, which arms a timer).
 
 use criterion::Criterion;
-use gocontext::tower::ServerLayer;
+use gocontext::tower::{Server, ServerLayer};
 use gocontext::Context;
 use http::{HeaderValue, Request, Response};
 use http_body_util::Empty;
@@ -86,6 +86,17 @@ fn shapes() -> [(&'static str, Option<HeaderValue>); 2] {
     ]
 }
 
+/// The layered variants measured: name, and whether the layer also stores
+/// the context in the request's extensions.
+const LAYERED: [(&str, bool); 2] = [("with", true), ("with_no_extensions", false)];
+
+/// The layer over `App`, storing the context in extensions or not.
+fn layered(root: &Context, extensions: bool) -> Server<App> {
+    ServerLayer::new(root.clone())
+        .store_in_extensions(extensions)
+        .layer(App)
+}
+
 fn bench(c: &mut Criterion) {
     let waker = Waker::from(Arc::new(Noop));
     let (root, _stop) = Context::background().with_cancel();
@@ -95,10 +106,12 @@ fn bench(c: &mut Criterion) {
         group.bench_function("without", |b| {
             b.iter(|| serve_one(&mut bare, &waker, header.as_ref()))
         });
-        let mut layered = ServerLayer::new(root.clone()).layer(App);
-        group.bench_function("with", |b| {
-            b.iter(|| serve_one(&mut layered, &waker, header.as_ref()))
-        });
+        for (variant, extensions) in LAYERED {
+            let mut svc = layered(&root, extensions);
+            group.bench_function(variant, |b| {
+                b.iter(|| serve_one(&mut svc, &waker, header.as_ref()))
+            });
+        }
         group.finish();
     }
 }
@@ -119,17 +132,20 @@ fn count_allocations() {
         };
         let mut bare = App;
         let without = per_request(&mut || serve_one(&mut bare, &waker, header.as_ref()));
-        let mut layered = ServerLayer::new(root.clone()).layer(App);
-        let with = per_request(&mut || serve_one(&mut layered, &waker, header.as_ref()));
-        println!(
-            "server_layer/{name}: allocations per request: without {without:.2}, \
-             with {with:.2}, added {:.2}",
-            with - without
-        );
+        for (variant, extensions) in LAYERED {
+            let mut svc = layered(&root, extensions);
+            let with = per_request(&mut || serve_one(&mut svc, &waker, header.as_ref()));
+            println!(
+                "server_layer/{name}: allocations per request: without {without:.2}, \
+                 {variant} {with:.2}, added {:.2}",
+                with - without
+            );
+        }
     }
 }
 
-/// `GOCONTEXT_SERVERS_RUN=SHAPE/with|without GOCONTEXT_SERVERS_ITERS=N`:
+/// `GOCONTEXT_SERVERS_RUN=SHAPE/VARIANT GOCONTEXT_SERVERS_ITERS=N` (VARIANT `without`, `with`
+/// or `with_no_extensions`):
 /// only run N requests of one line, for an instruction count under
 /// callgrind (the difference of two N cancels the setup out).
 fn run_only(line: &str, n: u64) {
@@ -138,21 +154,23 @@ fn run_only(line: &str, n: u64) {
     let known = shapes();
     let found = line.rsplit_once('/').and_then(|(shape, variant)| {
         let header = known.iter().find(|(name, _)| *name == shape)?.1.clone();
-        matches!(variant, "with" | "without").then_some((header, variant))
+        let layer = LAYERED.iter().find(|(name, _)| *name == variant);
+        (variant == "without" || layer.is_some()).then(|| (header, layer.map(|l| l.1)))
     });
-    let Some((header, variant)) = found else {
+    let Some((header, layer)) = found else {
         let names: Vec<_> = known.iter().map(|(name, _)| *name).collect();
         eprintln!(
-            "GOCONTEXT_SERVERS_RUN: expected SHAPE/with or SHAPE/without, SHAPE one of {names:?}"
+            "GOCONTEXT_SERVERS_RUN: expected SHAPE/VARIANT, SHAPE one of {names:?}, \
+             VARIANT without, with or with_no_extensions"
         );
         std::process::exit(2);
     };
-    let mut layered = ServerLayer::new(root).layer(App);
-    for _ in 0..n {
-        match variant {
-            "with" => serve_one(&mut layered, &waker, header.as_ref()),
-            _ => serve_one(&mut App, &waker, header.as_ref()),
+    match layer {
+        Some(extensions) => {
+            let mut svc = layered(&root, extensions);
+            (0..n).for_each(|_| serve_one(&mut svc, &waker, header.as_ref()));
         }
+        None => (0..n).for_each(|_| serve_one(&mut App, &waker, header.as_ref())),
     }
 }
 

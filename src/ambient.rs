@@ -127,6 +127,7 @@ impl Context {
         Scope {
             ctx: self,
             fut: ManuallyDrop::new(fut),
+            finished: false,
         }
     }
 
@@ -175,10 +176,17 @@ impl fmt::Debug for EnterGuard {
 }
 
 /// A future running in a context: see [`Context::scope`].
+///
+/// The inner future is dropped inside the context as soon as it completes
+/// (saving a second trip through the thread's slot when the `Scope` itself
+/// is dropped). Polled again after that, a `Scope` stays pending, like a
+/// fused future: there is no output left to give.
 #[must_use = "futures do nothing unless polled"]
 pub struct Scope<F> {
     ctx: Context,
     fut: ManuallyDrop<F>,
+    /// `fut` completed and was dropped in place.
+    finished: bool,
 }
 
 impl<F> Scope<F> {
@@ -195,16 +203,32 @@ impl<F: Future> Future for Scope<F> {
         // SAFETY: `fut` is structurally pinned: it is never moved out of
         // `self` (it is dropped in place in `Drop`), and `ctx` is not pinned.
         let this = unsafe { self.get_unchecked_mut() };
+        if this.finished {
+            return Poll::Pending;
+        }
         let _current = this.ctx.enter();
         // SAFETY: as above, `fut` stays where it is until dropped.
-        unsafe { Pin::new_unchecked(&mut *this.fut) }.poll(cx)
+        let out = unsafe { Pin::new_unchecked(&mut *this.fut) }.poll(cx);
+        if out.is_ready() {
+            this.finished = true;
+            // SAFETY: dropped exactly once, in place (pinning allows
+            // that), and never touched again: `finished` is set first, so
+            // neither a later poll nor `Drop` reaches it, even if this
+            // drop unwinds.
+            unsafe { ManuallyDrop::drop(&mut this.fut) };
+        }
+        out
     }
 }
 
 impl<F> Drop for Scope<F> {
     fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
         let _current = self.ctx.enter();
-        // SAFETY: dropped exactly once, here, in place; never used after.
+        // SAFETY: dropped exactly once, here, in place; never used after
+        // (`finished` is false, so `poll` has not dropped it).
         unsafe { ManuallyDrop::drop(&mut self.fut) };
     }
 }

@@ -584,3 +584,66 @@ async fn a_streaming_body_runs_in_the_request_until_it_ends() {
         Some(&RequestEnded::ClientWentAway)
     );
 }
+
+#[test]
+fn without_the_extensions_copy_the_context_is_still_current() {
+    /// Answers with whether the request carried a context, and which
+    /// context was current.
+    #[derive(Clone)]
+    struct Looks;
+    impl Service<Request<()>> for Looks {
+        type Response = Response<Full<Bytes>>;
+        type Error = Error;
+        type Future = std::future::Ready<Result<Response<Full<Bytes>>, Error>>;
+        fn poll_ready(&mut self, _: &mut TaskCx<'_>) -> Poll<Result<(), Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: Request<()>) -> Self::Future {
+            let stored = req.extensions().get::<Context>().is_some();
+            let current = Context::current();
+            assert_ne!(current, Context::background(), "a request context");
+            let deadline = current.deadline().is_some();
+            std::future::ready(Ok(Response::new(Full::from(format!(
+                "{stored} {deadline}"
+            )))))
+        }
+    }
+    for (store, want) in [(true, "true true"), (false, "false true")] {
+        let layer = ServerLayer::new(Context::background())
+            .max_timeout(Duration::from_secs(5))
+            .store_in_extensions(store);
+        let mut svc = layer.layer(Looks);
+        let waker = noop_waker();
+        let mut cx = TaskCx::from_waker(&waker);
+        let mut fut = std::pin::pin!(svc.call(Request::new(())));
+        let Poll::Ready(res) = fut.as_mut().poll(&mut cx) else {
+            panic!("answered at once")
+        };
+        let body = res.unwrap().into_body();
+        let text = ready_text(body);
+        assert_eq!(text, want);
+    }
+}
+
+/// The bytes of a body that is ready at once, as text.
+fn ready_text<B: hyper::body::Body + Unpin>(body: B) -> String
+where
+    B::Error: std::fmt::Debug,
+{
+    let waker = noop_waker();
+    let mut cx = TaskCx::from_waker(&waker);
+    let mut collect = std::pin::pin!(body.collect());
+    match collect.as_mut().poll(&mut cx) {
+        Poll::Ready(all) => String::from_utf8(all.unwrap().to_bytes().to_vec()).unwrap(),
+        Poll::Pending => panic!("the body is ready at once"),
+    }
+}
+
+/// A waker for futures that are ready at once.
+fn noop_waker() -> std::task::Waker {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    std::task::Waker::from(std::sync::Arc::new(Noop))
+}

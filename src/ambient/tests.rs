@@ -134,6 +134,32 @@ fn dropping_a_scope_drops_its_future_inside_it() {
 }
 
 #[test]
+fn a_finished_future_is_dropped_inside_its_scope_at_once() {
+    struct Record(Arc<Mutex<Option<Option<Context>>>>);
+    impl Drop for Record {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(Context::try_current());
+        }
+    }
+    let (ctx, _c) = Context::background().with_cancel();
+    let slot = Arc::new(Mutex::new(None));
+    let record = Record(slot.clone());
+    let mut fut = Box::pin(ctx.clone().scope(async move {
+        let _keep = record;
+        7
+    }));
+    assert_eq!(poll_once(fut.as_mut()), Poll::Ready(7));
+    // Dropped at completion, while the context was current.
+    assert_eq!(*slot.lock().unwrap(), Some(Some(ctx)));
+    *slot.lock().unwrap() = None;
+    // Polled again it stays pending, like a fused future.
+    assert_eq!(poll_once(fut.as_mut()), Poll::Pending);
+    drop(fut);
+    assert_eq!(*slot.lock().unwrap(), None, "not dropped twice");
+    assert_eq!(Context::try_current(), None);
+}
+
+#[test]
 fn a_panicking_poll_restores_the_slot() {
     let (ctx, _c) = Context::background().with_cancel();
     let mut fut = Box::pin(ctx.scope(async { panic!("handler bug") }));
