@@ -4,18 +4,21 @@
 //! crossbeam-epoch's deferred frees have run, live bytes must be back at the
 //! baseline.
 //!
-//! The scenarios run one after another inside a single `#[test]`, because
-//! libtest's own threads would otherwise allocate in the middle of a
-//! measurement. `GOCONTEXT_LEAKS_ONLY=<name>` runs one scenario.
+//! The runner is `support/scenarios.rs`'s. `GOCONTEXT_LEAKS_ONLY=<name>`
+//! runs one scenario.
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
+#[path = "support/scenarios.rs"]
+mod scenarios;
 
-use counting_alloc::{settle, Counting};
 #[path = "support/miri.rs"]
 mod miri;
+
+use counting_alloc::Counting;
 use gocontext::{CancelHandle, Cause, Clock, Context, Error, Key};
 use miri::scaled;
+use scenarios::{check_all, Scenario};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
@@ -437,8 +440,6 @@ fn values_and_causes() {
     drop((c, d, cause));
 }
 
-type Scenario = (&'static str, fn());
-
 const SCENARIOS: &[Scenario] = &[
     ("tree_cancel_and_drop", tree_cancel_and_drop),
     ("tree_detach_and_drop", tree_detach_and_drop),
@@ -455,43 +456,10 @@ const SCENARIOS: &[Scenario] = &[
     ("values_and_causes", values_and_causes),
 ];
 
-/// crossbeam-epoch always keeps up to one sealed garbage bag queued (a
-/// ~2 KiB node): the slack for that. Every scenario makes hundreds of
-/// contexts, so a per-context leak is far above it; fixed-size leaks are
-/// valgrind's job (`.ci/proof.sh`).
-const SLACK: isize = 4096;
-
 #[test]
 fn leak_scenarios() {
-    let only = std::env::var("GOCONTEXT_LEAKS_ONLY").ok();
-    let hook = std::panic::take_hook();
-    // The panics of `panics_in_callbacks` are on purpose; keep them quiet.
-    std::panic::set_hook(Box::new(|info| {
-        let msg = info.to_string();
-        if !msg.contains("on purpose") {
-            eprintln!("{msg}");
-        }
-    }));
-    let mut failures = vec![];
-    for (name, f) in SCENARIOS {
-        if only.as_deref().is_some_and(|o| o != *name) {
-            continue;
-        }
-        if std::panic::catch_unwind(f).is_err() {
-            failures.push(format!("{name}: panicked (warm-up run)"));
-            continue;
-        }
-        let base = settle(isize::MIN);
-        if std::panic::catch_unwind(f).is_err() {
-            failures.push(format!("{name}: panicked"));
-            continue;
-        }
-        let after = settle(base);
-        eprintln!("leaks: {name:<30} baseline {base:>9} B, after {after:>9} B");
-        if after > base + SLACK {
-            failures.push(format!("{name}: {} bytes leaked", after - base));
-        }
-    }
-    std::panic::set_hook(hook);
-    assert!(failures.is_empty(), "failures: {failures:#?}");
+    // The panics of `panics_in_callbacks` are on purpose.
+    check_all("leaks", "GOCONTEXT_LEAKS_ONLY", SCENARIOS, |msg, _| {
+        msg.contains("on purpose")
+    });
 }

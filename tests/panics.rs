@@ -3,17 +3,17 @@
 //! complete, the first panic is re-raised afterwards, and nothing leaks
 //! (counting global allocator, as in `leaks.rs`).
 //!
-//! The scenarios run one after another inside a single `#[test]` (libtest's
-//! own threads would otherwise allocate in the middle of a measurement);
-//! each runs once to warm up, then again between two measurements.
-//! `GOCONTEXT_PANICS_ONLY=<name>` runs one scenario.
+//! The runner is `support/scenarios.rs`'s. `GOCONTEXT_PANICS_ONLY=<name>`
+//! runs one scenario.
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
+#[path = "support/scenarios.rs"]
+mod scenarios;
 
-use counting_alloc::{settle, Counting};
+use counting_alloc::Counting;
 use gocontext::{Clock, Context, Error, Key};
-use std::any::Any;
+use scenarios::{check_all, message, Scenario};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -27,17 +27,6 @@ static ALLOC: Counting = Counting;
 /// Rounds per scenario: a per-round leak of even one small node is then
 /// far above the slack.
 const ROUNDS: usize = 50;
-
-/// crossbeam-epoch keeps up to one sealed garbage bag queued (as in
-/// `leaks.rs`).
-const SLACK: isize = 4096;
-
-/// The message of a panic payload, if it is a string.
-fn message(p: &(dyn Any + Send)) -> Option<String> {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-}
 
 /// Runs `f`, which must panic, and returns the payload's message.
 fn must_panic(f: impl FnOnce()) -> String {
@@ -271,8 +260,6 @@ fn value_whose_drop_panics() {
     }
 }
 
-type Scenario = (&'static str, fn());
-
 const SCENARIOS: &[Scenario] = &[
     ("panicking_waker", panicking_waker),
     (
@@ -288,46 +275,12 @@ const SCENARIOS: &[Scenario] = &[
     ("value_whose_drop_panics", value_whose_drop_panics),
 ];
 
-/// Runs a scenario; its failure's message if it fails.
-fn run(f: fn()) -> Result<(), String> {
-    catch_unwind(f).map_err(|p| {
-        let why = message(&*p).unwrap_or_default();
-        std::mem::forget(p); // its drop may panic too
-        why
-    })
-}
-
 #[test]
 fn panics_inside_the_engine() {
-    let only = std::env::var("GOCONTEXT_PANICS_ONLY").ok();
-    let hook = std::panic::take_hook();
-    // The scenarios' panics are on purpose; keep them quiet.
-    std::panic::set_hook(Box::new(|info| {
-        let msg = info.to_string();
-        if !msg.contains("on purpose") && !info.payload().is::<BadPayload>() {
-            eprintln!("{msg}");
-        }
-    }));
-    let mut failures = vec![];
-    for (name, f) in SCENARIOS {
-        if only.as_deref().is_some_and(|o| o != *name) {
-            continue;
-        }
-        if let Err(why) = run(*f) {
-            failures.push(format!("{name}: {why} (warm-up run)"));
-            continue;
-        }
-        let base = settle(isize::MIN);
-        if let Err(why) = run(*f) {
-            failures.push(format!("{name}: {why}"));
-            continue;
-        }
-        let after = settle(base);
-        eprintln!("panics: {name:<40} baseline {base:>9} B, after {after:>9} B");
-        if after > base + SLACK {
-            failures.push(format!("{name}: {} bytes leaked", after - base));
-        }
-    }
-    std::panic::set_hook(hook);
-    assert!(failures.is_empty(), "failures: {failures:#?}");
+    check_all(
+        "panics",
+        "GOCONTEXT_PANICS_ONLY",
+        SCENARIOS,
+        |msg, payload| msg.contains("on purpose") || payload.is::<BadPayload>(),
+    );
 }
