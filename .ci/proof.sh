@@ -15,14 +15,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> proof: %s (%s)\n' "$*" "$(date +%T)"; }
 
-# tests/deadline_isolation.rs's lateness bounds measure time: under valgrind
-# or TSan (5-50x slower) they measure the tool's scheduler, so those two
-# steps leave them out (cargo test runs them in full).
-lateness=(--skip a_blocking_after_func_does_not_delay_other_deadlines
-  --skip cancelling_a_100k_node_subtree_does_not_delay_other_deadlines
-  --skip a_slow_waker_does_not_delay_other_deadlines
-  --skip a_blocking_callback_that_panics_stops_no_thread
-  --skip at_the_thread_bound_the_driver_still_fires_and_sleeps)
+# tests/deadline_isolation.rs's bounds on time (lateness, CPU spent) measure
+# the tool's scheduler under valgrind or TSan (5-50x slower): those two steps
+# set GOCONTEXT_SKIP_TIME_BOUNDS=1, which prints the bounds instead of
+# asserting them (everything else in the tests still runs; cargo test
+# asserts them in full).
 
 # ---------------------------------------------------------------- loom
 if [ "${SKIP_LOOM:-}" != 1 ]; then
@@ -85,9 +82,9 @@ for line in sys.stdin:
           echo "valgrind: $name replays the seed corpus only (no random inputs)"
           ;;
         deadline_isolation)
-          args=("${lateness[@]}")
-          echo "valgrind: $name skips its five lateness bounds (a 50x slowdown" \
-            "measures valgrind's scheduler, not the engine's; they run in cargo test)"
+          envs=(GOCONTEXT_SKIP_TIME_BOUNDS=1)
+          echo "valgrind: $name with GOCONTEXT_SKIP_TIME_BOUNDS=1 (bounds on time" \
+            "printed, not asserted; a 10k-node subtree, not 100k; cargo test runs them in full)"
           ;;
         proof_regressions)
           args=(--skip deadline_armed_during_advance_is_not_lost)
@@ -210,7 +207,7 @@ if [ "${SKIP_TSAN:-}" != 1 ]; then
   echo "tsan: leaves out scale and fuzz_replay (see .ci/proof.sh), and servers" \
     "(feature tower: hyper under -Zbuild-std; cargo test --all-features runs it);" \
     "stress with GOCONTEXT_STRESS_CHILDREN=200000 (full run: 2M children);" \
-    "deadline_isolation without its five lateness bounds (TSan's slowdown)"
+    "deadline_isolation with GOCONTEXT_SKIP_TIME_BOUNDS=1 (TSan's slowdown)"
   targets=()
   for f in tests/*.rs; do
     t="$(basename "$f" .rs)"
@@ -219,8 +216,9 @@ if [ "${SKIP_TSAN:-}" != 1 ]; then
   done
   # exitcode=66 (TSan's default) fails the step on any report; every
   # report is printed before that.
-  time RUST_BACKTRACE=0 GOCONTEXT_STRESS_CHILDREN=200000 TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
-    "${tsan[@]}" "${targets[@]}" -- --test-threads=2 "${lateness[@]}"
+  time RUST_BACKTRACE=0 GOCONTEXT_STRESS_CHILDREN=200000 GOCONTEXT_SKIP_TIME_BOUNDS=1 \
+    TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
+    "${tsan[@]}" "${targets[@]}" -- --test-threads=2
 fi
 
 step "proof suite green"

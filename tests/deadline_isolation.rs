@@ -9,6 +9,12 @@
 //! the measured figures are criterion's (`benches/context.rs`,
 //! `deadline_lateness`). The tests run one at a time (`SERIAL`): they share
 //! the process-wide clock and count its threads.
+//!
+//! `GOCONTEXT_SKIP_TIME_BOUNDS=1` turns every bound on time (lateness, CPU
+//! spent, what must still be blocked at some instant) into a printed line,
+//! and the 100k-node subtree into 10k nodes: `.ci/proof.sh` sets it under
+//! valgrind and ThreadSanitizer, whose 5-50x slowdown measures the tool's
+//! scheduler, so that what the tests do still runs under those tools.
 
 use gocontext::{Context, Error};
 use std::future::Future;
@@ -20,6 +26,20 @@ use std::time::{Duration, Instant};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const BOUND: Duration = Duration::from_millis(50);
+
+/// Whether bounds on time are only printed (see the module docs).
+fn time_bounds_skipped() -> bool {
+    std::env::var_os("GOCONTEXT_SKIP_TIME_BOUNDS").is_some_and(|v| v == "1")
+}
+
+/// Asserts a bound on time, or prints it when they are skipped.
+fn time_bound(holds: bool, what: std::fmt::Arguments<'_>) {
+    if holds {
+        return;
+    }
+    assert!(time_bounds_skipped(), "{what}");
+    eprintln!("time bound not asserted (GOCONTEXT_SKIP_TIME_BOUNDS=1): {what}");
+}
 
 /// Runs the tests one at a time, each starting once the timer threads
 /// left blocked by an earlier test (a failed one, say) have returned.
@@ -91,12 +111,15 @@ fn a_blocking_after_func_does_not_delay_other_deadlines() {
     });
     let others = fifty_from_20_to_120_ms(start);
     let p99 = others.p99();
-    assert!(
+    time_bound(
         p99 <= BOUND,
-        "p99 lateness {p99:?} behind a blocking callback"
+        format_args!("p99 lateness {p99:?} behind a blocking callback"),
     );
     // The others really did fire while the callback was still blocking.
-    assert_eq!(blocked.load(Ordering::SeqCst), 0);
+    time_bound(
+        blocked.load(Ordering::SeqCst) == 0,
+        format_args!("the callback returned before the others fired"),
+    );
     wait_for(|| blocked.load(Ordering::SeqCst) == 1);
 }
 
@@ -107,7 +130,13 @@ fn cancelling_a_100k_node_subtree_does_not_delay_other_deadlines() {
     let due = start + Duration::from_millis(1500);
     let (root, _h) = Context::background().with_deadline(due);
     // 100,000 nodes, each with a callback and a grandchild waiting on it.
-    let subtree: Vec<_> = (0..100_000)
+    let n = if time_bounds_skipped() {
+        eprintln!("GOCONTEXT_SKIP_TIME_BOUNDS=1: a 10,000-node subtree, not 100,000");
+        10_000
+    } else {
+        100_000
+    };
+    let subtree: Vec<_> = (0..n)
         .map(|_| {
             let (c, h) = root.with_cancel();
             let f = c.after_func(|| {});
@@ -115,16 +144,19 @@ fn cancelling_a_100k_node_subtree_does_not_delay_other_deadlines() {
             (c, h, f, g)
         })
         .collect();
-    assert!(root.err().is_none(), "building took longer than 1.5 s");
+    time_bound(
+        root.err().is_none(),
+        format_args!("building took longer than 1.5 s"),
+    );
     // Others due from 50 ms before to 150 ms after the big firing.
     let others = Others::at(
         due - Duration::from_millis(50),
         (0..50).map(|i| Duration::from_millis(i * 4)),
     );
     let p99 = others.p99();
-    assert!(
+    time_bound(
         p99 <= BOUND,
-        "p99 lateness {p99:?} around a 100k-node drain"
+        format_args!("p99 lateness {p99:?} around a 100k-node drain"),
     );
     wait_for(|| subtree.iter().all(|(_, _, _, (g, _))| g.err().is_some()));
 }
@@ -154,7 +186,10 @@ fn a_slow_waker_does_not_delay_other_deadlines() {
     assert!(done.as_mut().poll(&mut cx).is_pending());
     let others = fifty_from_20_to_120_ms(start);
     let p99 = others.p99();
-    assert!(p99 <= BOUND, "p99 lateness {p99:?} behind a slow waker");
+    time_bound(
+        p99 <= BOUND,
+        format_args!("p99 lateness {p99:?} behind a slow waker"),
+    );
     wait_for(|| waker.0.load(Ordering::SeqCst) == 1);
 }
 
@@ -224,7 +259,11 @@ fn at_the_thread_bound_the_driver_still_fires_and_sleeps() {
     let (released, slow) = blocking_deadlines(start, 7, Duration::from_millis(500));
     let others = Others::at(start, (0..20).map(|i| Duration::from_millis(100 + 10 * i)));
     wait_for(|| timer_threads() == 8 || start.elapsed() > Duration::from_millis(300));
-    assert_eq!(timer_threads(), 8, "seven stuck firings and a driver");
+    let threads = timer_threads();
+    time_bound(
+        threads == 8,
+        format_args!("{threads} timer threads, not seven stuck firings and a driver"),
+    );
     let cpu_before = timer_cpu_ns();
     std::thread::sleep(Duration::from_millis(300));
     let cpu_after = timer_cpu_ns();
@@ -232,16 +271,18 @@ fn at_the_thread_bound_the_driver_still_fires_and_sleeps() {
         .iter()
         .map(|(tid, t)| t - cpu_before.get(tid).copied().unwrap_or(0))
         .sum();
-    assert!(
+    time_bound(
         spent_ns < 30_000_000,
-        "timer threads spent {spent_ns} ns on a CPU in 300 ms"
+        format_args!("timer threads spent {spent_ns} ns on a CPU in 300 ms"),
     );
     let p99 = others.p99();
-    assert!(p99 <= BOUND, "p99 lateness {p99:?} at the thread bound");
-    assert_eq!(
-        released.load(Ordering::SeqCst),
-        0,
-        "the stall was over too soon"
+    time_bound(
+        p99 <= BOUND,
+        format_args!("p99 lateness {p99:?} at the thread bound"),
+    );
+    time_bound(
+        released.load(Ordering::SeqCst) == 0,
+        format_args!("the stall was over too soon"),
     );
     wait_for(|| released.load(Ordering::SeqCst) == slow.len());
     wait_for(|| timer_threads() == 2);
@@ -298,9 +339,9 @@ fn a_blocking_callback_that_panics_stops_no_thread() {
     });
     let during = fifty_from_20_to_120_ms(start);
     let p99 = during.p99();
-    assert!(
+    time_bound(
         p99 <= BOUND,
-        "p99 lateness {p99:?} behind a blocking callback"
+        format_args!("p99 lateness {p99:?} behind a blocking callback"),
     );
     // Well after the panic: the threads still fire deadlines on time.
     let later = Others::at(
@@ -308,8 +349,8 @@ fn a_blocking_callback_that_panics_stops_no_thread() {
         (0..20).map(|i| Duration::from_millis(i * 3)),
     );
     let p99 = later.p99();
-    assert!(
+    time_bound(
         p99 <= BOUND,
-        "p99 lateness {p99:?} after a panicking callback"
+        format_args!("p99 lateness {p99:?} after a panicking callback"),
     );
 }
