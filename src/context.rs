@@ -247,9 +247,8 @@ impl Context {
     /// ```
     pub fn with_value<T: Send + Sync + 'static>(&self, key: &'static Key<T>, value: T) -> Context {
         let key = KeyId {
-            id: key.id(),
+            vtable: key.vtable(),
             slot: key.slot(),
-            name: key.name(),
         };
         Context::from_ref(tree::value(&self.node, key, value))
     }
@@ -412,7 +411,7 @@ impl Context {
     pub fn value<T: 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         // SAFETY: our handle keeps the whole path alive for `&self`'s life,
         // and the key's address fixes the type.
-        unsafe { tree::lookup(self.node.values(), key.id(), key.slot()) }
+        unsafe { tree::lookup(self.node.values(), key.vtable(), key.slot()) }
     }
 
     /// The clock this context's deadlines run on: its root's.

@@ -9,7 +9,8 @@
 //! |---|---|---|
 //! | `state.rs` | the state word of a cancellable node | state 1-3 |
 //! | `list.rs` | the intrusive lock-free list, its links and sweep policy | list 1-6 |
-//! | `node.rs` | node layouts, `NodeRef`, the record slot | node 1-3 |
+//! | `node.rs` | the header, the cancellable core, `NodeRef`, the record slot | node 1-3 |
+//! | `layout.rs` | the per-kind layouts past the core; the time base | layout 1-2 |
 //! | `refs.rs` | the two reference counts, teardown | refs 1-3 |
 //! | `create.rs` | creating each kind of node, attach, arming its timer | create 1-3 |
 //! | `cancel.rs` | closing a node and draining its subtree | cancel 1-3 |
@@ -35,6 +36,7 @@ mod cancel;
 mod create;
 mod drained;
 mod entry;
+mod layout;
 mod list;
 mod node;
 mod refs;
@@ -46,7 +48,7 @@ pub(crate) use callback::{Callback, Func};
 pub(crate) use cancel::{cancel, wait_drained, Holder};
 pub(crate) use create::{cancellable, root, share, value, without_cancel, KeyId, OwnDeadline};
 pub(crate) use entry::withdraw;
-pub(crate) use node::{CancelNode, NodeKind, NodeRef, Record, Root};
+pub(crate) use node::{kind_of, CancelNode, NodeKind, NodeRef, NodeVtable, Record, Root};
 pub(crate) use refs::release_handle;
-pub(crate) use value::{key_name, lookup};
+pub(crate) use value::{key_of, lookup, value_vtable};
 pub(crate) use waiter::Waiter;

@@ -1,0 +1,300 @@
+//! The node layouts past the common core, one per kind, and the time base
+//! (where a node's clock and effective deadline live).
+//!
+//! Each kind allocates only the fields it uses (docs/design.md, "Nodes"):
+//!
+//! | kind | layout |
+//! |---|---|
+//! | `with_cancel` | a bare [`CancelNode`] (its time slot: the base pointer) |
+//! | deadline | [`DeadlineNode`]: the core, the timer entry, the cause record |
+//! | `merge` | [`MergeNode`]: the core, the second link and parent, the deadline |
+//! | manual root, `without_cancel` | [`PlainNode`]: the header, `values`, the clock |
+//! | value | `ValueNode<T>` (`value.rs`) |
+//!
+//! Invariants:
+//! 1. The *base* of a node is the nearest ancestor-or-self that owns a
+//!    clock and a deadline: a manual root, a `without_cancel`, a deadline
+//!    or a merge node; `None` stands for the system clock and no deadline.
+//!    A `with_cancel` node stores its base; a value node's base is its
+//!    scope's, or (no scope) that of the nearest non-value ancestor. The
+//!    base is an ancestor kept alive by the parent handles, and its clock
+//!    and deadline never change.
+//! 2. A deadline or merge node's time slot holds its clock; a `with_cancel`
+//!    node's holds its base. The kind (the node's table) says which.
+
+use super::list::{Entry, EntryKind};
+use super::node::{
+    free_box, kind_of, CancelNode, Header, NodeKind, NodeRef, NodeVtable, Record, TimeSlot,
+};
+use crate::clock::Clock;
+use crate::sync::UnsafeCell;
+use crate::time::{TimerEntry, TimerHooks};
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The tables of the kinds that are not values.
+static CANCEL: NodeVtable = NodeVtable {
+    kind: NodeKind::Cancel,
+    free: free_box::<CancelNode>,
+};
+static DEADLINE: NodeVtable = NodeVtable {
+    kind: NodeKind::Deadline,
+    free: free_box::<DeadlineNode>,
+};
+static MERGE: NodeVtable = NodeVtable {
+    kind: NodeKind::Merge,
+    free: free_box::<MergeNode>,
+};
+static ROOT: NodeVtable = NodeVtable {
+    kind: NodeKind::Root,
+    free: free_box::<PlainNode>,
+};
+static WITHOUT_CANCEL: NodeVtable = NodeVtable {
+    kind: NodeKind::WithoutCancel,
+    free: free_box::<PlainNode>,
+};
+
+/// `with_deadline`/`with_timeout` with a deadline of its own.
+#[repr(C)]
+pub(crate) struct DeadlineNode {
+    pub(crate) core: CancelNode,
+    /// Armed iff the deadline was ahead at creation; its `deadline` is the
+    /// node's.
+    pub(crate) timer: TimerEntry,
+    /// What the deadline fires with: `None` for plain `DeadlineExceeded`,
+    /// else the `_cause` variant's record, built at creation.
+    record: Option<Arc<Record>>,
+}
+
+/// `merge(a, b)`.
+#[repr(C)]
+pub(crate) struct MergeNode {
+    pub(crate) core: CancelNode,
+    /// Our entry in the second parent scope's list.
+    pub(crate) link2: Entry,
+    /// The second parent, until teardown (node invariant 1).
+    parent2: UnsafeCell<Option<NodeRef>>,
+    /// The earlier of the parents' deadlines.
+    deadline: Option<Instant>,
+}
+
+/// A manual clock's root, or a `without_cancel` node: never done.
+#[repr(C)]
+pub(crate) struct PlainNode {
+    header: Header,
+    /// The nearest ancestor that answers value lookups.
+    values: Option<NonNull<Header>>,
+    clock: Clock,
+}
+
+// The budgets of issue 10, in heap bytes per live context.
+#[cfg(all(target_pointer_width = "64", not(loom)))]
+const _: () = {
+    assert!(size_of::<CancelNode>() <= 104);
+    assert!(size_of::<DeadlineNode>() <= 184);
+};
+use std::mem::size_of;
+
+impl Drop for DeadlineNode {
+    fn drop(&mut self) {
+        // SAFETY: a deadline node's slot holds its clock (invariant 2).
+        unsafe { ManuallyDrop::drop(&mut self.core.time.clock) };
+    }
+}
+
+impl Drop for MergeNode {
+    fn drop(&mut self) {
+        // SAFETY: a merge node's slot holds its clock (invariant 2).
+        unsafe { ManuallyDrop::drop(&mut self.core.time.clock) };
+    }
+}
+
+/// Gives up a new cancellable node's box; its scope is itself.
+fn leak_cancel<T>(node: T) -> NonNull<CancelNode> {
+    let ptr = NonNull::from(Box::leak(Box::new(node))).cast::<CancelNode>();
+    // SAFETY: not shared yet; every cancellable layout starts with the core.
+    unsafe { (*ptr.as_ptr()).header.scope = Some(ptr) };
+    ptr
+}
+
+/// A `with_cancel` child of `parent`, not linked yet.
+pub(super) fn new_cancel(parent: &NodeRef) -> NonNull<CancelNode> {
+    // SAFETY: our caller's handle keeps `parent` alive.
+    let base = unsafe { base_of(parent) };
+    leak_cancel(CancelNode::new(
+        &CANCEL,
+        parent,
+        parent.values(),
+        TimeSlot { base },
+    ))
+}
+
+/// A deadline child of `parent`, due `at`, not linked or armed yet.
+pub(super) fn new_deadline(
+    parent: &NodeRef,
+    at: Instant,
+    record: Option<Arc<Record>>,
+    hooks: &'static TimerHooks,
+) -> NonNull<CancelNode> {
+    let clock = ManuallyDrop::new(parent.clock());
+    leak_cancel(DeadlineNode {
+        core: CancelNode::new(&DEADLINE, parent, parent.values(), TimeSlot { clock }),
+        timer: TimerEntry::new(at, hooks),
+        record,
+    })
+}
+
+/// `merge(a, b)`, not linked yet.
+pub(super) fn new_merge(a: &NodeRef, b: &NodeRef) -> NonNull<CancelNode> {
+    let deadline = match (a.deadline(), b.deadline()) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    let clock = ManuallyDrop::new(a.clock());
+    leak_cancel(MergeNode {
+        // A merge answers lookups itself (`values_of`).
+        core: CancelNode::new(&MERGE, a, None, TimeSlot { clock }),
+        link2: Entry::new(EntryKind::MergeLink),
+        parent2: UnsafeCell::new(Some(b.clone())),
+        deadline,
+    })
+}
+
+/// A root node for a manual clock.
+pub(super) fn new_root(clock: Clock) -> NonNull<Header> {
+    let header = Header::new(NonNull::from(&ROOT), None, None);
+    let node = Box::new(PlainNode {
+        header,
+        values: None,
+        clock,
+    });
+    NonNull::from(Box::leak(node)).cast()
+}
+
+/// A `without_cancel` child of `parent`: its values, never done.
+pub(super) fn new_without_cancel(parent: &NodeRef) -> NonNull<Header> {
+    let header = Header::new(NonNull::from(&WITHOUT_CANCEL), Some(parent.clone()), None);
+    let node = Box::new(PlainNode {
+        header,
+        values: parent.values(),
+        clock: parent.clock(),
+    });
+    NonNull::from(Box::leak(node)).cast()
+}
+
+/// The nearest ancestor-or-self that answers value lookups: a value or
+/// merge node itself, else the one it recorded.
+///
+/// # Safety
+/// `h` is a live node's own pointer.
+pub(super) unsafe fn values_of(h: NonNull<Header>) -> Option<NonNull<Header>> {
+    // SAFETY: alive (caller); each kind's layout starts as cast.
+    unsafe {
+        match kind_of(h) {
+            NodeKind::Value | NodeKind::Merge => Some(h),
+            NodeKind::Cancel | NodeKind::Deadline => h.cast::<CancelNode>().as_ref().values,
+            NodeKind::Root | NodeKind::WithoutCancel => h.cast::<PlainNode>().as_ref().values,
+        }
+    }
+}
+
+/// The base of `node` (invariant 1).
+///
+/// # Safety
+/// The caller holds `node` for as long as it uses the result.
+pub(super) unsafe fn base_of(node: &NodeRef) -> Option<NonNull<Header>> {
+    let mut h = node.node_ptr()?;
+    loop {
+        // SAFETY: `h` is `node` or an ancestor, alive by its handle, and an
+        // allocation's own pointer (stored so by `create.rs`).
+        match unsafe { kind_of(h) } {
+            NodeKind::Root | NodeKind::WithoutCancel | NodeKind::Deadline | NodeKind::Merge => {
+                return Some(h)
+            }
+            // SAFETY: as above; a cancel node's slot holds its base.
+            NodeKind::Cancel => return unsafe { h.cast::<CancelNode>().as_ref().time.base },
+            NodeKind::Value => {
+                // SAFETY: as above.
+                let header = unsafe { h.as_ref() };
+                h = match header.scope {
+                    Some(scope) => scope.cast(),
+                    None => header.parent()?.node_ptr()?,
+                };
+            }
+        }
+    }
+}
+
+/// The deadline a base stands for.
+///
+/// # Safety
+/// `base` is a live base (invariant 1).
+pub(super) unsafe fn base_deadline(base: NonNull<Header>) -> Option<Instant> {
+    // SAFETY: alive (caller); the layouts are as the kind says.
+    unsafe {
+        match kind_of(base) {
+            NodeKind::Deadline => Some(base.cast::<DeadlineNode>().as_ref().timer.deadline()),
+            NodeKind::Merge => base.cast::<MergeNode>().as_ref().deadline,
+            _ => None,
+        }
+    }
+}
+
+/// The clock a base stands for.
+///
+/// # Safety
+/// As [`base_deadline`].
+pub(super) unsafe fn base_clock(base: NonNull<Header>) -> Clock {
+    // SAFETY: alive (caller); the layouts are as the kind says.
+    unsafe {
+        match kind_of(base) {
+            NodeKind::Deadline | NodeKind::Merge => Clock::clone(&base.cast::<CancelNode>().as_ref().time.clock),
+            _ => base.cast::<PlainNode>().as_ref().clock.clone(),
+        }
+    }
+}
+
+/// A deadline node's clock, for arming and disarming its timer.
+///
+/// # Safety
+/// `node` is a live deadline node.
+pub(crate) unsafe fn own_clock<'a>(node: NonNull<CancelNode>) -> &'a Clock {
+    // SAFETY: the caller's promise (invariant 2).
+    unsafe { &(*node.as_ptr()).time.clock }
+}
+
+/// The record a deadline node's deadline fires with.
+///
+/// # Safety
+/// `node` is a live deadline node's own pointer.
+pub(crate) unsafe fn deadline_record(node: NonNull<CancelNode>) -> Option<Arc<Record>> {
+    // SAFETY: the caller's promise.
+    unsafe { node.cast::<DeadlineNode>().as_ref() }.record.clone()
+}
+
+impl MergeNode {
+    /// The second parent of a merge node.
+    ///
+    /// # Safety
+    /// `node` is a live merge node's own pointer, and the caller holds a
+    /// handle on it (or is its teardown, before `take_parent2`).
+    pub(crate) unsafe fn parent2<'a>(node: NonNull<Header>) -> Option<&'a NodeRef> {
+        // SAFETY: the caller's promise; as `Header::parent`.
+        let cell = unsafe { &node.cast::<MergeNode>().as_ref().parent2 };
+        // SAFETY: as above.
+        cell.with(|p| unsafe { (*p).as_ref() })
+    }
+
+    /// Empties the second parent cell at teardown.
+    ///
+    /// # Safety
+    /// `node` is a merge node's own pointer and its `handles` are zero.
+    pub(super) unsafe fn take_parent2(node: NonNull<Header>) -> Option<NodeRef> {
+        // SAFETY: the caller's promise.
+        let cell = unsafe { &node.cast::<MergeNode>().as_ref().parent2 };
+        // SAFETY: nobody else reads the cell (node invariant 1).
+        cell.with_mut(|p| unsafe { (*p).take() })
+    }
+}
