@@ -274,6 +274,31 @@ pub(crate) unsafe fn deadline_record(node: NonNull<CancelNode>) -> Option<Arc<Re
     unsafe { node.cast::<DeadlineNode>().as_ref() }.record.clone()
 }
 
+// The time base and values, through a reference (node.rs has the rest).
+impl NodeRef {
+    /// The nearest ancestor-or-self that answers value lookups.
+    pub(crate) fn values(&self) -> Option<NonNull<Header>> {
+        // SAFETY: our handle keeps the node alive; its own pointer.
+        self.node_ptr().and_then(|h| unsafe { values_of(h) })
+    }
+
+    /// The effective deadline (`None` for never).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        // SAFETY: as above; the base is an ancestor-or-self.
+        unsafe { base_of(self) }.and_then(|b| unsafe { base_deadline(b) })
+    }
+
+    /// The clock of the tree's root.
+    pub(crate) fn clock(&self) -> Clock {
+        // SAFETY: as above.
+        match unsafe { base_of(self) } {
+            // SAFETY: as above.
+            Some(b) => unsafe { base_clock(b) },
+            None => Clock::system(),
+        }
+    }
+}
+
 impl MergeNode {
     /// The second parent of a merge node.
     ///

@@ -16,7 +16,6 @@
 //! 3. The record slot is written once (state invariant 2), and owns one
 //!    strong count of its `Arc<Record>` until the node is freed.
 
-use super::layout;
 use super::list::{Entry, List};
 use super::state::{err_of, CAUSE};
 use crate::clock::Clock;
@@ -26,7 +25,6 @@ use crate::sync::{AtomicUsize, LeakTrack, UnsafeCell};
 use std::mem::{offset_of, size_of, ManuallyDrop};
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// What a node is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -160,28 +158,6 @@ impl NodeRef {
     #[inline]
     pub(crate) fn scope_ptr(&self) -> Option<NonNull<CancelNode>> {
         self.header()?.scope
-    }
-
-    /// The nearest ancestor-or-self that answers value lookups.
-    pub(crate) fn values(&self) -> Option<NonNull<Header>> {
-        // SAFETY: our handle keeps the node alive; its own pointer.
-        self.node_ptr().and_then(|h| unsafe { layout::values_of(h) })
-    }
-
-    /// The effective deadline (`None` for never).
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        // SAFETY: as above; the base is an ancestor-or-self.
-        unsafe { layout::base_of(self) }.and_then(|b| unsafe { layout::base_deadline(b) })
-    }
-
-    /// The clock of the tree's root.
-    pub(crate) fn clock(&self) -> Clock {
-        // SAFETY: as above.
-        match unsafe { layout::base_of(self) } {
-            // SAFETY: as above.
-            Some(b) => unsafe { layout::base_clock(b) },
-            None => Clock::system(),
-        }
     }
 }
 
