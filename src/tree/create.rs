@@ -97,7 +97,7 @@ pub(crate) fn cancellable(
     unsafe {
         attach(ptr);
         if passed {
-            let record = layout::deadline_record(ptr);
+            let record = ptr.as_ref().claim_deadline_record();
             cancel::cancel(ptr, Error::DeadlineExceeded, record, Holder::Handle);
         }
         arm_timer(ptr);
@@ -213,8 +213,7 @@ unsafe fn arm_timer(ptr: NonNull<CancelNode>) {
     let due = unsafe { timer.as_ref() }.deadline() <= clock.now();
     // SAFETY: see above.
     if clock.is_manual() && due && unsafe { clock.disarm(timer) } {
-        // SAFETY: a deadline node (it has a timer), alive.
-        let record = unsafe { layout::deadline_record(ptr) };
+        let record = node.claim_deadline_record();
         // SAFETY: the caller's promise.
         unsafe { cancel::cancel(ptr, Error::DeadlineExceeded, record, Holder::Handle) };
     }
@@ -236,7 +235,7 @@ unsafe fn fire_timer(timer: NonNull<TimerEntry>) {
     // the clock's reference (caller).
     let node = unsafe { timer_node(timer) };
     // SAFETY: as above.
-    let record = unsafe { layout::deadline_record(node) };
+    let record = unsafe { node.as_ref() }.claim_deadline_record();
     // SAFETY: as above; the clock holds a memory reference.
     unsafe { cancel::cancel(node, Error::DeadlineExceeded, record, Holder::Memory) };
 }

@@ -63,9 +63,6 @@ pub(crate) struct DeadlineNode {
     /// Armed iff the deadline was ahead at creation; its `deadline` is the
     /// node's.
     pub(crate) timer: TimerEntry,
-    /// What the deadline fires with: `None` for plain `DeadlineExceeded`,
-    /// else the `_cause` variant's record, built at creation.
-    record: Option<Arc<Record>>,
 }
 
 /// `merge(a, b)`.
@@ -92,8 +89,8 @@ pub(crate) struct PlainNode {
 // The budgets of issue 10, in heap bytes per live context.
 #[cfg(all(target_pointer_width = "64", not(loom)))]
 const _: () = {
-    assert!(size_of::<CancelNode>() <= 104);
-    assert!(size_of::<DeadlineNode>() <= 184);
+    assert!(size_of::<CancelNode>() <= 96);
+    assert!(size_of::<DeadlineNode>() <= 160);
 };
 use std::mem::size_of;
 
@@ -139,10 +136,12 @@ pub(super) fn new_deadline(
     hooks: &'static TimerHooks,
 ) -> NonNull<CancelNode> {
     let clock = ManuallyDrop::new(parent.clock());
+    let mut core = CancelNode::new(&DEADLINE, parent, parent.values(), TimeSlot { clock });
+    // The `_cause` variants' record waits in the core's slot (node inv. 3).
+    core.pend_record(record);
     leak_cancel(DeadlineNode {
-        core: CancelNode::new(&DEADLINE, parent, parent.values(), TimeSlot { clock }),
+        core,
         timer: TimerEntry::new(at, hooks),
-        record,
     })
 }
 
@@ -263,15 +262,6 @@ pub(super) unsafe fn base_clock(base: NonNull<Header>) -> Clock {
 pub(crate) unsafe fn own_clock<'a>(node: NonNull<CancelNode>) -> &'a Clock {
     // SAFETY: the caller's promise (invariant 2).
     unsafe { &(*node.as_ptr()).time.clock }
-}
-
-/// The record a deadline node's deadline fires with.
-///
-/// # Safety
-/// `node` is a live deadline node's own pointer.
-pub(crate) unsafe fn deadline_record(node: NonNull<CancelNode>) -> Option<Arc<Record>> {
-    // SAFETY: the caller's promise.
-    unsafe { node.cast::<DeadlineNode>().as_ref() }.record.clone()
 }
 
 // The time base and values, through a reference (node.rs has the rest).

@@ -13,8 +13,13 @@
 //!    runs once `handles` is zero, when no reader of those cells is left.
 //! 2. `Header::scope` is the node itself for a cancellable node, else the
 //!    nearest cancellable ancestor; the parent handles keep it alive.
-//! 3. The record slot is written once (state invariant 2), and owns one
-//!    strong count of its `Arc<Record>` until the node is freed.
+//! 3. The record slot is claimed once (state invariant 2): a claimed
+//!    record is never replaced, and owns one strong count of its
+//!    `Arc<Record>` until the node is freed. Before that the slot may hold
+//!    a deadline's own record as *pending* (tag `PENDING`, set at creation
+//!    and read by nobody but a claim): the deadline's claim keeps it, any
+//!    other claim replaces it and drops it. Readers read the slot only
+//!    after seeing `CAUSE`, which only a claimed record is published with.
 
 use super::list::{Entry, List};
 use super::state::{err_of, CAUSE};
@@ -219,7 +224,8 @@ pub(crate) struct CancelNode {
     pub(crate) list: List,
     /// Our entry in the (first) parent scope's list.
     pub(crate) link: Entry,
-    /// `Arc<Record>` as a raw pointer, or 0; written once (invariant 3).
+    /// `Arc<Record>` as a raw pointer, or 0; claimed once (invariant 3);
+    /// tagged `PENDING` while it holds a deadline's unclaimed record.
     record: AtomicUsize,
     /// The nearest ancestor that answers value lookups.
     pub(super) values: Option<NonNull<Header>>,
@@ -236,6 +242,10 @@ pub(crate) union TimeSlot {
     /// `Deadline` and `Merge` kinds: the node's clock.
     pub(super) clock: ManuallyDrop<Clock>,
 }
+
+/// The tag of a pending deadline record in the record slot (an `Arc`'s
+/// pointer is aligned, so bit 0 is free).
+const PENDING: usize = 1;
 
 /// Bytes of the drain's fields before a child's `link` (from `vtable`).
 pub(crate) const DRAIN_BEFORE_LINK: usize =
@@ -382,26 +392,63 @@ impl CancelNode {
         }
     }
 
-    /// Fills the record slot if empty; returns the record it holds now.
+    /// Fills the record slot unless it holds a claimed record; returns the
+    /// record it holds now. A pending deadline record gives way.
     pub(crate) fn claim_record(&self, record: Arc<Record>) -> Arc<Record> {
-        let raw = Arc::into_raw(record);
-        // AcqRel: Release publishes the record to readers of CAUSE;
-        // Acquire reads a competitor's record if it was first.
-        match self
-            .record
-            .compare_exchange(0, raw as usize, AcqRel, Acquire)
-        {
-            // SAFETY: the slot keeps the count we gave it; we add ours.
-            Ok(_) => unsafe {
-                Arc::increment_strong_count(raw);
-                Arc::from_raw(raw)
-            },
-            Err(_) => {
-                // SAFETY: ours was not stored; take it back to drop it.
-                drop(unsafe { Arc::from_raw(raw) });
-                self.record_arc()
+        let raw = Arc::into_raw(record) as usize;
+        // Acquire: reads a competitor's record if it was first.
+        let mut cur = self.record.load(Acquire);
+        while cur == 0 || cur & PENDING != 0 {
+            // AcqRel: Release publishes the record to readers of CAUSE;
+            // Acquire reads a competitor's record if it was first.
+            match self.record.compare_exchange(cur, raw, AcqRel, Acquire) {
+                Ok(_) => {
+                    if cur != 0 {
+                        // SAFETY: the pending record's count was the slot's;
+                        // our exchange took it out.
+                        drop(unsafe { Arc::from_raw((cur & !PENDING) as *const Record) });
+                    }
+                    // SAFETY: the slot keeps the count we gave it; we add ours.
+                    return unsafe {
+                        Arc::increment_strong_count(raw as *const Record);
+                        Arc::from_raw(raw as *const Record)
+                    };
+                }
+                Err(seen) => cur = seen,
             }
         }
+        // SAFETY: ours was not stored; take it back to drop it.
+        drop(unsafe { Arc::from_raw(raw as *const Record) });
+        self.record_arc()
+    }
+
+    /// Parks a deadline's record in the empty slot of a new node, as
+    /// pending: it costs no field of its own, and a claim replaces it.
+    pub(super) fn pend_record(&mut self, record: Option<Arc<Record>>) {
+        if let Some(r) = record {
+            // Relaxed: the node is not shared yet.
+            self.record.store(Arc::into_raw(r) as usize | PENDING, Relaxed);
+        }
+    }
+
+    /// The record a deadline fires with: the pending one, now claimed (or
+    /// the record someone claimed first); `None` if the deadline has no
+    /// cause of its own and nobody claimed the slot.
+    pub(crate) fn claim_deadline_record(&self) -> Option<Arc<Record>> {
+        // Acquire: reads the record of whoever claimed the slot.
+        let cur = self.record.load(Acquire);
+        if cur == 0 {
+            return None;
+        }
+        if cur & PENDING != 0 {
+            // AcqRel: as in `claim_record`. A failure means a claim replaced
+            // the pending record: the slot holds that one now.
+            let _ = self
+                .record
+                .compare_exchange(cur, cur & !PENDING, AcqRel, Acquire);
+        }
+        // The slot holds a claimed record now, which stays until the free.
+        Some(self.record_arc())
     }
 
     /// The header's pointer (the first field), with the node's provenance.
@@ -434,7 +481,7 @@ impl CancelNode {
 impl Drop for CancelNode {
     fn drop(&mut self) {
         // Acquire: we are the last holder (refs reached zero).
-        let raw = self.record.load(Acquire) as *const Record;
+        let raw = (self.record.load(Acquire) & !PENDING) as *const Record;
         if !raw.is_null() {
             // SAFETY: the slot owned one strong count; we are freeing.
             drop(unsafe { Arc::from_raw(raw) });
