@@ -17,7 +17,7 @@ use super::list::Entry;
 use super::layout;
 use super::node::{CancelNode, Header, NodeRef, NodeVtable, Record};
 use super::refs::{acquire_handle, acquire_ref, release_node_ref};
-use super::value::{filter_of, ValueNode};
+use super::value::{KeyFilter, ValueNode};
 use crate::clock::Clock;
 use crate::error::{Cause, Error};
 use crate::time::{TimerEntry, TimerHooks};
@@ -70,8 +70,8 @@ pub(crate) fn value<T: Send + Sync + 'static>(parent: &NodeRef, key: KeyId, valu
     let header = Header::new(key.vtable, Some(parent.clone()), parent.scope_ptr());
     let node = Box::new(ValueNode {
         header,
-        // SAFETY: the parent's values are kept alive by the handle we hold.
-        filter: unsafe { filter_of(parent.values()) }.with(key.slot),
+        // SAFETY: we hold a handle on the parent.
+        filter: unsafe { KeyFilter::of_child(parent, key.slot) },
         value,
     });
     // SAFETY: a new node with one handle, which we hand over.

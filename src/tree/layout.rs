@@ -23,6 +23,7 @@
 //!    node's holds its base. The kind (the node's table) says which.
 
 use super::list::{Entry, EntryKind};
+use super::value::filter_of;
 use super::node::{
     free_box, kind_of, CancelNode, Header, NodeKind, NodeRef, NodeVtable, Record, TimeSlot,
 };
@@ -219,6 +220,10 @@ pub(super) unsafe fn base_of(node: &NodeRef) -> Option<NonNull<Header>> {
                 let header = unsafe { h.as_ref() };
                 h = match header.scope {
                     Some(scope) => scope.cast(),
+                    // SAFETY: as above.
+                    None if unsafe { filter_of(Some(h)) }.no_base() => return None,
+                    // Under a manual root or a `without_cancel`, no scope
+                    // between: the walk ends at it.
                     None => header.parent()?.node_ptr()?,
                 };
             }

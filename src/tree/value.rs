@@ -104,19 +104,40 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
     }
 }
 
-/// A set of key slots (bit `slot % 64`).
+/// A set of key slots (bit `slot % 63`), and in bit 63 the `NO_BASE` flag.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct KeyFilter(u64);
+
+/// Bit 63 of a value node's filter: the node has no scope and its nearest
+/// non-value ancestor is `background()` or `todo()`, so its clock is the
+/// system clock without walking up (`layout::base_of`).
+const NO_BASE: u64 = 1 << 63;
 
 impl KeyFilter {
     const ALL: KeyFilter = KeyFilter(u64::MAX);
 
-    pub(crate) fn with(self, slot: u32) -> KeyFilter {
-        KeyFilter(self.0 | 1 << (slot % 64))
+    /// The filter of a new value node under `parent`, for a key in `slot`.
+    ///
+    /// # Safety
+    /// The caller holds `parent`.
+    pub(crate) unsafe fn of_child(parent: &NodeRef, slot: u32) -> KeyFilter {
+        // SAFETY: the parent's values are kept alive by the parent.
+        let outer = unsafe { filter_of(parent.values()) }.0 & !NO_BASE;
+        let no_base = match parent.node_ptr() {
+            None => true,
+            // SAFETY: kept alive by the parent.
+            Some(h) => unsafe { kind_of(h) == NodeKind::Value && filter_of(Some(h)).no_base() },
+        };
+        KeyFilter(outer | 1 << (slot % 63) | if no_base { NO_BASE } else { 0 })
     }
 
     fn may_contain(self, slot: u32) -> bool {
-        self.0 & (1 << (slot % 64)) != 0
+        self.0 & (1 << (slot % 63)) != 0
+    }
+
+    /// The `NO_BASE` flag (meaningful for a value node without a scope).
+    pub(crate) fn no_base(self) -> bool {
+        self.0 & NO_BASE != 0
     }
 }
 
