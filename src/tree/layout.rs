@@ -87,13 +87,16 @@ pub(crate) struct PlainNode {
     clock: Clock,
 }
 
-// The budgets of issue 10, in heap bytes per live context.
+// Heap bytes per live context (docs/design.md, "Nodes"); the first two are
+// the per-request budgets (with the value node's, in `value.rs`).
 #[cfg(all(target_pointer_width = "64", not(loom)))]
 const _: () = {
+    use std::mem::size_of;
     assert!(size_of::<CancelNode>() <= 96);
     assert!(size_of::<DeadlineNode>() <= 160);
+    assert!(size_of::<MergeNode>() <= 136);
+    assert!(size_of::<PlainNode>() <= 48);
 };
-use std::mem::size_of;
 
 impl Drop for DeadlineNode {
     fn drop(&mut self) {

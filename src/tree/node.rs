@@ -1,8 +1,10 @@
 //! The layouts of the tree's nodes, and the owning reference to one.
 //!
 //! Every derived context is one heap node. All kinds start with a
-//! [`Header`]; cancellable kinds (`with_cancel`, deadlines, `merge`) are a
-//! [`CancelNode`], value kinds a `ValueNode` (`value.rs`).
+//! [`Header`], whose table ([`NodeVtable`]) says the kind and frees the
+//! node; cancellable kinds (`with_cancel`, deadlines, `merge`) start with a
+//! [`CancelNode`] (all of a `with_cancel` node; the other layouts are
+//! `layout.rs`'s), value kinds are a `ValueNode` (`value.rs`).
 //! `Context::background()` and `Context::todo()` are no node at all: a
 //! [`NodeRef`] to them is one of two addresses no allocation can have, so
 //! deriving from them touches no shared memory.
