@@ -68,7 +68,7 @@ impl<T> Key<T> {
     }
 
     /// The key's slot number, 1-based, handed out in first-use order so the
-    /// first 63 keys of a program never share a filter bit (tree/value.rs).
+    /// first 127 keys of a program never share a filter bit (tree/value.rs).
     pub(crate) fn slot(&'static self) -> u32 {
         static NEXT: AtomicU32 = AtomicU32::new(1);
         // Relaxed: the slot is a hint; any number is correct, just slower.

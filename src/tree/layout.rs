@@ -36,26 +36,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The tables of the kinds that are not values.
-static CANCEL: NodeVtable = NodeVtable {
-    kind: NodeKind::Cancel,
-    free: free_box::<CancelNode>,
-};
-static DEADLINE: NodeVtable = NodeVtable {
-    kind: NodeKind::Deadline,
-    free: free_box::<DeadlineNode>,
-};
-static MERGE: NodeVtable = NodeVtable {
-    kind: NodeKind::Merge,
-    free: free_box::<MergeNode>,
-};
-static ROOT: NodeVtable = NodeVtable {
-    kind: NodeKind::Root,
-    free: free_box::<PlainNode>,
-};
-static WITHOUT_CANCEL: NodeVtable = NodeVtable {
-    kind: NodeKind::WithoutCancel,
-    free: free_box::<PlainNode>,
-};
+static CANCEL: NodeVtable = table(NodeKind::Cancel, free_box::<CancelNode>);
+static DEADLINE: NodeVtable = table(NodeKind::Deadline, free_box::<DeadlineNode>);
+static MERGE: NodeVtable = table(NodeKind::Merge, free_box::<MergeNode>);
+static ROOT: NodeVtable = table(NodeKind::Root, free_box::<PlainNode>);
+static WITHOUT_CANCEL: NodeVtable = table(NodeKind::WithoutCancel, free_box::<PlainNode>);
+
+const fn table(kind: NodeKind, free: unsafe fn(NonNull<Header>)) -> NodeVtable {
+    NodeVtable { kind, free }
+}
 
 /// `with_deadline`/`with_timeout` with a deadline of its own.
 #[repr(C)]
