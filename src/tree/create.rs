@@ -13,8 +13,8 @@
 
 use super::cancel::{self, Holder};
 use super::entry::{self, timer_node};
-use super::list::Entry;
 use super::layout;
+use super::list::Entry;
 use super::node::{CancelNode, Header, NodeRef, NodeVtable, Record};
 use super::refs::{acquire_handle, acquire_ref, release_node_ref};
 use super::value::{KeyFilter, ValueNode};

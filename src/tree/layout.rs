@@ -23,10 +23,10 @@
 //!    node's holds its base. The kind (the node's table) says which.
 
 use super::list::{Entry, EntryKind};
-use super::value::filter_of;
 use super::node::{
     free_box, kind_of, CancelNode, Header, NodeKind, NodeRef, NodeVtable, Record, TimeSlot,
 };
+use super::value::filter_of;
 use crate::clock::Clock;
 use crate::sync::UnsafeCell;
 use crate::time::{TimerEntry, TimerHooks};
@@ -246,7 +246,9 @@ pub(super) unsafe fn base_clock(base: NonNull<Header>) -> Clock {
     // SAFETY: alive (caller); the layouts are as the kind says.
     unsafe {
         match kind_of(base) {
-            NodeKind::Deadline | NodeKind::Merge => Clock::clone(&base.cast::<CancelNode>().as_ref().time.clock),
+            NodeKind::Deadline | NodeKind::Merge => {
+                Clock::clone(&base.cast::<CancelNode>().as_ref().time.clock)
+            }
             _ => base.cast::<PlainNode>().as_ref().clock.clone(),
         }
     }

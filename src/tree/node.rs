@@ -429,7 +429,8 @@ impl CancelNode {
     pub(super) fn pend_record(&mut self, record: Option<Arc<Record>>) {
         if let Some(r) = record {
             // Relaxed: the node is not shared yet.
-            self.record.store(Arc::into_raw(r) as usize | PENDING, Relaxed);
+            self.record
+                .store(Arc::into_raw(r) as usize | PENDING, Relaxed);
         }
     }
 
