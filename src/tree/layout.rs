@@ -6,7 +6,7 @@
 //! | kind | layout |
 //! |---|---|
 //! | `with_cancel` | a bare [`CancelNode`] (its time slot: the base pointer) |
-//! | deadline | [`DeadlineNode`]: the core, the timer entry, the cause record |
+//! | deadline | [`DeadlineNode`]: the core and the timer entry (a cause's record waits in the core's record slot) |
 //! | `merge` | [`MergeNode`]: the core, the second link and parent, the deadline |
 //! | manual root, `without_cancel` | [`PlainNode`]: the header, `values`, the clock |
 //! | value | `ValueNode<T>` (`value.rs`) |
@@ -16,7 +16,8 @@
 //!    clock and a deadline: a manual root, a `without_cancel`, a deadline
 //!    or a merge node; `None` stands for the system clock and no deadline.
 //!    A `with_cancel` node stores its base; a value node's base is its
-//!    scope's, or (no scope) that of the nearest non-value ancestor. The
+//!    scope's, or (no scope) that of the nearest non-value ancestor, which
+//!    is `background()` itself when the filter says `NO_BASE`. The
 //!    base is an ancestor kept alive by the parent handles, and its clock
 //!    and deadline never change.
 //! 2. A deadline or merge node's time slot holds its clock; a `with_cancel`
