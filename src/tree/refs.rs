@@ -176,6 +176,7 @@ unsafe fn teardown(h: NonNull<Header>, panics: &mut Panics) -> (Option<NodeRef>,
         panics.call(|| unsafe { cancel::close_unobserved(c) });
         // SAFETY: as above.
         unsafe { cancel::withdraw_links(c) };
+        // SAFETY: as above.
         if unsafe { kind_of(h) } == NodeKind::Merge {
             // SAFETY: handles are zero: nobody else reads the cell.
             p2 = unsafe { MergeNode::take_parent2(h) };
