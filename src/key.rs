@@ -68,13 +68,20 @@ impl<T> Key<T> {
     }
 
     /// The key's slot number, 1-based, handed out in first-use order so the
-    /// first 127 keys of a program never share a filter bit (tree/value.rs).
+    /// first 127 keys of a program never share a filter bit;
+    /// never a number whose bit is the filter's flag (tree/value.rs).
     pub(crate) fn slot(&'static self) -> u32 {
         static NEXT: AtomicU32 = AtomicU32::new(1);
-        // Relaxed: the slot is a hint; any number is correct, just slower.
+        // Relaxed: the slot is a hint; any number this loop hands out is
+        // correct, a shared one just slower.
         match self.slot.load(Ordering::Relaxed) {
             0 => {
-                let mine = NEXT.fetch_add(1, Ordering::Relaxed).max(1);
+                // Never 0 (not yet), nor a number whose filter bit is the
+                // value node's `NO_BASE` flag (tree/value.rs).
+                let mut mine = 0;
+                while mine == 0 || mine % 128 == 127 {
+                    mine = NEXT.fetch_add(1, Ordering::Relaxed);
+                }
                 match self
                     .slot
                     .compare_exchange(0, mine, Ordering::Relaxed, Ordering::Relaxed)

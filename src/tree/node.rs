@@ -33,22 +33,43 @@ use std::mem::{offset_of, size_of, ManuallyDrop};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-/// What a node is.
+/// What a node is. The discriminant is also the tag in the low bits of
+/// `Header::vtable`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub(crate) enum NodeKind {
     /// `clock.background()` of a manual clock.
-    Root,
+    Root = 0,
     /// `with_cancel` (and deadlines later than the parent's).
-    Cancel,
+    Cancel = 1,
     /// `with_deadline`, `with_timeout` with a deadline of its own.
-    Deadline,
+    Deadline = 2,
     /// `merge(a, b)`.
-    Merge,
+    Merge = 3,
     /// `with_value`.
-    Value,
+    Value = 4,
     /// `without_cancel`.
-    WithoutCancel,
+    WithoutCancel = 5,
 }
+
+impl NodeKind {
+    /// The kind a `Header::vtable` tag stands for.
+    #[inline]
+    fn of_tag(tag: usize) -> NodeKind {
+        match tag {
+            0 => NodeKind::Root,
+            1 => NodeKind::Cancel,
+            2 => NodeKind::Deadline,
+            3 => NodeKind::Merge,
+            4 => NodeKind::Value,
+            _ => NodeKind::WithoutCancel,
+        }
+    }
+}
+
+/// The low bits of `Header::vtable` that hold the node's kind (tables are
+/// aligned to 8).
+const KIND_TAG: usize = 7;
 
 /// The two roots that are no node.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -172,6 +193,7 @@ impl NodeRef {
 /// cancellable kind has one static table; a value node's table is part of
 /// its key (`Key<T>` starts with one), so one pointer says both "a value
 /// node" and which key, and the key's type frees the value.
+#[repr(C, align(8))]
 pub(crate) struct NodeVtable {
     pub(crate) kind: NodeKind,
     /// Frees the allocation, whose type only the creator knows.
@@ -189,8 +211,10 @@ pub(crate) struct Header {
     parent: UnsafeCell<Option<NodeRef>>,
     /// The nearest cancellable ancestor-or-self; `None` if never done.
     pub(crate) scope: Option<NonNull<CancelNode>>,
-    /// A raw pointer, not a reference: a value node's table is the head of
-    /// its key, and `value.rs` reads the key's name through it.
+    /// The table, its kind added to the address (`KIND_TAG`), so that the
+    /// kind is one load of the node's own line. A raw pointer, not a
+    /// reference: a value node's table is the head of its key, and
+    /// `Display` reads the key's name through it.
     vtable: NonNull<NodeVtable>,
     _track: LeakTrack,
 }
@@ -276,9 +300,8 @@ unsafe impl Sync for CancelNode {}
 /// `h` is a live node.
 #[inline]
 pub(crate) unsafe fn kind_of(h: NonNull<Header>) -> NodeKind {
-    // SAFETY: alive (caller); tables are statics or keys, which are
-    // `'static`.
-    unsafe { h.as_ref().vtable.as_ref() }.kind
+    // SAFETY: alive (caller).
+    NodeKind::of_tag(unsafe { h.as_ref() }.vtable.as_ptr() as usize & KIND_TAG)
 }
 
 /// `h` as a cancellable node, if it is one. Takes the node's pointer: one
@@ -314,18 +337,27 @@ impl Header {
         parent: Option<NodeRef>,
         scope: Option<NonNull<CancelNode>>,
     ) -> Header {
+        // SAFETY: tables are statics or keys, which are `'static`.
+        let kind = unsafe { vtable.as_ref() }.kind as usize;
+        // The tag stays inside the table (aligned to 8, so at least 8
+        // bytes long), and `wrapping_add` keeps the table's provenance.
+        let tagged = vtable.as_ptr().cast::<u8>().wrapping_add(kind);
         Header {
             handles: AtomicUsize::new(1),
             parent: UnsafeCell::new(parent),
             scope,
-            vtable,
+            // SAFETY: a non-null address plus a small offset.
+            vtable: unsafe { NonNull::new_unchecked(tagged.cast()) },
             _track: LeakTrack::new(),
         }
     }
 
     /// The node's table (its kind, its free function; a value node's key).
     pub(crate) fn vtable(&self) -> NonNull<NodeVtable> {
-        self.vtable
+        let tagged = self.vtable.as_ptr().cast::<u8>();
+        let untagged = tagged.wrapping_sub(tagged as usize & KIND_TAG);
+        // SAFETY: the table's own address, which is not null.
+        unsafe { NonNull::new_unchecked(untagged.cast()) }
     }
 
     /// The parent this node was derived from.

@@ -105,9 +105,10 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
     }
 }
 
-/// A set of key slots (bit `slot % 127`), and in bit 127 the `NO_BASE`
-/// flag. Two words, not a `u128`, whose 16-byte alignment would pad a
-/// `ValueNode<u64>` to 64 bytes.
+/// A set of key slots (bit `slot % 128`; slot numbers skip those whose
+/// bit would be 127), and in bit 127 the `NO_BASE` flag. Two words, not a
+/// `u128`, whose 16-byte alignment would pad a `ValueNode<u64>` to 64
+/// bytes.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct KeyFilter([u64; 2]);
 
@@ -131,7 +132,7 @@ impl KeyFilter {
             // SAFETY: kept alive by the parent.
             Some(h) => unsafe { kind_of(h) == NodeKind::Value && filter_of(Some(h)).no_base() },
         };
-        let filter = outer.with(slot % 127);
+        let filter = outer.with(slot % 128);
         if no_base {
             filter.with(NO_BASE)
         } else {
@@ -156,7 +157,7 @@ impl KeyFilter {
     }
 
     fn may_contain(self, slot: u32) -> bool {
-        self.has(slot % 127)
+        self.has(slot % 128)
     }
 
     /// The `NO_BASE` flag (meaningful for a value node without a scope).
