@@ -27,9 +27,10 @@ use super::drained::{self, Pending};
 use super::entry::{self, Container};
 use super::layout::own_clock;
 use super::list::Entry;
-use super::node::{CancelNode, Record};
+use super::node::CancelNode;
 #[cfg(target_arch = "x86_64")]
 use super::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
+use super::record::Record;
 use super::state::{closed_word, drained, CAUSE};
 use crate::error::Error;
 use crate::unwind::Panics;

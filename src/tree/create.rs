@@ -13,11 +13,11 @@
 
 use super::cancel::{self, Holder};
 use super::entry::{self, timer_node};
-use super::layout;
+use super::layout::{self, KeyFilter, ValueNode};
 use super::list::Entry;
-use super::node::{CancelNode, Header, NodeRef, NodeVtable, Record};
+use super::node::{CancelNode, Header, NodeRef, NodeVtable};
+use super::record::Record;
 use super::refs::{acquire_handle, acquire_ref, release_node_ref};
-use super::value::{KeyFilter, ValueNode};
 use crate::clock::Clock;
 use crate::error::{Cause, Error};
 use crate::time::{TimerEntry, TimerHooks};

@@ -9,7 +9,7 @@
 //! | deadline | [`DeadlineNode`]: the core and the timer entry (a cause's record waits in the core's record slot) |
 //! | `merge` | [`MergeNode`]: the core, the second link and parent, the deadline |
 //! | manual root, `without_cancel` | [`PlainNode`]: the header, `values`, the clock |
-//! | value | `ValueNode<T>` (`value.rs`) |
+//! | value | [`ValueNode<T>`]: the header, the key filter, the value |
 //!
 //! Invariants:
 //! 1. The *base* of a node is the nearest ancestor-or-self that owns a
@@ -24,10 +24,8 @@
 //!    node's holds its base. The kind (the node's table) says which.
 
 use super::list::{Entry, EntryKind};
-use super::node::{
-    free_box, kind_of, CancelNode, Header, NodeKind, NodeRef, NodeVtable, Record, TimeSlot,
-};
-use super::value::filter_of;
+use super::node::{free_box, kind_of, CancelNode, Header, NodeKind, NodeRef, NodeVtable, TimeSlot};
+use super::record::Record;
 use crate::clock::Clock;
 use crate::sync::UnsafeCell;
 use crate::time::{TimerEntry, TimerHooks};
@@ -311,5 +309,105 @@ impl MergeNode {
         let cell = unsafe { &node.cast::<MergeNode>().as_ref().parent2 };
         // SAFETY: nobody else reads the cell (node invariant 1).
         cell.with_mut(|p| unsafe { (*p).take() })
+    }
+}
+
+/// A `with_value` node carrying a `T`; its header's table is its key's.
+#[repr(C)]
+pub(crate) struct ValueNode<T> {
+    pub(crate) header: Header,
+    /// Which key slots occur from here outward.
+    pub(crate) filter: KeyFilter,
+    pub(crate) value: T,
+}
+
+// A `u64` value costs 56 bytes: the 48 of issue 10's budget would need a
+// 64-bit filter, which 100 keys saturate (docs/design.md, "Nodes").
+#[cfg(all(target_pointer_width = "64", not(loom)))]
+const _: () = assert!(std::mem::size_of::<ValueNode<u64>>() <= 56);
+
+/// The node table of a `ValueNode<T>`, which each `Key<T>` starts with.
+pub(crate) const fn value_vtable<T>() -> NodeVtable {
+    NodeVtable {
+        kind: NodeKind::Value,
+        free: free_box::<ValueNode<T>>,
+    }
+}
+
+/// A set of key slots (bit `slot % 128`; slot numbers skip those whose
+/// bit would be 127), and in bit 127 the `NO_BASE` flag. Two words, not a
+/// `u128`, whose 16-byte alignment would pad a `ValueNode<u64>` to 64
+/// bytes.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KeyFilter([u64; 2]);
+
+/// Bit 127 of a value node's filter: the node has no scope and its nearest
+/// non-value ancestor is `background()` or `todo()`, so its clock is the
+/// system clock without walking up (`layout::base_of`).
+const NO_BASE: u32 = 127;
+
+impl KeyFilter {
+    const ALL: KeyFilter = KeyFilter([u64::MAX; 2]);
+
+    /// The filter of a new value node under `parent`, for a key in `slot`.
+    ///
+    /// # Safety
+    /// The caller holds `parent`.
+    pub(crate) unsafe fn of_child(parent: &NodeRef, slot: u32) -> KeyFilter {
+        // SAFETY: the parent's values are kept alive by the parent.
+        let outer = unsafe { filter_of(parent.values()) }.without(NO_BASE);
+        let no_base = match parent.node_ptr() {
+            None => true,
+            // SAFETY: kept alive by the parent.
+            Some(h) => unsafe { kind_of(h) == NodeKind::Value && filter_of(Some(h)).no_base() },
+        };
+        let filter = outer.with(slot % 128);
+        if no_base {
+            filter.with(NO_BASE)
+        } else {
+            filter
+        }
+    }
+
+    fn with(self, bit: u32) -> KeyFilter {
+        let mut words = self.0;
+        words[bit as usize / 64] |= 1 << (bit % 64);
+        KeyFilter(words)
+    }
+
+    fn without(self, bit: u32) -> KeyFilter {
+        let mut words = self.0;
+        words[bit as usize / 64] &= !(1 << (bit % 64));
+        KeyFilter(words)
+    }
+
+    fn has(self, bit: u32) -> bool {
+        self.0[bit as usize / 64] & (1 << (bit % 64)) != 0
+    }
+
+    pub(super) fn may_contain(self, slot: u32) -> bool {
+        self.has(slot % 128)
+    }
+
+    /// The `NO_BASE` flag (meaningful for a value node without a scope).
+    pub(crate) fn no_base(self) -> bool {
+        self.has(NO_BASE)
+    }
+}
+
+/// The filter of the lookups that start at `values`.
+///
+/// # Safety
+/// `values` must be alive.
+pub(crate) unsafe fn filter_of(values: Option<NonNull<Header>>) -> KeyFilter {
+    let Some(h) = values else {
+        return KeyFilter::default();
+    };
+    // SAFETY: alive by the caller's guarantee.
+    match unsafe { kind_of(h) } {
+        // SAFETY: value nodes are a `ValueNode<_>`, whose filter's offset
+        // does not depend on the value's type (`repr(C)`, header first).
+        NodeKind::Value => unsafe { h.cast::<ValueNode<()>>().as_ref() }.filter,
+        _ => KeyFilter::ALL,
     }
 }
