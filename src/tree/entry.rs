@@ -25,7 +25,7 @@
 use super::callback::Callback;
 use super::layout::{DeadlineNode, MergeNode};
 use super::list::{self, Entry, EntryKind, List};
-use super::node::{kind_of, CancelNode, NodeKind};
+use super::node::{is_kind, CancelNode, NodeKind};
 use super::refs::release_node_ref;
 use super::waiter::Waiter;
 use crate::time::TimerEntry;
@@ -120,7 +120,7 @@ pub(super) unsafe fn timer_node(timer: NonNull<TimerEntry>) -> NonNull<CancelNod
 /// `node` is alive and has the provenance of its allocation.
 pub(super) unsafe fn timer_ptr(node: NonNull<CancelNode>) -> Option<NonNull<TimerEntry>> {
     // SAFETY: alive (caller); the kind never changes.
-    if unsafe { kind_of(node.cast()) } != NodeKind::Deadline {
+    if !unsafe { is_kind(node.cast(), NodeKind::Deadline) } {
         return None;
     }
     let raw = node.cast::<DeadlineNode>().as_ptr();
@@ -148,7 +148,7 @@ pub(super) unsafe fn links(node: NonNull<CancelNode>) -> [Option<Link>; 2] {
     // and not null; no access.
     let link = unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).link)) };
     // SAFETY: alive (caller).
-    if unsafe { kind_of(node.cast()) } != NodeKind::Merge {
+    if !unsafe { is_kind(node.cast(), NodeKind::Merge) } {
         return [Some((link, first)), None];
     }
     let merge = node.cast::<MergeNode>();

@@ -24,7 +24,9 @@
 //!    node's holds its base. The kind (the node's table) says which.
 
 use super::list::{Entry, EntryKind};
-use super::node::{free_box, kind_of, CancelNode, Header, NodeKind, NodeRef, NodeVtable, TimeSlot};
+use super::node::{
+    free_box, is_kind, kind_of, CancelNode, Header, NodeKind, NodeRef, NodeVtable, TimeSlot,
+};
 use super::record::Record;
 use crate::clock::Clock;
 use crate::sync::UnsafeCell;
@@ -180,9 +182,14 @@ pub(super) fn new_without_cancel(parent: &NodeRef) -> NonNull<Header> {
 ///
 /// # Safety
 /// `h` is a live node's own pointer.
+#[inline]
 pub(super) unsafe fn values_of(h: NonNull<Header>) -> Option<NonNull<Header>> {
-    // SAFETY: alive (caller); each kind's layout starts as cast.
+    // SAFETY: alive (caller); each kind's layout starts as cast. The value
+    // node, the lookups' common start, is tested first, on its tag alone.
     unsafe {
+        if is_kind(h, NodeKind::Value) {
+            return Some(h);
+        }
         match kind_of(h) {
             NodeKind::Value | NodeKind::Merge => Some(h),
             NodeKind::Cancel | NodeKind::Deadline => h.cast::<CancelNode>().as_ref().values,
@@ -265,6 +272,7 @@ pub(crate) unsafe fn own_clock<'a>(node: NonNull<CancelNode>) -> &'a Clock {
 // The time base and values, through a reference (node.rs has the rest).
 impl NodeRef {
     /// The nearest ancestor-or-self that answers value lookups.
+    #[inline]
     pub(crate) fn values(&self) -> Option<NonNull<Header>> {
         // SAFETY: our handle keeps the node alive; its own pointer.
         self.node_ptr().and_then(|h| unsafe { values_of(h) })
@@ -359,9 +367,9 @@ impl KeyFilter {
         let no_base = match parent.node_ptr() {
             None => true,
             // SAFETY: kept alive by the parent.
-            Some(h) => unsafe { kind_of(h) == NodeKind::Value && filter_of(Some(h)).no_base() },
+            Some(h) => unsafe { is_kind(h, NodeKind::Value) && filter_of(Some(h)).no_base() },
         };
-        let filter = outer.with(slot % 128);
+        let filter = outer.with(slot);
         if no_base {
             filter.with(NO_BASE)
         } else {
@@ -369,24 +377,35 @@ impl KeyFilter {
         }
     }
 
+    /// Bit `bit % 128`'s word and mask (no bounds check on the lookup path).
+    #[inline]
+    fn at(bit: u32) -> (usize, u64) {
+        ((bit as usize >> 6) & 1, 1 << (bit & 63))
+    }
+
     fn with(self, bit: u32) -> KeyFilter {
+        let (word, mask) = KeyFilter::at(bit);
         let mut words = self.0;
-        words[bit as usize / 64] |= 1 << (bit % 64);
+        words[word] |= mask;
         KeyFilter(words)
     }
 
     fn without(self, bit: u32) -> KeyFilter {
+        let (word, mask) = KeyFilter::at(bit);
         let mut words = self.0;
-        words[bit as usize / 64] &= !(1 << (bit % 64));
+        words[word] &= !mask;
         KeyFilter(words)
     }
 
+    #[inline]
     fn has(self, bit: u32) -> bool {
-        self.0[bit as usize / 64] & (1 << (bit % 64)) != 0
+        let (word, mask) = KeyFilter::at(bit);
+        self.0[word] & mask != 0
     }
 
+    #[inline]
     pub(super) fn may_contain(self, slot: u32) -> bool {
-        self.has(slot % 128)
+        self.has(slot)
     }
 
     /// The `NO_BASE` flag (meaningful for a value node without a scope).
@@ -399,15 +418,16 @@ impl KeyFilter {
 ///
 /// # Safety
 /// `values` must be alive.
+#[inline]
 pub(crate) unsafe fn filter_of(values: Option<NonNull<Header>>) -> KeyFilter {
     let Some(h) = values else {
         return KeyFilter::default();
     };
     // SAFETY: alive by the caller's guarantee.
-    match unsafe { kind_of(h) } {
-        // SAFETY: value nodes are a `ValueNode<_>`, whose filter's offset
-        // does not depend on the value's type (`repr(C)`, header first).
-        NodeKind::Value => unsafe { h.cast::<ValueNode<()>>().as_ref() }.filter,
-        _ => KeyFilter::ALL,
+    if !unsafe { is_kind(h, NodeKind::Value) } {
+        return KeyFilter::ALL;
     }
+    // SAFETY: value nodes are a `ValueNode<_>`, whose filter's offset does
+    // not depend on the value's type (`repr(C)`, header first).
+    unsafe { h.cast::<ValueNode<()>>().as_ref() }.filter
 }

@@ -282,8 +282,28 @@ unsafe impl Sync for CancelNode {}
 /// `h` is a live node.
 #[inline]
 pub(crate) unsafe fn kind_of(h: NonNull<Header>) -> NodeKind {
+    // SAFETY: the caller's promise.
+    NodeKind::of_tag(unsafe { tag_of(h) })
+}
+
+/// Whether a live node is of `kind`: one load and a compare.
+///
+/// # Safety
+/// As [`kind_of`].
+#[inline]
+pub(crate) unsafe fn is_kind(h: NonNull<Header>, kind: NodeKind) -> bool {
+    // SAFETY: the caller's promise.
+    unsafe { tag_of(h) == kind as usize }
+}
+
+/// The kind tag of a live node.
+///
+/// # Safety
+/// As [`kind_of`].
+#[inline]
+unsafe fn tag_of(h: NonNull<Header>) -> usize {
     // SAFETY: alive (caller).
-    NodeKind::of_tag(unsafe { h.as_ref() }.vtable.as_ptr() as usize & KIND_TAG)
+    unsafe { h.as_ref() }.vtable.as_ptr() as usize & KIND_TAG
 }
 
 /// `h` as a cancellable node, if it is one. Takes the node's pointer: one
@@ -292,14 +312,11 @@ pub(crate) unsafe fn kind_of(h: NonNull<Header>) -> NodeKind {
 /// # Safety
 /// `h` is a live node's pointer with the provenance of its allocation.
 pub(crate) unsafe fn as_cancel(h: NonNull<Header>) -> Option<NonNull<CancelNode>> {
-    // Nodes of these kinds start with a `CancelNode`, whose first field is
-    // the header (`repr(C)`).
+    // Nodes of these kinds (tags 1 to 3) start with a `CancelNode`, whose
+    // first field is the header (`repr(C)`).
     // SAFETY: alive (caller).
-    matches!(
-        unsafe { kind_of(h) },
-        NodeKind::Cancel | NodeKind::Deadline | NodeKind::Merge
-    )
-    .then(|| h.cast())
+    let tag = unsafe { tag_of(h) };
+    (tag.wrapping_sub(NodeKind::Cancel as usize) <= NodeKind::Merge as usize - 1).then(|| h.cast())
 }
 
 /// Frees a node allocated as a `Box<T>` whose first field is the header.

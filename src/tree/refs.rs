@@ -24,7 +24,7 @@
 
 use super::cancel;
 use super::layout::MergeNode;
-use super::node::{as_cancel, kind_of, CancelNode, Header, NodeKind, NodeRef};
+use super::node::{as_cancel, is_kind, CancelNode, Header, NodeKind, NodeRef};
 use crate::sync::Ordering::Relaxed;
 use crate::sync::{release_last, thread_local};
 use crate::unwind::Panics;
@@ -177,7 +177,7 @@ unsafe fn teardown(h: NonNull<Header>, panics: &mut Panics) -> (Option<NodeRef>,
         // SAFETY: as above.
         unsafe { cancel::withdraw_links(c) };
         // SAFETY: as above.
-        if unsafe { kind_of(h) } == NodeKind::Merge {
+        if unsafe { is_kind(h, NodeKind::Merge) } {
             // SAFETY: handles are zero: nobody else reads the cell.
             p2 = unsafe { MergeNode::take_parent2(h) };
         }

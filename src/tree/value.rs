@@ -24,7 +24,7 @@
 //! merge DAG.
 
 use super::layout::{filter_of, MergeNode, ValueNode};
-use super::node::{kind_of, Header, NodeKind, NodeRef, NodeVtable};
+use super::node::{is_kind, Header, NodeKind, NodeRef, NodeVtable};
 use std::collections::HashSet;
 use std::ptr::NonNull;
 
@@ -32,7 +32,7 @@ use std::ptr::NonNull;
 pub(crate) fn key_of(node: &NodeRef) -> Option<NonNull<NodeVtable>> {
     let h = node.node_ptr()?;
     // SAFETY: our handle keeps the node alive.
-    (unsafe { kind_of(h) } == NodeKind::Value).then(|| unsafe { h.as_ref() }.vtable())
+    unsafe { is_kind(h, NodeKind::Value) }.then(|| unsafe { h.as_ref() }.vtable())
 }
 
 /// The value stored under `key` (its node table) as seen from `start`.
@@ -73,7 +73,7 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
             return Some(unsafe { &h.cast::<ValueNode<T>>().as_ref().value });
         }
         // SAFETY: as above.
-        if unsafe { kind_of(h) } == NodeKind::Merge {
+        if unsafe { is_kind(h, NodeKind::Merge) } {
             // A merge: its first parent now, its second parent later.
             seen.get_or_insert_with(HashSet::new).insert(h);
             // SAFETY: as above; `h` is the allocation's pointer.
