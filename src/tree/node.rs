@@ -316,7 +316,7 @@ pub(crate) unsafe fn as_cancel(h: NonNull<Header>) -> Option<NonNull<CancelNode>
     // first field is the header (`repr(C)`).
     // SAFETY: alive (caller).
     let tag = unsafe { tag_of(h) };
-    (tag.wrapping_sub(NodeKind::Cancel as usize) <= NodeKind::Merge as usize - 1).then(|| h.cast())
+    (tag.wrapping_sub(NodeKind::Cancel as usize) < NodeKind::Merge as usize).then(|| h.cast())
 }
 
 /// Frees a node allocated as a `Box<T>` whose first field is the header.
