@@ -129,18 +129,22 @@ pub(crate) unsafe fn share(scope: NonNull<CancelNode>) -> NonNull<CancelNode> {
 /// `ptr` is a new node's own pointer, whose handles the caller holds.
 unsafe fn attach(ptr: NonNull<CancelNode>) {
     // SAFETY: the caller's promise.
-    let (node, links) = unsafe { (ptr.as_ref(), entry::links(ptr)) };
-    let mut closed = None;
-    for (link, parent_scope) in links.into_iter().flatten() {
+    let (node, [first, second]) = unsafe { (ptr.as_ref(), entry::links(ptr)) };
+    let mut closed = first.and_then(|(link, scope)| {
+        // SAFETY: the node's own links (entry invariants 1, 2), unlinked.
+        let pushed = unsafe { attach_link(node, scope, link) };
+        pushed.err().map(|w| (w, scope))
+    });
+    if let Some((link, scope)) = second {
         if closed.is_some() {
             // Never tried: mark it so nobody withdraws it later (inv. 2).
             // SAFETY: the node's own link, unlinked.
             unsafe { link.as_ref() }.mark_unlinked();
-            continue;
-        }
-        // SAFETY: the node's own links (entry invariants 1, 2), unlinked.
-        if let Err(word) = unsafe { attach_link(node, parent_scope, link) } {
-            closed = Some((word, parent_scope));
+        } else {
+            // SAFETY: as above.
+            closed = unsafe { attach_link(node, scope, link) }
+                .err()
+                .map(|w| (w, scope));
         }
     }
     if let Some((word, Some(parent_scope))) = closed {

@@ -103,6 +103,7 @@ impl Drop for MergeNode {
 }
 
 /// Gives up a new cancellable node's box; its scope is itself.
+#[inline]
 fn leak_cancel<T>(node: T) -> NonNull<CancelNode> {
     let ptr = NonNull::from(Box::leak(Box::new(node))).cast::<CancelNode>();
     // SAFETY: not shared yet; every cancellable layout starts with the core.
@@ -111,6 +112,7 @@ fn leak_cancel<T>(node: T) -> NonNull<CancelNode> {
 }
 
 /// A `with_cancel` child of `parent`, not linked yet.
+#[inline]
 pub(super) fn new_cancel(parent: &NodeRef) -> NonNull<CancelNode> {
     // SAFETY: our caller's handle keeps `parent` alive.
     let base = unsafe { base_of(parent) };
@@ -123,6 +125,7 @@ pub(super) fn new_cancel(parent: &NodeRef) -> NonNull<CancelNode> {
 }
 
 /// A deadline child of `parent`, due `at`, not linked or armed yet.
+#[inline]
 pub(super) fn new_deadline(
     parent: &NodeRef,
     at: Instant,

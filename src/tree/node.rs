@@ -390,6 +390,7 @@ impl CancelNode {
 
     /// A new core with two handles and one memory reference, not linked
     /// yet (`create.rs` finishes `scope` and the links).
+    #[inline]
     pub(super) fn new(
         vtable: &'static NodeVtable,
         parent: &NodeRef,
