@@ -436,7 +436,8 @@ impl List {
             let mut kept = 0;
             let mut prev: &AtomicUsize = &self.state;
             // SeqCst: the sweeper's half of the handshake of invariant 5 (the
-            // flag was raised by a SeqCst swap); also Acquire for the entries.
+            // flag was raised by a SeqCst `fetch_or`); also Acquire for the
+            // entries.
             let mut cur = prev.load(SeqCst);
             if cur & CLOSED != 0 {
                 return None;
