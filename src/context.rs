@@ -131,7 +131,7 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
-        self.deadline_child(deadline, None, None)
+        self.deadline_child(&self.clock(), deadline, None, None)
     }
 
     /// [`with_deadline`](Context::with_deadline), and when the deadline
@@ -154,7 +154,7 @@ impl Context {
         deadline: Instant,
         cause: impl Into<Cause>,
     ) -> (Context, CancelHandle) {
-        self.deadline_child(deadline, Some(cause.into()), None)
+        self.deadline_child(&self.clock(), deadline, Some(cause.into()), None)
     }
 
     /// A child that is done after `timeout` on this context's clock:
@@ -196,29 +196,31 @@ impl Context {
     }
 
     fn timeout_child(&self, timeout: Duration, cause: Option<Cause>) -> (Context, CancelHandle) {
-        let now = self.clock().now();
+        let clock = self.clock();
+        let now = clock.now();
         match now.checked_add(timeout) {
-            Some(deadline) => self.deadline_child(deadline, cause, Some(now)),
+            Some(deadline) => self.deadline_child(&clock, deadline, cause, Some(now)),
             None => self.with_cancel(),
         }
     }
 
-    /// `now`: the clock's time if the caller just read it.
+    /// `clock`: this context's; `now`: its time if the caller just read it.
     fn deadline_child(
         &self,
+        clock: &Clock,
         deadline: Instant,
         cause: Option<Cause>,
         now: Option<Instant>,
     ) -> (Context, CancelHandle) {
         #[cfg(loom)]
-        self.clock().refuse_real_time_under_loom();
+        clock.refuse_real_time_under_loom();
         if self.deadline().is_some_and(|d| d <= deadline) {
             return self.with_cancel(); // Go's shortcut: the parent fires first
         }
-        if self.clock().never_reaches(deadline) {
+        if clock.never_reaches(deadline) {
             return self.with_cancel(); // as a timeout too large for `Instant`
         }
-        let own = if deadline <= now.unwrap_or_else(|| self.clock().now()) {
+        let own = if deadline <= now.unwrap_or_else(|| clock.now()) {
             OwnDeadline::Passed {
                 at: deadline,
                 cause,
@@ -247,9 +249,8 @@ impl Context {
     /// ```
     pub fn with_value<T: Send + Sync + 'static>(&self, key: &'static Key<T>, value: T) -> Context {
         let key = KeyId {
-            id: key.id(),
+            vtable: key.vtable(),
             slot: key.slot(),
-            name: key.name(),
         };
         Context::from_ref(tree::value(&self.node, key, value))
     }
@@ -412,7 +413,7 @@ impl Context {
     pub fn value<T: 'static>(&self, key: &'static Key<T>) -> Option<&T> {
         // SAFETY: our handle keeps the whole path alive for `&self`'s life,
         // and the key's address fixes the type.
-        unsafe { tree::lookup(self.node.values(), key.id(), key.slot()) }
+        unsafe { tree::lookup(self.node.values(), key.vtable(), key.slot()) }
     }
 
     /// The clock this context's deadlines run on: its root's.

@@ -1,7 +1,9 @@
 //! Typed keys for context values.
 
+use crate::tree::{self, NodeVtable};
 use std::fmt;
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 // Not the loom facade: a key's slot is a cache filled once per key, read
 // only to skip lookups, and keys are `static`s (loom atomics are not const).
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,7 +23,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// assert_eq!(ctx.value(&REQUEST_ID), Some(&42));
 /// assert_eq!(REQUEST_ID.name(), "request-id");
 /// ```
+#[repr(C)]
 pub struct Key<T> {
+    /// The node table of a value under this key: first, so that the key's
+    /// address is the table's, which is how a value node names its key
+    /// (tree/value.rs).
+    vtable: NodeVtable,
     name: &'static str,
     /// A small number given to the key on first use (0 = not yet); also
     /// makes the key non-zero-sized, so every `static Key` has its own
@@ -38,6 +45,7 @@ impl<T> Key<T> {
     /// ```
     pub const fn new(name: &'static str) -> Key<T> {
         Key {
+            vtable: tree::value_vtable::<T>(),
             name,
             slot: AtomicU32::new(0),
             _type: PhantomData,
@@ -54,19 +62,26 @@ impl<T> Key<T> {
         self.name
     }
 
-    /// The key's identity: its address.
-    pub(crate) fn id(&'static self) -> usize {
-        self as *const Self as usize
+    /// The key's identity: its address, which is its node table's.
+    pub(crate) fn vtable(&'static self) -> NonNull<NodeVtable> {
+        NonNull::from(self).cast()
     }
 
     /// The key's slot number, 1-based, handed out in first-use order so the
-    /// first 128 keys of a program never share a filter bit (tree/value.rs).
+    /// first 127 keys of a program never share a filter bit;
+    /// never a number whose bit is the filter's flag (tree/value.rs).
     pub(crate) fn slot(&'static self) -> u32 {
         static NEXT: AtomicU32 = AtomicU32::new(1);
-        // Relaxed: the slot is a hint; any number is correct, just slower.
+        // Relaxed: the slot is a hint; any number this loop hands out is
+        // correct, a shared one just slower.
         match self.slot.load(Ordering::Relaxed) {
             0 => {
-                let mine = NEXT.fetch_add(1, Ordering::Relaxed).max(1);
+                // Never 0 (not yet), nor a number whose filter bit is the
+                // value node's `NO_BASE` flag (tree/value.rs).
+                let mut mine = 0;
+                while mine == 0 || mine % 128 == 127 {
+                    mine = NEXT.fetch_add(1, Ordering::Relaxed);
+                }
                 match self
                     .slot
                     .compare_exchange(0, mine, Ordering::Relaxed, Ordering::Relaxed)
@@ -84,4 +99,14 @@ impl<T> fmt::Debug for Key<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key({:?})", self.name)
     }
+}
+
+/// The name of the key whose node table is `vtable`.
+///
+/// # Safety
+/// `vtable` is a key's table, taken from the key with [`Key::vtable`].
+pub(crate) unsafe fn name_of(vtable: NonNull<NodeVtable>) -> &'static str {
+    // SAFETY: the table is the first field of a `'static` key, whose layout
+    // does not depend on its type (`repr(C)`, the type only a marker).
+    unsafe { vtable.cast::<Key<()>>().as_ref() }.name
 }

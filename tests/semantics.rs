@@ -1260,3 +1260,45 @@ fn s12_contexts_are_shared_across_threads() {
         }
     }
 }
+
+/// Every kind of layer finds its clock and effective deadline: a manual
+/// clock and the earliest deadline above reach values, `with_cancel`,
+/// `without_cancel` (which drops the deadline, not the clock) and merges,
+/// however the layers alternate (each kind stores them differently).
+#[test]
+fn clock_and_deadline_reach_every_kind_of_layer() {
+    static A: Key<u32> = Key::new("a");
+    let clock = Clock::manual();
+    let far = clock.now() + Duration::from_secs(100);
+    let near = clock.now() + Duration::from_secs(10);
+    let is_ours = |c: &Context| c.clock().is_manual() && c.clock().now() == clock.now();
+    let root = clock.background();
+    let v1 = root.with_value(&A, 1).with_value(&A, 2);
+    let (c1, _h1) = v1.with_cancel();
+    let (d1, _hd1) = c1.with_value(&A, 3).with_deadline(far);
+    let (c2, _h2) = d1.with_value(&A, 4).with_cancel();
+    let w = c2.with_value(&A, 5).without_cancel().with_value(&A, 6);
+    let (d2, _hd2) = w.with_deadline(near);
+    let (m, _hm) = Context::merge(&c2, &d2);
+    let (mc, _hmc) = m.with_value(&A, 7).with_cancel();
+    for (ctx, deadline, value) in [
+        (&root, None, None),
+        (&v1, None, Some(2)),
+        (&c1, None, Some(2)),
+        (&d1, Some(far), Some(3)),
+        (&c2, Some(far), Some(4)),
+        (&w, None, Some(6)),
+        (&d2, Some(near), Some(6)),
+        (&m, Some(near), Some(4)),
+        (&mc, Some(near), Some(7)),
+    ] {
+        assert!(is_ours(ctx), "{ctx}: lost the manual clock");
+        assert_eq!(ctx.deadline(), deadline, "{ctx}");
+        assert_eq!(ctx.value(&A).copied(), value, "{ctx}");
+    }
+    // Under `background()`, a value chain is on the system clock.
+    let deep = (0..1000).fold(Context::background(), |c, i| c.with_value(&A, i));
+    assert!(!deep.clock().is_manual());
+    assert_eq!(deep.deadline(), None);
+    assert_eq!(deep.value(&A), Some(&999));
+}

@@ -90,6 +90,31 @@ fn timer_cancel_vs_fire() {
     });
 }
 
+/// A deadline's own cause (pending in the node's record slot until the
+/// deadline claims it) against `cancel_with_cause`: one claim wins, and err
+/// and cause agree: the deadline's cause with DeadlineExceeded, or the
+/// custom one with Canceled. Loom's leak check catches a record dropped
+/// never (or twice) when the custom cause replaces the pending one.
+#[test]
+fn timer_cause_vs_cancel_with_cause() {
+    model_unbounded("timer_cause_vs_cancel_with_cause", || {
+        let clock = Clock::manual();
+        let (why, mine) = (cause(3), cause(4));
+        let (c, ch) = clock
+            .background()
+            .with_timeout_cause(Duration::from_millis(10), why.clone());
+        let m = mine.clone();
+        let t = thread::spawn(move || ch.cancel_with_cause(m));
+        clock.advance(Duration::from_millis(20));
+        t.join().unwrap();
+        match c.err() {
+            Some(Error::DeadlineExceeded) => assert!(is(&c, &why), "deadline cause lost"),
+            Some(Error::Canceled) => assert!(is(&c, &mine), "custom cause lost"),
+            None => panic!("not done"),
+        }
+    });
+}
+
 /// A timer firing while the thread that holds its context derives one more
 /// child and then lets the context go (without cancelling): the insert
 /// races the fire's close of the same list, and the handle drops race the

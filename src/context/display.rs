@@ -2,6 +2,7 @@
 //! `Debug` with the path, err and deadline.
 
 use super::Context;
+use crate::key;
 use crate::tree::{self, NodeKind, NodeRef, Root};
 use std::fmt;
 
@@ -31,18 +32,24 @@ impl fmt::Display for Context {
 }
 
 fn segment(node: &NodeRef, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    let Some(n) = node.header() else {
+    let Some(h) = node.node_ptr() else {
         return Ok(());
     };
-    match n.kind {
+    // SAFETY: `node` holds a handle on the node.
+    match unsafe { tree::kind_of(h) } {
         NodeKind::Root => Ok(()),
         NodeKind::Cancel => f.write_str(".WithCancel"),
         NodeKind::Merge => f.write_str(".Merge"),
         NodeKind::WithoutCancel => f.write_str(".WithoutCancel"),
-        NodeKind::Value => write!(f, ".WithValue({})", tree::key_name(node).unwrap_or("?")),
+        NodeKind::Value => {
+            // SAFETY: a value node's table is its key's.
+            let name = tree::key_of(node).map(|k| unsafe { key::name_of(k) });
+            write!(f, ".WithValue({})", name.unwrap_or("?"))
+        }
         NodeKind::Deadline => {
-            let deadline = node.as_cancel().and_then(|c| c.deadline);
-            let left = deadline.map(|d| d.saturating_duration_since(n.clock.now()));
+            let left = node
+                .deadline()
+                .map(|d| d.saturating_duration_since(node.clock().now()));
             write!(f, ".WithDeadline({:?})", left.unwrap_or_default())
         }
     }

@@ -65,7 +65,7 @@ impl Callback {
         // SAFETY: alive (caller).
         let s = scope.map(|s| unsafe { &*s.as_ptr() });
         if let Some(s) = s {
-            acquire_ref(&s.header);
+            acquire_ref(s);
         }
         let cb = NonNull::from(Box::leak(Box::new(Callback {
             entry: Entry::new(EntryKind::Callback),

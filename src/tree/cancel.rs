@@ -25,10 +25,12 @@
 
 use super::drained::{self, Pending};
 use super::entry::{self, Container};
+use super::layout::own_clock;
 use super::list::Entry;
-use super::node::{CancelNode, Record};
+use super::node::CancelNode;
 #[cfg(target_arch = "x86_64")]
 use super::node::{DRAIN_BEFORE_LINK, DRAIN_FROM_LINK};
+use super::record::Record;
 use super::state::{closed_word, drained, CAUSE};
 use crate::error::Error;
 use crate::unwind::Panics;
@@ -145,8 +147,7 @@ pub(crate) fn wait_drained(node: &CancelNode) {
 pub(crate) unsafe fn withdraw_links(node: NonNull<CancelNode>) {
     // SAFETY: alive (caller); the links' pointers carry the node's
     // provenance, as `release` needs to step back to the node.
-    let (n, [link, link2]) = unsafe { (node.as_ref(), entry::link_ptrs(node)) };
-    for (link, parent_scope) in [(link, n.parent_scope), (link2, n.parent_scope2)] {
+    for (link, parent_scope) in unsafe { entry::links(node) }.into_iter().flatten() {
         match parent_scope {
             Some(p) => {
                 // SAFETY: our handle holds the parent whose scope owns the
@@ -217,7 +218,7 @@ unsafe fn disarm(node: NonNull<CancelNode>) {
     if let Some(timer) = unsafe { entry::timer_ptr(node) } {
         // SAFETY: the node's own timer, armed on its clock (or never), and
         // alive: the caller reaches the node through a handle or a reference.
-        unsafe { node.as_ref().header.clock.disarm(timer) };
+        unsafe { own_clock(node).disarm(timer) };
     }
 }
 

@@ -13,13 +13,13 @@
 
 use super::cancel::{self, Holder};
 use super::entry::{self, timer_node};
+use super::layout::{self, KeyFilter, ValueNode};
 use super::list::Entry;
-use super::node::{free_box, CancelNode, Header, NodeKind, NodeRef};
+use super::node::{CancelNode, Header, NodeRef, NodeVtable};
+use super::record::Record;
 use super::refs::{acquire_handle, acquire_ref, release_node_ref};
-use super::value::{filter_of, ValueHead, ValueNode};
 use crate::clock::Clock;
 use crate::error::{Cause, Error};
-use crate::sync::AtomicUsize;
 use crate::time::{TimerEntry, TimerHooks};
 use std::ptr::NonNull;
 use std::time::Instant;
@@ -47,53 +47,35 @@ pub(crate) enum OwnDeadline {
 /// A root node for a manual clock.
 pub(crate) fn root(clock: Clock) -> NodeRef {
     // SAFETY: a new node with one handle, which we hand over.
-    unsafe { NodeRef::adopt(leak(Box::new(Header::new(NodeKind::Root, None, clock)))) }
+    unsafe { NodeRef::adopt(layout::new_root(clock)) }
 }
 
 /// A `without_cancel` node: values of `parent`, never done.
 pub(crate) fn without_cancel(parent: &NodeRef) -> NodeRef {
-    let mut h = Header::new(
-        NodeKind::WithoutCancel,
-        Some(parent.clone()),
-        parent.clock(),
-    );
-    h.values = parent.values();
     // SAFETY: as in `root`.
-    unsafe { NodeRef::adopt(leak(Box::new(h))) }
+    unsafe { NodeRef::adopt(layout::new_without_cancel(parent)) }
 }
 
 /// The identity of a `Key`, as a value node stores it.
 pub(crate) struct KeyId {
-    /// The key's address: unique, and fixes the value's type.
-    pub(crate) id: usize,
+    /// The key's address, which is its node table (`Key` starts with it):
+    /// unique, and fixes the value's type.
+    pub(crate) vtable: NonNull<NodeVtable>,
     /// Its slot in the lookup filter (`value.rs`).
     pub(crate) slot: u32,
-    /// Its name, for `Display`.
-    pub(crate) name: &'static str,
 }
 
 /// A `with_value` node carrying `value` under `key`.
 pub(crate) fn value<T: Send + Sync + 'static>(parent: &NodeRef, key: KeyId, value: T) -> NodeRef {
-    let mut header = Header::new(NodeKind::Value, Some(parent.clone()), parent.clock());
-    header.scope = parent.header().and_then(|h| h.scope);
-    header.free = free_box::<ValueNode<T>>;
-    let outer = parent.values();
+    let header = Header::new(key.vtable, Some(parent.clone()), parent.scope_ptr());
     let node = Box::new(ValueNode {
-        head: ValueHead {
-            header,
-            key: key.id,
-            key_name: key.name,
-            outer,
-            // SAFETY: `outer` is kept alive by the parent handle we hold.
-            filter: unsafe { filter_of(outer) }.with(key.slot),
-        },
+        header,
+        // SAFETY: we hold a handle on the parent.
+        filter: unsafe { KeyFilter::of_child(parent, key.slot) },
         value,
     });
-    let ptr = leak(node);
-    // SAFETY: not shared yet; it answers lookups itself.
-    unsafe { (*ptr.as_ptr()).values = Some(ptr) };
-    // SAFETY: as in `root`.
-    unsafe { NodeRef::adopt(ptr) }
+    // SAFETY: a new node with one handle, which we hand over.
+    unsafe { NodeRef::adopt(NonNull::from(Box::leak(node)).cast()) }
 }
 
 /// Allocates, links and (if it has a deadline ahead) arms a cancellable
@@ -104,60 +86,29 @@ pub(crate) fn cancellable(
     parent2: Option<&NodeRef>,
     own: OwnDeadline,
 ) -> NonNull<CancelNode> {
-    let kind = match (parent2, &own) {
-        (Some(_), _) => NodeKind::Merge,
-        (None, OwnDeadline::Inherited) => NodeKind::Cancel,
-        (None, _) => NodeKind::Deadline,
+    let (ptr, passed) = match (parent2, own) {
+        (Some(parent2), _) => (layout::new_merge(parent, parent2), false),
+        (None, OwnDeadline::Inherited) => (layout::new_cancel(parent), false),
+        (None, OwnDeadline::Ahead { at, cause }) => (deadline(parent, at, cause), false),
+        (None, OwnDeadline::Passed { at, cause }) => (deadline(parent, at, cause), true),
     };
-    let inherited = match (parent.deadline(), parent2.and_then(NodeRef::deadline)) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
-    };
-    let mut header = Header::new(kind, Some(parent.clone()), parent.clock());
-    header.handles = AtomicUsize::new(2);
-    header.free = free_box::<CancelNode>;
-    header.values = match kind {
-        NodeKind::Merge => None, // set to itself below
-        _ => parent.values(),
-    };
-    let (deadline, timer, cause, passed) = match own {
-        OwnDeadline::Inherited => (inherited, None, None, false),
-        OwnDeadline::Ahead { at, cause } => (
-            Some(at),
-            Some(TimerEntry::new(at, &TIMER_HOOKS)),
-            cause,
-            false,
-        ),
-        OwnDeadline::Passed { at, cause } => (Some(at), None, cause, true),
-    };
-    let node = CancelNode::new(
-        header,
-        parent.header().and_then(|h| h.scope),
-        parent2.and_then(|p| p.header()).and_then(|h| h.scope),
-        parent2.cloned(),
-        deadline,
-        timer,
-        cause,
-    );
-    let ptr = NonNull::from(Box::leak(Box::new(node)));
-    // SAFETY: not shared yet; we finish its self-references in place.
-    unsafe {
-        (*ptr.as_ptr()).header.scope = Some(ptr);
-        if kind == NodeKind::Merge {
-            (*ptr.as_ptr()).header.values = Some(ptr.cast());
-        }
-    }
     // SAFETY: freshly allocated and fully initialised; we hold both its
     // handles, and `ptr` is the allocation's pointer.
     unsafe {
         attach(ptr);
         if passed {
-            let record = ptr.as_ref().deadline_record();
+            let record = ptr.as_ref().claim_deadline_record();
             cancel::cancel(ptr, Error::DeadlineExceeded, record, Holder::Handle);
         }
         arm_timer(ptr);
     }
     ptr
+}
+
+/// A deadline node due `at`; its record is built now if it has a cause.
+fn deadline(parent: &NodeRef, at: Instant, cause: Option<Cause>) -> NonNull<CancelNode> {
+    let record = cause.map(|c| Record::new(Error::DeadlineExceeded, c));
+    layout::new_deadline(parent, at, record, &TIMER_HOOKS)
 }
 
 /// A second handle on a done context's scope: `with_cancel` of a context
@@ -178,19 +129,24 @@ pub(crate) unsafe fn share(scope: NonNull<CancelNode>) -> NonNull<CancelNode> {
 /// `ptr` is a new node's own pointer, whose handles the caller holds.
 unsafe fn attach(ptr: NonNull<CancelNode>) {
     // SAFETY: the caller's promise.
-    let (node, [link, link2]) = unsafe { (ptr.as_ref(), entry::link_ptrs(ptr)) };
-    // SAFETY: the node's own links (entry invariants 1, 2), unlinked.
-    let closed = match unsafe { attach_link(node, node.parent_scope, link) } {
-        Err(word) => {
+    let (node, [first, second]) = unsafe { (ptr.as_ref(), entry::links(ptr)) };
+    let mut closed = first.and_then(|(link, scope)| {
+        // SAFETY: the node's own links (entry invariants 1, 2), unlinked.
+        let pushed = unsafe { attach_link(node, scope, link) };
+        pushed.err().map(|w| (w, scope))
+    });
+    if let Some((link, scope)) = second {
+        if closed.is_some() {
             // Never tried: mark it so nobody withdraws it later (inv. 2).
-            node.link2.mark_unlinked();
-            Some((word, node.parent_scope))
+            // SAFETY: the node's own link, unlinked.
+            unsafe { link.as_ref() }.mark_unlinked();
+        } else {
+            // SAFETY: as above.
+            closed = unsafe { attach_link(node, scope, link) }
+                .err()
+                .map(|w| (w, scope));
         }
-        // SAFETY: as above.
-        Ok(()) => unsafe { attach_link(node, node.parent_scope2, link2) }
-            .err()
-            .map(|word| (word, node.parent_scope2)),
-    };
+    }
     if let Some((word, Some(parent_scope))) = closed {
         // SAFETY: we hold a handle on the parent that owns that scope.
         let parent_scope = unsafe { parent_scope.as_ref() };
@@ -221,7 +177,7 @@ unsafe fn attach_link(
     // SAFETY: the link is unlinked, is a `Child`/`MergeLink` field of the
     // node (entry invariants 1, 2), and lives as long as the node's memory,
     // which `refs` counts.
-    unsafe { list.push(link, &node.header.refs) }
+    unsafe { list.push(link, &node.refs) }
 }
 
 /// Arms the node's own timer, unless it is done already (invariant 3).
@@ -239,9 +195,10 @@ unsafe fn arm_timer(ptr: NonNull<CancelNode>) {
     if node.err().is_some() {
         return;
     }
-    let clock = &node.header.clock;
+    // SAFETY: a node with a timer is a deadline node.
+    let clock = unsafe { layout::own_clock(ptr) };
     // The clock's reference; published by `arm` itself.
-    acquire_ref(&node.header);
+    acquire_ref(node);
     // SAFETY: the timer is a field of the node, idle, never moved, never
     // armed before, and the reference just taken is the clock's.
     unsafe { clock.arm(timer) };
@@ -260,7 +217,7 @@ unsafe fn arm_timer(ptr: NonNull<CancelNode>) {
     let due = unsafe { timer.as_ref() }.deadline() <= clock.now();
     // SAFETY: see above.
     if clock.is_manual() && due && unsafe { clock.disarm(timer) } {
-        let record = node.deadline_record();
+        let record = node.claim_deadline_record();
         // SAFETY: the caller's promise.
         unsafe { cancel::cancel(ptr, Error::DeadlineExceeded, record, Holder::Handle) };
     }
@@ -282,7 +239,7 @@ unsafe fn fire_timer(timer: NonNull<TimerEntry>) {
     // the clock's reference (caller).
     let node = unsafe { timer_node(timer) };
     // SAFETY: as above.
-    let record = unsafe { node.as_ref() }.deadline_record();
+    let record = unsafe { node.as_ref() }.claim_deadline_record();
     // SAFETY: as above; the clock holds a memory reference.
     unsafe { cancel::cancel(node, Error::DeadlineExceeded, record, Holder::Memory) };
 }
@@ -294,9 +251,4 @@ unsafe fn fire_timer(timer: NonNull<TimerEntry>) {
 unsafe fn release_timer(timer: NonNull<TimerEntry>) {
     // SAFETY: the clock owned this memory reference (refs invariant 2).
     unsafe { release_node_ref(timer_node(timer)) }
-}
-
-/// Gives up a box, keeping its contents alive as a shared node.
-fn leak<T>(b: Box<T>) -> NonNull<Header> {
-    NonNull::from(Box::leak(b)).cast()
 }

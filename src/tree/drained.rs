@@ -147,7 +147,7 @@ pub(super) fn depends_on(child: &CancelNode, deps: &mut Vec<NonNull<CancelNode>>
     if word & CLOSED == 0 || drained(word) {
         return; // open (never the case for a reached child), or done
     }
-    acquire_ref(&child.header);
+    acquire_ref(child);
     deps.push(NonNull::from(child));
 }
 
@@ -162,11 +162,11 @@ pub(super) fn defer(
 ) {
     // A reference for the pending entry, and one for the enclosing node's
     // dependency: each is released on its own.
-    acquire_ref(&node.header);
+    acquire_ref(node);
     let at = NonNull::from(node);
     pending.push(Pending { node: at, deps });
     if let Some(enclosing) = enclosing {
-        acquire_ref(&node.header);
+        acquire_ref(node);
         enclosing.push(at);
     }
 }
@@ -278,7 +278,7 @@ impl Sleep {
         // SAFETY: a new thread waiter; the list's reference, if the push
         // takes it, is released by the marking swap or by `finish`.
         if unsafe { Waiter::enlist_sleeper(w, node) } {
-            acquire_ref(&node.header);
+            acquire_ref(node);
             self.sleepers.push((at, w));
         } else {
             // SAFETY: drained already: ours is the only reference.

@@ -9,21 +9,23 @@
 //! [`timer_node`].
 //!
 //! Invariants:
-//! 1. `Child` and `MergeLink` entries are the `link` and `link2` fields of a
-//!    `CancelNode`, `Waiter` entries the first field of a `Waiter`,
+//! 1. `Child` entries are the `link` field of a `CancelNode` (the core of
+//!    every cancellable layout), `MergeLink` entries the `link2` field of a
+//!    `MergeNode`, `Waiter` entries the first field of a `Waiter`,
 //!    `Callback` entries the first field of a `Callback`, and every armed
-//!    `TimerEntry` of the tree is the `timer` field of a `CancelNode`.
+//!    `TimerEntry` of the tree is the `timer` field of a `DeadlineNode`.
 //! 2. Every entry or timer pointer that a list stores, a clock holds, or
 //!    [`withdraw`] is given is derived from its container's allocation
-//!    pointer ([`link_ptrs`], [`timer_ptr`], a cast of
+//!    pointer ([`links`], [`timer_ptr`], a cast of
 //!    a `Waiter` or `Callback` pointer), never from a `&Entry` or a
 //!    `&TimerEntry`. So it carries the provenance of the whole container,
 //!    and stepping back from it to the container, and freeing the
 //!    container through it, are sound (docs/design.md, "Provenance").
 
 use super::callback::Callback;
+use super::layout::{DeadlineNode, MergeNode};
 use super::list::{self, Entry, EntryKind, List};
-use super::node::CancelNode;
+use super::node::{is_kind, CancelNode, NodeKind};
 use super::refs::release_node_ref;
 use super::waiter::Waiter;
 use crate::time::TimerEntry;
@@ -51,7 +53,7 @@ pub(super) unsafe fn container(entry: NonNull<Entry>) -> Container {
     let kind = unsafe { entry.as_ref() }.kind();
     let offset = match kind {
         EntryKind::Child => offset_of!(CancelNode, link),
-        EntryKind::MergeLink => offset_of!(CancelNode, link2),
+        EntryKind::MergeLink => offset_of!(MergeNode, link2),
         EntryKind::Waiter => return Container::Waiter(entry.cast()),
         EntryKind::Callback => return Container::Callback(entry.cast()),
     };
@@ -101,44 +103,58 @@ pub(crate) unsafe fn withdraw(list: &List, entry: NonNull<Entry>) -> bool {
 /// The node whose `timer` field `timer` is.
 ///
 /// # Safety
-/// `timer` points at the `timer` field of a live `CancelNode` (invariant 1)
+/// `timer` points at the `timer` field of a live `DeadlineNode` (invariant 1)
 /// with the node's provenance (invariant 2).
 pub(super) unsafe fn timer_node(timer: NonNull<TimerEntry>) -> NonNull<CancelNode> {
     // SAFETY: the caller's promise (a `MaybeUninit` holds its payload at
     // offset 0), so stepping back stays inside the node, which the
     // pointer's provenance covers.
-    unsafe { timer.byte_sub(offset_of!(CancelNode, timer)).cast() }
+    unsafe { timer.byte_sub(offset_of!(DeadlineNode, timer)).cast() }
 }
 
-/// A node's own timer pointer, if it has one, derived from the node's
-/// pointer (invariant 2): the hooks step back from it to the node.
+/// A node's own timer pointer, if it has one (a deadline node), derived
+/// from the node's pointer (invariant 2): the hooks step back from it to
+/// the node.
 ///
 /// # Safety
 /// `node` is alive and has the provenance of its allocation.
 pub(super) unsafe fn timer_ptr(node: NonNull<CancelNode>) -> Option<NonNull<TimerEntry>> {
-    let raw = node.as_ptr();
-    // SAFETY: alive (caller); `has_timer` never changes after creation.
-    if !unsafe { (*raw).has_timer } {
+    // SAFETY: alive (caller); the kind never changes.
+    if !unsafe { is_kind(node.cast(), NodeKind::Deadline) } {
         return None;
     }
-    // SAFETY: a field projection of a valid node pointer, so not null
-    // (`MaybeUninit` holds its payload at offset 0); no access.
-    Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).timer).cast()) })
+    let raw = node.cast::<DeadlineNode>().as_ptr();
+    // SAFETY: a field projection of a valid node pointer, so not null; no
+    // access.
+    Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).timer)) })
 }
 
-/// A node's two link pointers, derived from the node's pointer
-/// (invariant 2): a list stores them, the drain steps back from them.
+/// A link and the scope whose list it joins (`None`: no list).
+pub(super) type Link = (NonNull<Entry>, Option<NonNull<CancelNode>>);
+
+/// A node's links, derived from the node's pointer (invariant 2), each with
+/// its parent's scope: `link` for the first parent, and for a merge `link2`
+/// for the second. A list stores them, the drain steps back from them.
 ///
 /// # Safety
-/// As [`timer_ptr`].
-pub(super) unsafe fn link_ptrs(node: NonNull<CancelNode>) -> [NonNull<Entry>; 2] {
+/// As [`timer_ptr`], and the caller holds a handle on the node (or is its
+/// teardown, before the parents are taken): the parents are readable.
+pub(super) unsafe fn links(node: NonNull<CancelNode>) -> [Option<Link>; 2] {
     let raw = node.as_ptr();
-    // SAFETY: field projections of a live node's pointer (caller), so in
-    // bounds and not null; no access.
-    unsafe {
-        [
-            NonNull::new_unchecked(addr_of_mut!((*raw).link)),
-            NonNull::new_unchecked(addr_of_mut!((*raw).link2)),
-        ]
+    let scope = |p: Option<&crate::tree::NodeRef>| p.and_then(|p| p.scope_ptr());
+    // SAFETY: alive, parents not taken yet (caller).
+    let first = scope(unsafe { node.as_ref() }.header.parent());
+    // SAFETY: a field projection of a live node's pointer, so in bounds
+    // and not null; no access.
+    let link = unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).link)) };
+    // SAFETY: alive (caller).
+    if !unsafe { is_kind(node.cast(), NodeKind::Merge) } {
+        return [Some((link, first)), None];
     }
+    let merge = node.cast::<MergeNode>();
+    // SAFETY: as above, for the merge layout.
+    let second = scope(unsafe { MergeNode::parent2(merge.cast()) });
+    // SAFETY: as above.
+    let link2 = unsafe { NonNull::new_unchecked(addr_of_mut!((*merge.as_ptr()).link2)) };
+    [Some((link, first)), Some((link2, second))]
 }

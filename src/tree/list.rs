@@ -65,7 +65,7 @@
 
 use super::state::{drained, CLOSED, DRAINED, TAGS, WOKEN};
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use crate::sync::{AtomicBool, AtomicU32, AtomicUsize};
+use crate::sync::{AtomicU32, AtomicUsize};
 use crossbeam_epoch::Guard;
 use std::ptr::NonNull;
 
@@ -159,30 +159,35 @@ impl Entry {
 pub(crate) type ReleaseFn = unsafe fn(NonNull<Entry>);
 
 /// The list of a cancellable node: its head (the node's state word), the
-/// flag that elects one sweeper, and the sweep policy's two counters.
+/// flag that elects one sweeper, and the sweep policy's two counters; 16
+/// bytes.
 ///
-/// `state` comes first: the drain touches it and `sweeping` of every
+/// `state` comes first: the drain touches it and the sweeper flag of every
 /// child, and nothing else here (see `CancelNode`).
 #[repr(C)]
 pub(crate) struct List {
     /// The state word and list head (`state.rs`).
     state: AtomicUsize,
-    /// Elects one sweeper at a time; nobody ever waits on it.
-    sweeping: AtomicBool,
     /// Entries marked deleted since the last sweep (a trigger, not exact).
     dead: AtomicU32,
-    /// Sweep once `dead` reaches this.
-    sweep_at: AtomicU32,
+    /// `SWEEPING`, which elects one sweeper at a time (nobody ever waits on
+    /// it), and below it the sweep policy's threshold: sweep once `dead`
+    /// reaches it. One word, so that the list takes 16 bytes; only the
+    /// elected sweeper changes the threshold, and it lowers the flag in the
+    /// same store.
+    sweep: AtomicU32,
 }
+
+/// The sweeper flag in `List::sweep`.
+const SWEEPING: u32 = 1 << 31;
 
 impl List {
     /// An open, empty list.
     pub(crate) fn new() -> List {
         List {
             state: AtomicUsize::new(0),
-            sweeping: AtomicBool::new(false),
             dead: AtomicU32::new(0),
-            sweep_at: AtomicU32::new(SWEEP_MIN),
+            sweep: AtomicU32::new(SWEEP_MIN),
         }
     }
 
@@ -330,7 +335,7 @@ impl List {
     /// Whether a sweeper is walking the list now (invariants 5, 6).
     pub(crate) fn sweeper_active(&self) -> bool {
         // SeqCst: the reader's half of the handshake of invariant 6.
-        self.sweeping.load(SeqCst)
+        self.sweep.load(SeqCst) & SWEEPING != 0
     }
 
     /// Withdraws one of our entries for its holder: marks it, and if the
@@ -355,7 +360,7 @@ impl List {
         }
         // The list reference is ours now (invariant 5).
         // SeqCst: the holder's second half of invariant 5.
-        if self.sweeping.load(SeqCst) {
+        if self.sweep.load(SeqCst) & SWEEPING != 0 {
             let guard = crossbeam_epoch::pin();
             // SAFETY: we own the list reference; the sweeper may still read
             // the entry, so the release waits for the epoch (invariant 4).
@@ -392,26 +397,30 @@ impl List {
     unsafe fn entry_deleted(&self, release: ReleaseFn) {
         // Relaxed: `dead` only triggers sweeps; correctness never reads it.
         let dead = self.dead.fetch_add(1, Relaxed).wrapping_add(1) as i32;
-        if dead < self.sweep_at.load(Relaxed) as i32 {
+        if dead < (self.sweep.load(Relaxed) & !SWEEPING) as i32 {
             return;
         }
         // SeqCst: raises the flag of invariant 5 before the sweep's first
         // head load; also orders us after the previous sweeper.
-        if self.sweeping.swap(true, SeqCst) {
+        let at = self.sweep.fetch_or(SWEEPING, SeqCst);
+        if at & SWEEPING != 0 {
             return; // somebody is sweeping; they or the next delete will do
         }
+        let mut at = at;
         let guard = crossbeam_epoch::pin();
         // SAFETY: our entries follow invariant 3; the caller vouches for
         // `release`.
         if let Some(s) = unsafe { self.sweep(&guard, release) } {
             self.dead.fetch_sub(s.removed, Relaxed);
-            self.sweep_at.store(s.kept.max(SWEEP_MIN), Relaxed);
+            at = s.kept.clamp(SWEEP_MIN, SWEEPING - 1);
         }
         // We pin rarely, so help the epoch along: hand our deferred frees
         // over and collect, or garbage would outpace collection.
         guard.flush();
-        // Release: pairs with the next sweeper's Acquire.
-        self.sweeping.store(false, Release);
+        // Release: pairs with the next sweeper's Acquire. Only the flag's
+        // holder writes the word (a rival's `fetch_or` of a raised flag
+        // changes nothing), so a store loses no update.
+        self.sweep.store(at, Release);
     }
 
     /// Unlinks every marked entry of an open list, releasing each one's
@@ -427,7 +436,8 @@ impl List {
             let mut kept = 0;
             let mut prev: &AtomicUsize = &self.state;
             // SeqCst: the sweeper's half of the handshake of invariant 5 (the
-            // flag was raised by a SeqCst swap); also Acquire for the entries.
+            // flag was raised by a SeqCst `fetch_or`); also Acquire for the
+            // entries.
             let mut cur = prev.load(SeqCst);
             if cur & CLOSED != 0 {
                 return None;

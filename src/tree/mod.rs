@@ -9,7 +9,9 @@
 //! |---|---|---|
 //! | `state.rs` | the state word of a cancellable node | state 1-3 |
 //! | `list.rs` | the intrusive lock-free list, its links and sweep policy | list 1-6 |
-//! | `node.rs` | node layouts, `NodeRef`, the record slot | node 1-3 |
+//! | `node.rs` | the header, the cancellable core, `NodeRef` | node 1-3 |
+//! | `record.rs` | the record slot: a custom cause, a deadline's pending one | node 3 |
+//! | `layout.rs` | the per-kind layouts past the core; the time base | layout 1-2 |
 //! | `refs.rs` | the two reference counts, teardown | refs 1-3 |
 //! | `create.rs` | creating each kind of node, attach, arming its timer | create 1-3 |
 //! | `cancel.rs` | closing a node and draining its subtree | cancel 1-3 |
@@ -17,7 +19,7 @@
 //! | `entry.rs` | entry dispatch: which container a link is part of | entry 1-2 |
 //! | `waiter.rs` | `Done` futures and blocked threads as list entries | waiter 1-2 |
 //! | `callback.rs` | `after_func` registrations as list entries | callback 1-4 |
-//! | `value.rs` | value nodes and lookup | — |
+//! | `value.rs` | value lookup | — |
 //!
 //! No two modules here import each other, and all dependencies run one way
 //! except for one argued cycle: `refs` → `cancel` → `entry`/`callback` →
@@ -35,8 +37,10 @@ mod cancel;
 mod create;
 mod drained;
 mod entry;
+mod layout;
 mod list;
 mod node;
+mod record;
 mod refs;
 mod state;
 mod value;
@@ -46,7 +50,9 @@ pub(crate) use callback::{Callback, Func};
 pub(crate) use cancel::{cancel, wait_drained, Holder};
 pub(crate) use create::{cancellable, root, share, value, without_cancel, KeyId, OwnDeadline};
 pub(crate) use entry::withdraw;
-pub(crate) use node::{CancelNode, NodeKind, NodeRef, Record, Root};
+pub(crate) use layout::value_vtable;
+pub(crate) use node::{kind_of, CancelNode, NodeKind, NodeRef, NodeVtable, Root};
+pub(crate) use record::Record;
 pub(crate) use refs::release_handle;
-pub(crate) use value::{key_name, lookup};
+pub(crate) use value::{key_of, lookup};
 pub(crate) use waiter::Waiter;

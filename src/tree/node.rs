@@ -1,8 +1,10 @@
 //! The layouts of the tree's nodes, and the owning reference to one.
 //!
 //! Every derived context is one heap node. All kinds start with a
-//! [`Header`]; cancellable kinds (`with_cancel`, deadlines, `merge`) are a
-//! [`CancelNode`], value kinds a `ValueNode` (`value.rs`).
+//! [`Header`], whose table ([`NodeVtable`]) says the kind and frees the
+//! node; cancellable kinds (`with_cancel`, deadlines, `merge`) start with a
+//! [`CancelNode`] (all of a `with_cancel` node; the other layouts are
+//! `layout.rs`'s), value kinds are a `ValueNode` (`value.rs`).
 //! `Context::background()` and `Context::todo()` are no node at all: a
 //! [`NodeRef`] to them is one of two addresses no allocation can have, so
 //! deriving from them touches no shared memory.
@@ -13,37 +15,60 @@
 //!    runs once `handles` is zero, when no reader of those cells is left.
 //! 2. `Header::scope` is the node itself for a cancellable node, else the
 //!    nearest cancellable ancestor; the parent handles keep it alive.
-//! 3. The record slot is written once (state invariant 2), and owns one
-//!    strong count of its `Arc<Record>` until the node is freed.
+//! 3. The record slot is claimed once (state invariant 2): a claimed
+//!    record is never replaced, and owns one strong count of its
+//!    `Arc<Record>` until the node is freed. Before that the slot may hold
+//!    a deadline's own record as *pending* (tag `PENDING`, set at creation
+//!    and read by nobody but a claim): the deadline's claim keeps it, any
+//!    other claim replaces it and drops it. Readers read the slot only
+//!    after seeing `CAUSE`, which only a claimed record is published with.
 
 use super::list::{Entry, List};
-use super::state::{err_of, CAUSE};
+use super::state::err_of;
 use crate::clock::Clock;
-use crate::error::{Cause, Error};
-use crate::sync::Ordering::{AcqRel, Acquire};
+use crate::error::Error;
+use crate::sync::Ordering::Relaxed;
 use crate::sync::{AtomicUsize, LeakTrack, UnsafeCell};
-use crate::time::TimerEntry;
-use std::mem::{offset_of, MaybeUninit};
+use std::mem::{offset_of, size_of, ManuallyDrop};
 use std::ptr::NonNull;
-use std::sync::Arc;
-use std::time::Instant;
 
-/// What a node is.
+/// What a node is. The discriminant is also the tag in the low bits of
+/// `Header::vtable`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub(crate) enum NodeKind {
     /// `clock.background()` of a manual clock.
-    Root,
+    Root = 0,
     /// `with_cancel` (and deadlines later than the parent's).
-    Cancel,
+    Cancel = 1,
     /// `with_deadline`, `with_timeout` with a deadline of its own.
-    Deadline,
+    Deadline = 2,
     /// `merge(a, b)`.
-    Merge,
+    Merge = 3,
     /// `with_value`.
-    Value,
+    Value = 4,
     /// `without_cancel`.
-    WithoutCancel,
+    WithoutCancel = 5,
 }
+
+impl NodeKind {
+    /// The kind a `Header::vtable` tag stands for.
+    #[inline]
+    fn of_tag(tag: usize) -> NodeKind {
+        match tag {
+            0 => NodeKind::Root,
+            1 => NodeKind::Cancel,
+            2 => NodeKind::Deadline,
+            3 => NodeKind::Merge,
+            4 => NodeKind::Value,
+            _ => NodeKind::WithoutCancel,
+        }
+    }
+}
+
+/// The low bits of `Header::vtable` that hold the node's kind (tables are
+/// aligned to 8).
+const KIND_TAG: usize = 7;
 
 /// The two roots that are no node.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -161,109 +186,80 @@ impl NodeRef {
     pub(crate) fn scope_ptr(&self) -> Option<NonNull<CancelNode>> {
         self.header()?.scope
     }
-
-    /// This node as a cancellable node, if it is one.
-    pub(crate) fn as_cancel(&self) -> Option<&CancelNode> {
-        let h = self.node_ptr()?;
-        // SAFETY: our handle keeps the node alive, and `h` is the
-        // allocation's own pointer.
-        let c = unsafe { as_cancel(h) }?;
-        // SAFETY: as above.
-        Some(unsafe { &*c.as_ptr() })
-    }
-
-    /// The nearest ancestor-or-self that answers value lookups.
-    pub(crate) fn values(&self) -> Option<NonNull<Header>> {
-        self.header()?.values
-    }
-
-    /// The effective deadline (`None` for never).
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.scope()?.deadline
-    }
-
-    /// The clock of the tree's root.
-    pub(crate) fn clock(&self) -> Clock {
-        match self.header() {
-            Some(n) => n.clock.clone(),
-            None => Clock::system(),
-        }
-    }
 }
 
-/// The common head of every node (first field of each node type).
+/// What a node's first word points at: its kind and how to free it. Each
+/// cancellable kind has one static table; a value node's table is part of
+/// its key (`Key<T>` starts with one), so one pointer says both "a value
+/// node" and which key, and the key's type frees the value.
+#[repr(C, align(8))]
+pub(crate) struct NodeVtable {
+    pub(crate) kind: NodeKind,
+    /// Frees the allocation, whose type only the creator knows.
+    pub(super) free: unsafe fn(NonNull<Header>),
+}
+
+/// The common head of every node (first field of each node type): 32 bytes.
 ///
-/// `refs` is the last field so that it shares a cache line with the
-/// `CancelNode` fields a drain touches (see `CancelNode`).
+/// `vtable` is the last field, next to the `CancelNode` fields a drain
+/// touches (see `CancelNode`).
 #[repr(C)]
 pub(crate) struct Header {
     pub(super) handles: AtomicUsize,
-    pub(crate) kind: NodeKind,
     /// The node this one was derived from, until teardown (invariant 1).
     parent: UnsafeCell<Option<NodeRef>>,
     /// The nearest cancellable ancestor-or-self; `None` if never done.
     pub(crate) scope: Option<NonNull<CancelNode>>,
-    /// The nearest ancestor-or-self that answers value lookups.
-    pub(crate) values: Option<NonNull<Header>>,
-    pub(crate) clock: Clock,
-    /// Frees the allocation (its type is erased here; value nodes are
-    /// generic).
-    pub(super) free: unsafe fn(NonNull<Header>),
+    /// The table, its kind added to the address (`KIND_TAG`), so that the
+    /// kind is one load of the node's own line. A raw pointer, not a
+    /// reference: a value node's table is the head of its key, and
+    /// `Display` reads the key's name through it.
+    vtable: NonNull<NodeVtable>,
     _track: LeakTrack,
-    pub(super) refs: AtomicUsize,
 }
 
-/// A cause given to `cancel_with_cause` or a deadline: the reason and the
-/// error, shared by every node it reaches.
-pub(crate) struct Record {
-    pub(crate) err: Error,
-    pub(crate) cause: Cause,
-}
-
-impl Record {
-    /// A shared record.
-    pub(crate) fn new(err: Error, cause: Cause) -> Arc<Record> {
-        Arc::new(Record { err, cause })
-    }
-}
-
-/// A cancellable node.
+/// A cancellable node's core: all of a `with_cancel` node (88 bytes), and
+/// the head of a deadline or merge node (`layout.rs`).
 ///
 /// Field order is for the drain, which reaches each child through `link`
-/// and touches the header's `refs`, the list's `state` and `sweeping`,
-/// `link` and `has_timer`, and nothing else: together they span under 64
-/// bytes, so a child costs at most two cache lines (checked below).
+/// and touches the header's `vtable` (is there a timer to disarm?), `refs`,
+/// the list's `state` and sweep flag, and `link`, and nothing else:
+/// together they span under 64 bytes, so a child costs at most two cache
+/// lines (checked below).
 #[repr(C)]
 pub(crate) struct CancelNode {
     pub(crate) header: Header,
+    /// Memory references (refs.rs); only cancellable nodes have them.
+    pub(super) refs: AtomicUsize,
     /// The node's list of children, waiters and callbacks (`list.rs`).
     pub(crate) list: List,
-    /// Our entry in the first parent scope's list.
+    /// Our entry in the (first) parent scope's list.
     pub(crate) link: Entry,
-    pub(super) has_timer: bool,
-    /// `Arc<Record>` as a raw pointer, or 0; written once (invariant 3).
-    record: AtomicUsize,
-    /// `merge` only: our entry in the second parent scope's list.
-    pub(crate) link2: Entry,
-    /// The lists `link` and `link2` went into (immutable).
-    pub(crate) parent_scope: Option<NonNull<CancelNode>>,
-    pub(crate) parent_scope2: Option<NonNull<CancelNode>>,
-    /// `merge` only: the second parent, until teardown (invariant 1).
-    parent2: UnsafeCell<Option<NodeRef>>,
-    /// The effective deadline: the earlier of our own and the parents'.
-    pub(crate) deadline: Option<Instant>,
-    /// Our own timer, initialised iff `has_timer` (our deadline is earlier
-    /// than the parents').
-    pub(super) timer: MaybeUninit<TimerEntry>,
-    /// The cause our own deadline fires with.
-    pub(super) deadline_cause: Option<Cause>,
+    /// `Arc<Record>` as a raw pointer, or 0; claimed once (invariant 3);
+    /// tagged `PENDING` while it holds a deadline's unclaimed record
+    /// (`record.rs`).
+    pub(super) record: AtomicUsize,
+    /// The nearest ancestor that answers value lookups.
+    pub(super) values: Option<NonNull<Header>>,
+    /// The clock and the effective deadline (`layout.rs`).
+    pub(super) time: TimeSlot,
 }
 
-/// Bytes of the drain's fields before a child's `link` (from `refs`).
-pub(crate) const DRAIN_BEFORE_LINK: usize = offset_of!(CancelNode, link) - offset_of!(Header, refs);
-/// Bytes of the drain's fields from a child's `link` on (to `has_timer`).
-pub(crate) const DRAIN_FROM_LINK: usize =
-    offset_of!(CancelNode, has_timer) + 1 - offset_of!(CancelNode, link);
+/// A `with_cancel` node's time base, or a deadline or merge node's clock.
+pub(crate) union TimeSlot {
+    /// `Cancel` kind: the nearest ancestor with a clock and a deadline of
+    /// its own (a manual root, a `without_cancel`, a deadline or a merge
+    /// node; `None`: the system clock and no deadline).
+    pub(super) base: Option<NonNull<Header>>,
+    /// `Deadline` and `Merge` kinds: the node's clock.
+    pub(super) clock: ManuallyDrop<Clock>,
+}
+
+/// Bytes of the drain's fields before a child's `link` (from `vtable`).
+pub(crate) const DRAIN_BEFORE_LINK: usize =
+    offset_of!(CancelNode, link) - offset_of!(Header, vtable);
+/// Bytes of the drain's fields from a child's `link` on (its end).
+pub(crate) const DRAIN_FROM_LINK: usize = size_of::<Entry>();
 
 // The drain's fields stay within one 64-byte span (see `CancelNode`).
 #[cfg(not(loom))]
@@ -274,10 +270,41 @@ const _: () = assert!(DRAIN_BEFORE_LINK + DRAIN_FROM_LINK <= 64);
 unsafe impl Send for Header {}
 // SAFETY: as above.
 unsafe impl Sync for Header {}
-// SAFETY: as above; the parent scopes are kept alive by the parent handles.
+// SAFETY: as above; the base and values nodes are ancestors, kept alive by
+// the parent handles.
 unsafe impl Send for CancelNode {}
 // SAFETY: as above.
 unsafe impl Sync for CancelNode {}
+
+/// The kind of a live node, through its pointer.
+///
+/// # Safety
+/// `h` is a live node.
+#[inline]
+pub(crate) unsafe fn kind_of(h: NonNull<Header>) -> NodeKind {
+    // SAFETY: the caller's promise.
+    NodeKind::of_tag(unsafe { tag_of(h) })
+}
+
+/// Whether a live node is of `kind`: one load and a compare.
+///
+/// # Safety
+/// As [`kind_of`].
+#[inline]
+pub(crate) unsafe fn is_kind(h: NonNull<Header>, kind: NodeKind) -> bool {
+    // SAFETY: the caller's promise.
+    unsafe { tag_of(h) == kind as usize }
+}
+
+/// The kind tag of a live node.
+///
+/// # Safety
+/// As [`kind_of`].
+#[inline]
+unsafe fn tag_of(h: NonNull<Header>) -> usize {
+    // SAFETY: alive (caller).
+    unsafe { h.as_ref() }.vtable.as_ptr() as usize & KIND_TAG
+}
 
 /// `h` as a cancellable node, if it is one. Takes the node's pointer: one
 /// taken from a `&Header` may not reach the rest of the node.
@@ -285,40 +312,51 @@ unsafe impl Sync for CancelNode {}
 /// # Safety
 /// `h` is a live node's pointer with the provenance of its allocation.
 pub(crate) unsafe fn as_cancel(h: NonNull<Header>) -> Option<NonNull<CancelNode>> {
+    // Nodes of these kinds (tags 1 to 3) start with a `CancelNode`, whose
+    // first field is the header (`repr(C)`).
     // SAFETY: alive (caller).
-    let kind = unsafe { h.as_ref() }.kind;
-    // Nodes of these kinds are allocated as `CancelNode`, whose first field
-    // is the header (`repr(C)`).
-    matches!(
-        kind,
-        NodeKind::Cancel | NodeKind::Deadline | NodeKind::Merge
-    )
-    .then(|| h.cast())
+    let tag = unsafe { tag_of(h) };
+    (tag.wrapping_sub(NodeKind::Cancel as usize) < NodeKind::Merge as usize).then(|| h.cast())
 }
 
 /// Frees a node allocated as a `Box<T>` whose first field is the header.
 ///
 /// # Safety
-/// `h` must come from `Box::<T>::into_raw` and `refs` must be zero.
-pub(super) unsafe fn free_box<T>(h: NonNull<Header>) {
+/// `h` must come from `Box::<T>::into_raw`, and its memory be unreferenced
+/// (`refs` zero, or `handles` zero for a kind without `refs`).
+pub(crate) unsafe fn free_box<T>(h: NonNull<Header>) {
     // SAFETY: the caller guarantees the allocation's type and ownership.
     drop(unsafe { Box::from_raw(h.as_ptr().cast::<T>()) });
 }
 
 impl Header {
-    /// A header with one handle and one memory reference.
-    pub(super) fn new(kind: NodeKind, parent: Option<NodeRef>, clock: Clock) -> Header {
+    /// A header with one handle, for a node of the table's kind.
+    pub(super) fn new(
+        vtable: NonNull<NodeVtable>,
+        parent: Option<NodeRef>,
+        scope: Option<NonNull<CancelNode>>,
+    ) -> Header {
+        // SAFETY: tables are statics or keys, which are `'static`.
+        let kind = unsafe { vtable.as_ref() }.kind as usize;
+        // The tag stays inside the table (aligned to 8, so at least 8
+        // bytes long), and `wrapping_add` keeps the table's provenance.
+        let tagged = vtable.as_ptr().cast::<u8>().wrapping_add(kind);
         Header {
             handles: AtomicUsize::new(1),
-            refs: AtomicUsize::new(1),
-            kind,
             parent: UnsafeCell::new(parent),
-            scope: None,
-            values: None,
-            clock,
-            free: free_box::<Header>,
+            scope,
+            // SAFETY: a non-null address plus a small offset.
+            vtable: unsafe { NonNull::new_unchecked(tagged.cast()) },
             _track: LeakTrack::new(),
         }
+    }
+
+    /// The node's table (its kind, its free function; a value node's key).
+    pub(crate) fn vtable(&self) -> NonNull<NodeVtable> {
+        let tagged = self.vtable.as_ptr().cast::<u8>();
+        let untagged = tagged.wrapping_sub(tagged as usize & KIND_TAG);
+        // SAFETY: the table's own address, which is not null.
+        unsafe { NonNull::new_unchecked(untagged.cast()) }
     }
 
     /// The parent this node was derived from.
@@ -345,138 +383,30 @@ impl CancelNode {
         err_of(self.list.word())
     }
 
-    /// The err and record a closed state word stands for.
-    pub(crate) fn published(&self, word: usize) -> (Error, Option<Arc<Record>>) {
-        let err = err_of(word).unwrap_or(Error::Canceled);
-        if word & CAUSE == 0 {
-            return (err, None);
-        }
-        (err, Some(self.record_arc()))
-    }
-
-    /// `cause()` of this node.
-    pub(crate) fn cause(&self) -> Option<Cause> {
-        let word = self.list.word();
-        let err = err_of(word)?;
-        if word & CAUSE == 0 {
-            return Some(Cause::of(err));
-        }
-        Some(self.record_ref().cause.clone())
-    }
-
-    /// The slot's pointer as `Arc::into_raw` gave it: counting needs the
-    /// whole `Arc` allocation's provenance, which `&Record` lacks.
-    fn record_ptr(&self) -> *const Record {
-        // Acquire: pairs with the slot's publishing compare-exchange.
-        self.record.load(Acquire) as *const Record
-    }
-
-    fn record_ref(&self) -> &Record {
-        // SAFETY: only called after seeing CAUSE, so the slot is filled
-        // (state inv. 2) and stays so until the node is freed.
-        unsafe { &*self.record_ptr() }
-    }
-
-    fn record_arc(&self) -> Arc<Record> {
-        let raw = self.record_ptr();
-        // SAFETY: only called after seeing CAUSE or filling the slot, so it
-        // owns one strong count of this `Arc`; we add one.
-        unsafe {
-            Arc::increment_strong_count(raw);
-            Arc::from_raw(raw)
-        }
-    }
-
-    /// Fills the record slot if empty; returns the record it holds now.
-    pub(crate) fn claim_record(&self, record: Arc<Record>) -> Arc<Record> {
-        let raw = Arc::into_raw(record);
-        // AcqRel: Release publishes the record to readers of CAUSE;
-        // Acquire reads a competitor's record if it was first.
-        match self
-            .record
-            .compare_exchange(0, raw as usize, AcqRel, Acquire)
-        {
-            // SAFETY: the slot keeps the count we gave it; we add ours.
-            Ok(_) => unsafe {
-                Arc::increment_strong_count(raw);
-                Arc::from_raw(raw)
-            },
-            Err(_) => {
-                // SAFETY: ours was not stored; take it back to drop it.
-                drop(unsafe { Arc::from_raw(raw) });
-                self.record_arc()
-            }
-        }
-    }
-
-    /// The cause our own deadline fires with.
-    pub(crate) fn deadline_record(&self) -> Option<Arc<Record>> {
-        let cause = self.deadline_cause.clone()?;
-        Some(Record::new(Error::DeadlineExceeded, cause))
-    }
-
-    /// `merge` only: the second parent.
-    pub(crate) fn parent2(&self) -> Option<&NodeRef> {
-        // SAFETY: as `Header::parent`.
-        self.parent2.with(|p| unsafe { (*p).as_ref() })
-    }
-
-    /// Empties the second parent cell at teardown.
-    ///
-    /// # Safety
-    /// As [`Header::take_parent`].
-    pub(super) unsafe fn take_parent2(&self) -> Option<NodeRef> {
-        // SAFETY: the caller's promise.
-        self.parent2.with_mut(|p| unsafe { (*p).take() })
-    }
-
     /// The header's pointer (the first field), with the node's provenance.
     pub(crate) fn header_ptr(node: NonNull<CancelNode>) -> NonNull<Header> {
         node.cast()
     }
 
-    /// A new node's fields after the header, for `create.rs`.
-    #[allow(clippy::too_many_arguments)]
+    /// A new core with two handles and one memory reference, not linked
+    /// yet (`create.rs` finishes `scope` and the links).
+    #[inline]
     pub(super) fn new(
-        header: Header,
-        parent_scope: Option<NonNull<CancelNode>>,
-        parent_scope2: Option<NonNull<CancelNode>>,
-        parent2: Option<NodeRef>,
-        deadline: Option<Instant>,
-        timer: Option<TimerEntry>,
-        deadline_cause: Option<Cause>,
+        vtable: &'static NodeVtable,
+        parent: &NodeRef,
+        values: Option<NonNull<Header>>,
+        time: TimeSlot,
     ) -> CancelNode {
+        let header = Header::new(NonNull::from(vtable), Some(parent.clone()), None);
+        header.handles.store(2, Relaxed);
         CancelNode {
             header,
+            refs: AtomicUsize::new(1),
             list: List::new(),
             link: Entry::new(super::list::EntryKind::Child),
-            has_timer: timer.is_some(),
             record: AtomicUsize::new(0),
-            link2: Entry::new(super::list::EntryKind::MergeLink),
-            parent_scope,
-            parent_scope2,
-            parent2: UnsafeCell::new(parent2),
-            deadline,
-            timer: match timer {
-                Some(t) => MaybeUninit::new(t),
-                None => MaybeUninit::uninit(),
-            },
-            deadline_cause,
-        }
-    }
-}
-
-impl Drop for CancelNode {
-    fn drop(&mut self) {
-        if self.has_timer {
-            // SAFETY: initialised at creation; dropped only here.
-            unsafe { self.timer.assume_init_drop() };
-        }
-        // Acquire: we are the last holder (refs reached zero).
-        let raw = self.record.load(Acquire) as *const Record;
-        if !raw.is_null() {
-            // SAFETY: the slot owned one strong count; we are freeing.
-            drop(unsafe { Arc::from_raw(raw) });
+            values,
+            time,
         }
     }
 }

@@ -7,13 +7,15 @@
 //!    closed if still open, withdrawn from its parents' lists, and its parent
 //!    handles released. Nothing can observe it after that, so closing it is
 //!    invisible; pending `after_func` callbacks are dropped unrun.
-//! 2. `refs` counts holders of the node's *memory*: one for all handles
-//!    together (dropped at teardown), one per list that links it (list
-//!    invariant 3), one while a clock holds its timer, one per `after_func`
-//!    registration (callback invariant 2). The node is freed when `refs`
-//!    reaches zero. List references are released through the epoch when a
-//!    sweeper may still read them (list invariant 4), so a node is never
-//!    freed under a sweeper.
+//! 2. `refs` (cancellable nodes only) counts holders of the node's
+//!    *memory*: one for all handles together (dropped at teardown), one
+//!    per list that links it (list invariant 3), one while a clock holds
+//!    its timer, one per `after_func` registration (callback invariant 2).
+//!    The node is freed when `refs` reaches zero. List references are
+//!    released through the epoch when a sweeper may still read them (list
+//!    invariant 4), so a node is never freed under a sweeper. The other
+//!    kinds are never linked, armed or registered on: their memory goes
+//!    with their last handle.
 //! 3. Teardown and release walk up the tree in a loop, never by recursion:
 //!    a million-deep chain drops on a small stack. A node that loses its
 //!    last handle while its thread is already in that loop (a freed value
@@ -21,7 +23,8 @@
 //!    through contexts stored inside contexts do not recurse either.
 
 use super::cancel;
-use super::node::{as_cancel, CancelNode, Header, NodeRef};
+use super::layout::MergeNode;
+use super::node::{as_cancel, is_kind, CancelNode, Header, NodeKind, NodeRef};
 use crate::sync::Ordering::Relaxed;
 use crate::sync::{release_last, thread_local};
 use crate::unwind::Panics;
@@ -58,7 +61,7 @@ pub(crate) fn acquire_handle(node: &Header) {
 
 /// One more memory reference (invariant 2), for a holder that must reach
 /// the node's list without keeping the context alive.
-pub(crate) fn acquire_ref(node: &Header) {
+pub(crate) fn acquire_ref(node: &CancelNode) {
     // Relaxed: the caller holds a handle or a reference, so the count is
     // not zero; the new holder is published by whatever hands it over.
     node.refs.fetch_add(1, Relaxed);
@@ -131,7 +134,7 @@ fn tear_down_loop(first: NonNull<Header>) {
         next = p1.and_then(NodeRef::into_raw).filter(|&p| last_handle(p));
         more.extend(p2.and_then(NodeRef::into_raw).filter(|&p| last_handle(p)));
         // SAFETY: the handles' memory reference (invariant 2).
-        let release = || unsafe { release_ref(h) };
+        let release = || unsafe { release_handles_ref(h) };
         panics.call(release); // frees values and causes: user `Drop` code
     }
     panics.resume();
@@ -173,33 +176,55 @@ unsafe fn teardown(h: NonNull<Header>, panics: &mut Panics) -> (Option<NodeRef>,
         panics.call(|| unsafe { cancel::close_unobserved(c) });
         // SAFETY: as above.
         unsafe { cancel::withdraw_links(c) };
-        // SAFETY: handles are zero: nobody else reads the cell.
-        p2 = unsafe { c.as_ref().take_parent2() };
+        // SAFETY: as above.
+        if unsafe { is_kind(h, NodeKind::Merge) } {
+            // SAFETY: handles are zero: nobody else reads the cell.
+            p2 = unsafe { MergeNode::take_parent2(h) };
+        }
     }
     // SAFETY: as above.
     let p1 = unsafe { h.as_ref().take_parent() };
     (p1, p2)
 }
 
-/// Drops one memory reference; frees the node at zero (invariant 2).
+/// Drops the memory reference all handles together held (invariant 2):
+/// frees a node without `refs` (a value, a root, a `without_cancel`) at
+/// once, a cancellable one when its count reaches zero.
 ///
 /// # Safety
-/// The caller owns one memory reference on `h`.
-pub(crate) unsafe fn release_ref(h: NonNull<Header>) {
-    // SAFETY: our reference keeps the node alive until this decrement.
-    let node = unsafe { h.as_ref() };
-    if release_last(&node.refs) {
-        let free = node.free;
-        // SAFETY: refs is zero: we are the last holder.
-        unsafe { free(h) };
+/// The node's handles are zero and its teardown is done; `h` is the
+/// allocation's pointer.
+unsafe fn release_handles_ref(h: NonNull<Header>) {
+    // SAFETY: the handles' reference keeps the node alive until here.
+    match unsafe { as_cancel(h) } {
+        // SAFETY: as above.
+        Some(c) => unsafe { release_node_ref(c) },
+        // SAFETY: no kind but the cancellable ones is referenced by memory
+        // alone (invariant 2), so nobody else holds it.
+        None => unsafe { free(h) },
     }
 }
 
-/// `release_ref` of a cancellable node.
+/// Drops one memory reference of a cancellable node; frees it at zero
+/// (invariant 2).
 ///
 /// # Safety
-/// As [`release_ref`].
+/// The caller owns one memory reference on `node`, its own pointer.
 pub(crate) unsafe fn release_node_ref(node: NonNull<CancelNode>) {
-    // SAFETY: the caller's promise; the header is the node's first field.
-    unsafe { release_ref(node.cast()) }
+    // SAFETY: our reference keeps the node alive until this decrement.
+    if release_last(&unsafe { node.as_ref() }.refs) {
+        // SAFETY: refs is zero: we are the last holder.
+        unsafe { free(node.cast()) };
+    }
+}
+
+/// Frees a node through its table (its type is erased here).
+///
+/// # Safety
+/// Nobody holds the node any more; `h` is the allocation's pointer.
+unsafe fn free(h: NonNull<Header>) {
+    // SAFETY: alive until the call below; tables are `'static`.
+    let free = unsafe { h.as_ref().vtable().as_ref() }.free;
+    // SAFETY: the caller's promise.
+    unsafe { free(h) };
 }

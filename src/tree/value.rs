@@ -1,66 +1,48 @@
-//! Value nodes and lookup: walking outward through value and merge nodes
-//! only.
+//! Value lookup: walking outward through value and merge nodes only.
 //!
-//! Each value node also carries a 128-bit filter of the key slots that occur
-//! from it outward (keys get slot numbers in first-use order, so up to 128
-//! keys never collide). A lookup of a key whose bit is clear returns at
-//! once: a miss through a hundred value layers is one load, not a hundred
-//! hops. A merge on the path makes the filter all ones (no shortcut).
+//! A value node (`layout::ValueNode`) is the header, a 128-bit filter and
+//! the value: 56 bytes for a `u64`. Its table pointer is its key (a
+//! `Key<T>` starts with the node table of `ValueNode<T>`), so the key costs
+//! no field of its own: a node holds the key `K` exactly when its table is
+//! `&K`.
 //!
-//! Every node records its nearest ancestor-or-self that can answer a lookup
-//! (`Header::values`): a value node or a merge. Cancellable and `without_cancel`
-//! nodes are skipped without being visited, so a lookup costs one hop per
-//! value node, not per context. A merge forks the walk: its first parent's
-//! chain is searched before its second's, on an explicit stack (no
-//! recursion on depth). Once the walk has forked it remembers the nodes it
-//! searched and skips them when another path reaches them again, so a
-//! lookup is linear in the number of distinct nodes, never in the number
-//! of paths through a merge DAG.
+//! The filter holds the key slots that occur from the node outward (keys
+//! get slot numbers in first-use order, so up to 127 keys never collide;
+//! bit 127 is the `NO_BASE` flag, which no slot uses). A lookup of a key
+//! whose bit is clear returns at once: a miss through a hundred value
+//! layers is one load, not a hundred hops. A merge on the path makes the
+//! filter all ones (no shortcut).
+//!
+//! A lookup visits value and merge nodes only: from a value node it goes
+//! to its parent, which is another value node or records its nearest one
+//! (`layout::values_of`), so a lookup costs one hop per value node, not
+//! per context. A merge forks the walk: its first parent's chain is
+//! searched before its second's, on an explicit stack (no recursion on
+//! depth). Once the walk has forked it remembers the nodes it searched and
+//! skips them when another path reaches them again, so a lookup is linear
+//! in the number of distinct nodes, never in the number of paths through a
+//! merge DAG.
 
-use super::node::{as_cancel, Header, NodeKind, NodeRef};
+use super::layout::{filter_of, MergeNode, ValueNode};
+use super::node::{is_kind, Header, NodeKind, NodeRef, NodeVtable};
 use std::collections::HashSet;
 use std::ptr::NonNull;
 
-/// The fixed head of a value node; the value follows it.
-#[repr(C)]
-pub(crate) struct ValueHead {
-    pub(crate) header: Header,
-    /// The key's address (`Key::id`).
-    pub(crate) key: usize,
-    pub(crate) key_name: &'static str,
-    /// The parent's `values` (kept alive by the parent handle).
-    pub(crate) outer: Option<NonNull<Header>>,
-    /// Which key slots occur from here outward.
-    pub(crate) filter: KeyFilter,
-}
-
-/// A `with_value` node carrying a `T`.
-#[repr(C)]
-pub(crate) struct ValueNode<T> {
-    pub(crate) head: ValueHead,
-    pub(crate) value: T,
-}
-
-/// The key name of a value node, for `Display`.
-pub(crate) fn key_name(node: &NodeRef) -> Option<&'static str> {
+/// The key table of a value node, for `Display` (`None`: not a value).
+pub(crate) fn key_of(node: &NodeRef) -> Option<NonNull<NodeVtable>> {
     let h = node.node_ptr()?;
     // SAFETY: our handle keeps the node alive.
-    if unsafe { h.as_ref() }.kind != NodeKind::Value {
-        return None;
-    }
-    // SAFETY: value nodes start with a `ValueHead` (`repr(C)`), and `h`
-    // is the allocation's pointer, not one from a `&Header`.
-    Some(unsafe { h.cast::<ValueHead>().as_ref() }.key_name)
+    unsafe { is_kind(h, NodeKind::Value) }.then(|| unsafe { h.as_ref() }.vtable())
 }
 
-/// The value stored under `key` (the key's address) as seen from `start`.
+/// The value stored under `key` (its node table) as seen from `start`.
 ///
 /// # Safety
 /// `start` and everything reachable from it must be kept alive by a handle
 /// the caller holds for the returned lifetime; `T` must be the key's type.
 pub(crate) unsafe fn lookup<'a, T: 'static>(
     start: Option<NonNull<Header>>,
-    key: usize,
+    key: NonNull<NodeVtable>,
     slot: u32,
 ) -> Option<&'a T> {
     // SAFETY: the caller keeps `start` alive.
@@ -85,57 +67,19 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
         }
         // SAFETY: kept alive by the caller's handle (see above).
         let node = unsafe { h.as_ref() };
-        if node.kind == NodeKind::Value {
-            // SAFETY: value nodes are allocated as `ValueNode<_>`, whose
-            // head comes first (`repr(C)`).
-            let head = unsafe { h.cast::<ValueHead>().as_ref() };
-            if head.key == key {
-                // SAFETY: keys are unique statics of one type, so the node
-                // holding this key was created with a `T`.
-                return Some(unsafe { &h.cast::<ValueNode<T>>().as_ref().value });
-            }
-            cur = head.outer;
-        } else {
+        if node.vtable() == key {
+            // SAFETY: a key's table is its own, and keys are unique statics
+            // of one type, so this node was created as a `ValueNode<T>`.
+            return Some(unsafe { &h.cast::<ValueNode<T>>().as_ref().value });
+        }
+        // SAFETY: as above.
+        if unsafe { is_kind(h, NodeKind::Merge) } {
             // A merge: its first parent now, its second parent later.
             seen.get_or_insert_with(HashSet::new).insert(h);
             // SAFETY: as above; `h` is the allocation's pointer.
-            let merge = unsafe { as_cancel(h) };
-            // SAFETY: as above.
-            let second = merge.and_then(|c| unsafe { c.as_ref() }.parent2());
+            let second = unsafe { MergeNode::parent2(h) };
             forks.extend(second.and_then(|p| p.values()));
-            cur = node.parent().and_then(|p| p.values());
         }
-    }
-}
-
-/// A set of key slots (bit `slot % 128`).
-#[derive(Clone, Copy, Default)]
-pub(crate) struct KeyFilter(u128);
-
-impl KeyFilter {
-    const ALL: KeyFilter = KeyFilter(u128::MAX);
-
-    pub(crate) fn with(self, slot: u32) -> KeyFilter {
-        KeyFilter(self.0 | 1 << (slot % 128))
-    }
-
-    fn may_contain(self, slot: u32) -> bool {
-        self.0 & (1 << (slot % 128)) != 0
-    }
-}
-
-/// The filter of the lookups that start at `values`.
-///
-/// # Safety
-/// `values` must be alive.
-pub(crate) unsafe fn filter_of(values: Option<NonNull<Header>>) -> KeyFilter {
-    let Some(h) = values else {
-        return KeyFilter::default();
-    };
-    // SAFETY: alive by the caller's guarantee.
-    match unsafe { h.as_ref() }.kind {
-        // SAFETY: value nodes start with a `ValueHead`.
-        NodeKind::Value => unsafe { h.cast::<ValueHead>().as_ref() }.filter,
-        _ => KeyFilter::ALL,
+        cur = node.parent().and_then(|p| p.values());
     }
 }

@@ -1,0 +1,436 @@
+//! The node layouts past the common core, one per kind, and the time base
+//! (where a node's clock and effective deadline live).
+//!
+//! Each kind allocates only the fields it uses (docs/design.md, "Nodes"):
+//!
+//! | kind | layout |
+//! |---|---|
+//! | `with_cancel` | a bare [`CancelNode`] (its time slot: the base pointer) |
+//! | deadline | [`DeadlineNode`]: the core and the timer entry (a cause's record waits in the core's record slot) |
+//! | `merge` | [`MergeNode`]: the core, the second link and parent, the deadline |
+//! | manual root, `without_cancel` | [`PlainNode`]: the header, `values`, the clock |
+//! | value | [`ValueNode<T>`]: the header, the key filter, the value |
+//!
+//! Invariants:
+//! 1. The *base* of a node is the nearest ancestor-or-self that owns a
+//!    clock and a deadline: a manual root, a `without_cancel`, a deadline
+//!    or a merge node; `None` stands for the system clock and no deadline.
+//!    A `with_cancel` node stores its base; a value node's base is its
+//!    scope's, or (no scope) that of the nearest non-value ancestor, which
+//!    is `background()` itself when the filter says `NO_BASE`. The
+//!    base is an ancestor kept alive by the parent handles, and its clock
+//!    and deadline never change.
+//! 2. A deadline or merge node's time slot holds its clock; a `with_cancel`
+//!    node's holds its base. The kind (the node's table) says which.
+
+use super::list::{Entry, EntryKind};
+use super::node::{
+    free_box, is_kind, kind_of, CancelNode, Header, NodeKind, NodeRef, NodeVtable, TimeSlot,
+};
+use super::record::Record;
+use crate::clock::Clock;
+use crate::sync::UnsafeCell;
+use crate::time::{TimerEntry, TimerHooks};
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The tables of the kinds that are not values.
+static CANCEL: NodeVtable = table(NodeKind::Cancel, free_box::<CancelNode>);
+static DEADLINE: NodeVtable = table(NodeKind::Deadline, free_box::<DeadlineNode>);
+static MERGE: NodeVtable = table(NodeKind::Merge, free_box::<MergeNode>);
+static ROOT: NodeVtable = table(NodeKind::Root, free_box::<PlainNode>);
+static WITHOUT_CANCEL: NodeVtable = table(NodeKind::WithoutCancel, free_box::<PlainNode>);
+
+const fn table(kind: NodeKind, free: unsafe fn(NonNull<Header>)) -> NodeVtable {
+    NodeVtable { kind, free }
+}
+
+/// `with_deadline`/`with_timeout` with a deadline of its own.
+#[repr(C)]
+pub(crate) struct DeadlineNode {
+    pub(crate) core: CancelNode,
+    /// Armed iff the deadline was ahead at creation; its `deadline` is the
+    /// node's.
+    pub(crate) timer: TimerEntry,
+}
+
+/// `merge(a, b)`.
+#[repr(C)]
+pub(crate) struct MergeNode {
+    pub(crate) core: CancelNode,
+    /// Our entry in the second parent scope's list.
+    pub(crate) link2: Entry,
+    /// The second parent, until teardown (node invariant 1).
+    parent2: UnsafeCell<Option<NodeRef>>,
+    /// The earlier of the parents' deadlines.
+    deadline: Option<Instant>,
+}
+
+/// A manual clock's root, or a `without_cancel` node: never done.
+#[repr(C)]
+pub(crate) struct PlainNode {
+    header: Header,
+    /// The nearest ancestor that answers value lookups.
+    values: Option<NonNull<Header>>,
+    clock: Clock,
+}
+
+// Heap bytes per live context (docs/design.md, "Nodes"); the first two are
+// the per-request budgets (with the value node's, in `value.rs`).
+#[cfg(all(target_pointer_width = "64", not(loom)))]
+const _: () = {
+    use std::mem::size_of;
+    assert!(size_of::<CancelNode>() <= 96);
+    assert!(size_of::<DeadlineNode>() <= 160);
+    assert!(size_of::<MergeNode>() <= 136);
+    assert!(size_of::<PlainNode>() <= 48);
+};
+
+impl Drop for DeadlineNode {
+    fn drop(&mut self) {
+        // SAFETY: a deadline node's slot holds its clock (invariant 2).
+        unsafe { ManuallyDrop::drop(&mut self.core.time.clock) };
+    }
+}
+
+impl Drop for MergeNode {
+    fn drop(&mut self) {
+        // SAFETY: a merge node's slot holds its clock (invariant 2).
+        unsafe { ManuallyDrop::drop(&mut self.core.time.clock) };
+    }
+}
+
+/// Gives up a new cancellable node's box; its scope is itself.
+#[inline]
+fn leak_cancel<T>(node: T) -> NonNull<CancelNode> {
+    let ptr = NonNull::from(Box::leak(Box::new(node))).cast::<CancelNode>();
+    // SAFETY: not shared yet; every cancellable layout starts with the core.
+    unsafe { (*ptr.as_ptr()).header.scope = Some(ptr) };
+    ptr
+}
+
+/// A `with_cancel` child of `parent`, not linked yet.
+#[inline]
+pub(super) fn new_cancel(parent: &NodeRef) -> NonNull<CancelNode> {
+    // SAFETY: our caller's handle keeps `parent` alive.
+    let base = unsafe { base_of(parent) };
+    leak_cancel(CancelNode::new(
+        &CANCEL,
+        parent,
+        parent.values(),
+        TimeSlot { base },
+    ))
+}
+
+/// A deadline child of `parent`, due `at`, not linked or armed yet.
+#[inline]
+pub(super) fn new_deadline(
+    parent: &NodeRef,
+    at: Instant,
+    record: Option<Arc<Record>>,
+    hooks: &'static TimerHooks,
+) -> NonNull<CancelNode> {
+    let clock = ManuallyDrop::new(parent.clock());
+    let mut core = CancelNode::new(&DEADLINE, parent, parent.values(), TimeSlot { clock });
+    // The `_cause` variants' record waits in the core's slot (node inv. 3).
+    core.pend_record(record);
+    leak_cancel(DeadlineNode {
+        core,
+        timer: TimerEntry::new(at, hooks),
+    })
+}
+
+/// `merge(a, b)`, not linked yet.
+pub(super) fn new_merge(a: &NodeRef, b: &NodeRef) -> NonNull<CancelNode> {
+    let deadline = match (a.deadline(), b.deadline()) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    let clock = ManuallyDrop::new(a.clock());
+    leak_cancel(MergeNode {
+        // A merge answers lookups itself (`values_of`).
+        core: CancelNode::new(&MERGE, a, None, TimeSlot { clock }),
+        link2: Entry::new(EntryKind::MergeLink),
+        parent2: UnsafeCell::new(Some(b.clone())),
+        deadline,
+    })
+}
+
+/// A root node for a manual clock.
+pub(super) fn new_root(clock: Clock) -> NonNull<Header> {
+    let header = Header::new(NonNull::from(&ROOT), None, None);
+    let node = Box::new(PlainNode {
+        header,
+        values: None,
+        clock,
+    });
+    NonNull::from(Box::leak(node)).cast()
+}
+
+/// A `without_cancel` child of `parent`: its values, never done.
+pub(super) fn new_without_cancel(parent: &NodeRef) -> NonNull<Header> {
+    let header = Header::new(NonNull::from(&WITHOUT_CANCEL), Some(parent.clone()), None);
+    let node = Box::new(PlainNode {
+        header,
+        values: parent.values(),
+        clock: parent.clock(),
+    });
+    NonNull::from(Box::leak(node)).cast()
+}
+
+/// The nearest ancestor-or-self that answers value lookups: a value or
+/// merge node itself, else the one it recorded.
+///
+/// # Safety
+/// `h` is a live node's own pointer.
+#[inline]
+pub(super) unsafe fn values_of(h: NonNull<Header>) -> Option<NonNull<Header>> {
+    // SAFETY: alive (caller); each kind's layout starts as cast. The value
+    // node, the lookups' common start, is tested first, on its tag alone.
+    unsafe {
+        if is_kind(h, NodeKind::Value) {
+            return Some(h);
+        }
+        match kind_of(h) {
+            NodeKind::Value | NodeKind::Merge => Some(h),
+            NodeKind::Cancel | NodeKind::Deadline => h.cast::<CancelNode>().as_ref().values,
+            NodeKind::Root | NodeKind::WithoutCancel => h.cast::<PlainNode>().as_ref().values,
+        }
+    }
+}
+
+/// The base of `node` (invariant 1).
+///
+/// # Safety
+/// The caller holds `node` for as long as it uses the result.
+pub(super) unsafe fn base_of(node: &NodeRef) -> Option<NonNull<Header>> {
+    let mut h = node.node_ptr()?;
+    loop {
+        // SAFETY: `h` is `node` or an ancestor, alive by its handle, and an
+        // allocation's own pointer (stored so by `create.rs`).
+        match unsafe { kind_of(h) } {
+            NodeKind::Root | NodeKind::WithoutCancel | NodeKind::Deadline | NodeKind::Merge => {
+                return Some(h)
+            }
+            // SAFETY: as above; a cancel node's slot holds its base.
+            NodeKind::Cancel => return unsafe { h.cast::<CancelNode>().as_ref().time.base },
+            NodeKind::Value => {
+                // SAFETY: as above.
+                let header = unsafe { h.as_ref() };
+                h = match header.scope {
+                    Some(scope) => scope.cast(),
+                    // SAFETY: as above.
+                    None if unsafe { filter_of(Some(h)) }.no_base() => return None,
+                    // Under a manual root or a `without_cancel`, no scope
+                    // between: the walk ends at it.
+                    None => header.parent()?.node_ptr()?,
+                };
+            }
+        }
+    }
+}
+
+/// The deadline a base stands for.
+///
+/// # Safety
+/// `base` is a live base (invariant 1).
+pub(super) unsafe fn base_deadline(base: NonNull<Header>) -> Option<Instant> {
+    // SAFETY: alive (caller); the layouts are as the kind says.
+    unsafe {
+        match kind_of(base) {
+            NodeKind::Deadline => Some(base.cast::<DeadlineNode>().as_ref().timer.deadline()),
+            NodeKind::Merge => base.cast::<MergeNode>().as_ref().deadline,
+            _ => None,
+        }
+    }
+}
+
+/// The clock a base stands for.
+///
+/// # Safety
+/// As [`base_deadline`].
+pub(super) unsafe fn base_clock(base: NonNull<Header>) -> Clock {
+    // SAFETY: alive (caller); the layouts are as the kind says.
+    unsafe {
+        match kind_of(base) {
+            NodeKind::Deadline | NodeKind::Merge => {
+                Clock::clone(&base.cast::<CancelNode>().as_ref().time.clock)
+            }
+            _ => base.cast::<PlainNode>().as_ref().clock.clone(),
+        }
+    }
+}
+
+/// A deadline node's clock, for arming and disarming its timer.
+///
+/// # Safety
+/// `node` is a live deadline node.
+pub(crate) unsafe fn own_clock<'a>(node: NonNull<CancelNode>) -> &'a Clock {
+    // SAFETY: the caller's promise (invariant 2).
+    unsafe { &(*node.as_ptr()).time.clock }
+}
+
+// The time base and values, through a reference (node.rs has the rest).
+impl NodeRef {
+    /// The nearest ancestor-or-self that answers value lookups.
+    #[inline]
+    pub(crate) fn values(&self) -> Option<NonNull<Header>> {
+        // SAFETY: our handle keeps the node alive; its own pointer.
+        self.node_ptr().and_then(|h| unsafe { values_of(h) })
+    }
+
+    /// The effective deadline (`None` for never).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        // SAFETY: as above; the base is an ancestor-or-self.
+        unsafe { base_of(self) }.and_then(|b| unsafe { base_deadline(b) })
+    }
+
+    /// The clock of the tree's root.
+    pub(crate) fn clock(&self) -> Clock {
+        // SAFETY: as above.
+        match unsafe { base_of(self) } {
+            // SAFETY: as above.
+            Some(b) => unsafe { base_clock(b) },
+            None => Clock::system(),
+        }
+    }
+}
+
+impl MergeNode {
+    /// The second parent of a merge node.
+    ///
+    /// # Safety
+    /// `node` is a live merge node's own pointer, and the caller holds a
+    /// handle on it (or is its teardown, before `take_parent2`).
+    pub(crate) unsafe fn parent2<'a>(node: NonNull<Header>) -> Option<&'a NodeRef> {
+        // SAFETY: the caller's promise; as `Header::parent`.
+        let cell = unsafe { &node.cast::<MergeNode>().as_ref().parent2 };
+        // SAFETY: as above.
+        cell.with(|p| unsafe { (*p).as_ref() })
+    }
+
+    /// Empties the second parent cell at teardown.
+    ///
+    /// # Safety
+    /// `node` is a merge node's own pointer and its `handles` are zero.
+    pub(super) unsafe fn take_parent2(node: NonNull<Header>) -> Option<NodeRef> {
+        // SAFETY: the caller's promise.
+        let cell = unsafe { &node.cast::<MergeNode>().as_ref().parent2 };
+        // SAFETY: nobody else reads the cell (node invariant 1).
+        cell.with_mut(|p| unsafe { (*p).take() })
+    }
+}
+
+/// A `with_value` node carrying a `T`; its header's table is its key's.
+#[repr(C)]
+pub(crate) struct ValueNode<T> {
+    pub(crate) header: Header,
+    /// Which key slots occur from here outward.
+    pub(crate) filter: KeyFilter,
+    pub(crate) value: T,
+}
+
+// A `u64` value costs 56 bytes: the 48 of issue 10's budget would need a
+// 64-bit filter, which 100 keys saturate (docs/design.md, "Nodes").
+#[cfg(all(target_pointer_width = "64", not(loom)))]
+const _: () = assert!(std::mem::size_of::<ValueNode<u64>>() <= 56);
+
+/// The node table of a `ValueNode<T>`, which each `Key<T>` starts with.
+pub(crate) const fn value_vtable<T>() -> NodeVtable {
+    NodeVtable {
+        kind: NodeKind::Value,
+        free: free_box::<ValueNode<T>>,
+    }
+}
+
+/// A set of key slots (bit `slot % 128`; slot numbers skip those whose
+/// bit would be 127), and in bit 127 the `NO_BASE` flag. Two words, not a
+/// `u128`, whose 16-byte alignment would pad a `ValueNode<u64>` to 64
+/// bytes.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct KeyFilter([u64; 2]);
+
+/// Bit 127 of a value node's filter: the node has no scope and its nearest
+/// non-value ancestor is `background()` or `todo()`, so its clock is the
+/// system clock without walking up (`layout::base_of`).
+const NO_BASE: u32 = 127;
+
+impl KeyFilter {
+    const ALL: KeyFilter = KeyFilter([u64::MAX; 2]);
+
+    /// The filter of a new value node under `parent`, for a key in `slot`.
+    ///
+    /// # Safety
+    /// The caller holds `parent`.
+    pub(crate) unsafe fn of_child(parent: &NodeRef, slot: u32) -> KeyFilter {
+        // SAFETY: the parent's values are kept alive by the parent.
+        let outer = unsafe { filter_of(parent.values()) }.without(NO_BASE);
+        let no_base = match parent.node_ptr() {
+            None => true,
+            // SAFETY: kept alive by the parent.
+            Some(h) => unsafe { is_kind(h, NodeKind::Value) && filter_of(Some(h)).no_base() },
+        };
+        let filter = outer.with(slot);
+        if no_base {
+            filter.with(NO_BASE)
+        } else {
+            filter
+        }
+    }
+
+    /// Bit `bit % 128`'s word and mask (no bounds check on the lookup path).
+    #[inline]
+    fn at(bit: u32) -> (usize, u64) {
+        ((bit as usize >> 6) & 1, 1 << (bit & 63))
+    }
+
+    fn with(self, bit: u32) -> KeyFilter {
+        let (word, mask) = KeyFilter::at(bit);
+        let mut words = self.0;
+        words[word] |= mask;
+        KeyFilter(words)
+    }
+
+    fn without(self, bit: u32) -> KeyFilter {
+        let (word, mask) = KeyFilter::at(bit);
+        let mut words = self.0;
+        words[word] &= !mask;
+        KeyFilter(words)
+    }
+
+    #[inline]
+    fn has(self, bit: u32) -> bool {
+        let (word, mask) = KeyFilter::at(bit);
+        self.0[word] & mask != 0
+    }
+
+    #[inline]
+    pub(super) fn may_contain(self, slot: u32) -> bool {
+        self.has(slot)
+    }
+
+    /// The `NO_BASE` flag (meaningful for a value node without a scope).
+    pub(crate) fn no_base(self) -> bool {
+        self.has(NO_BASE)
+    }
+}
+
+/// The filter of the lookups that start at `values`.
+///
+/// # Safety
+/// `values` must be alive.
+#[inline]
+pub(crate) unsafe fn filter_of(values: Option<NonNull<Header>>) -> KeyFilter {
+    let Some(h) = values else {
+        return KeyFilter::default();
+    };
+    // SAFETY: alive by the caller's guarantee.
+    if !unsafe { is_kind(h, NodeKind::Value) } {
+        return KeyFilter::ALL;
+    }
+    // SAFETY: value nodes are a `ValueNode<_>`, whose filter's offset does
+    // not depend on the value's type (`repr(C)`, header first).
+    unsafe { h.cast::<ValueNode<()>>().as_ref() }.filter
+}
