@@ -38,7 +38,10 @@ pub(super) fn register(list: usize) {
 pub(super) fn unregister(list: usize) {
     let me = thread::current().id();
     let mut sleeping = SLEEPING.lock().unwrap();
-    if let Some(i) = sleeping.iter().position(|(l, t)| *l == list && t.id() == me) {
+    if let Some(i) = sleeping
+        .iter()
+        .position(|(l, t)| *l == list && t.id() == me)
+    {
         sleeping.swap_remove(i);
     }
 }
