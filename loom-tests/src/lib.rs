@@ -57,17 +57,6 @@ where
     model_with_default(name, None, f)
 }
 
-/// Runs `f` under loom at `LOOM_MAX_PREEMPTIONS`, else at `bound`, and says
-/// so on stderr: for a model whose deeper bound has an open finding
-/// (docs/design.md, "Known limits"), kept reproducible through the variable.
-pub fn model_at<F>(name: &str, bound: usize, why: &str, f: F)
-where
-    F: Fn() + Sync + Send + 'static,
-{
-    eprintln!("loom model {name}: default bound {bound}, not {DEFAULT_BOUND}: {why}");
-    model_with_default(name, Some(bound), f)
-}
-
 fn model_with_default<F>(name: &str, default: Option<usize>, f: F)
 where
     F: Fn() + Sync + Send + 'static,

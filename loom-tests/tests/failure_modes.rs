@@ -1,7 +1,7 @@
 //! Loom models shaped like the failures users hit: three threads on one
 //! list, every kind of list entry at once, a timer with a child below, a
-//! merge. Each asserts what holds once every thread has finished (not yet
-//! what is done at the moment each `cancel()` returns).
+//! merge. Each asserts what holds once every thread has finished; the
+//! timer model also what is done at the moment a `cancel()` returns.
 //! How to run them: see the crate doc in `src/lib.rs`.
 #![cfg(loom)]
 
@@ -72,19 +72,14 @@ fn waiter_callback_and_child_on_one_list_during_cancel() {
 
 /// A deadline firing, its parent cancelling, and the last handle and
 /// context of the timed node going away, all at once, with a child (and a
-/// callback on it) below: the child ends done with one of the two errors,
-/// its callback runs once, and the timer entry and every node are freed
-/// once.
+/// callback on it) below: the child is done when the parent's cancel and
+/// the handle's drop return (whoever drains it: the firing, the cancel or
+/// the drop), ends with one of the two errors, its callback runs once, and
+/// the timer entry and every node are freed once.
 #[test]
 fn timer_fire_vs_cancel_vs_last_drop_with_child_below() {
-    // At bound 3 loom finds a schedule that never ends (interleaving
-    // #40956; still at LOOM_MAX_BRANCHES=20000): an open finding since the
-    // drained signal, recorded in docs/design.md "Known limits".
-    let why = "bound 3 never ends in one schedule (docs/design.md, Known limits)";
-    model_at(
+    model(
         "timer_fire_vs_cancel_vs_last_drop_with_child_below",
-        2,
-        why,
         || {
             let clock = Clock::manual();
             let (p, ph) = clock.background().with_cancel();
@@ -96,9 +91,16 @@ fn timer_fire_vs_cancel_vs_last_drop_with_child_below() {
                 let clock = clock.clone();
                 thread::spawn(move || clock.advance(Duration::from_millis(20)))
             };
-            let canceller = thread::spawn(move || ph.cancel());
+            let canceller = {
+                let g = g.clone();
+                thread::spawn(move || {
+                    ph.cancel();
+                    assert!(g.err().is_some(), "cancel returned before the child was done");
+                })
+            };
             drop(t);
             drop(th);
+            assert!(g.err().is_some(), "handle drop returned before the child was done");
             firer.join().unwrap();
             canceller.join().unwrap();
             assert!(matches!(

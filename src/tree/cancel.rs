@@ -111,7 +111,8 @@ unsafe fn close(
         let mut drain = Drain {
             guard: None,
             deferred: false,
-            stack: Vec::new(),
+            chains: Vec::new(),
+            markers: Vec::new(),
             deps: Vec::new(),
             pending: Vec::new(),
             panics,
@@ -183,7 +184,10 @@ struct Closed {
     entry: Option<(NonNull<Entry>, Free)>,
 }
 
-/// Closes `node` with `err`/`record` unless it is done already.
+/// Closes `node` with `err`/`record` unless it is done already. Inlined
+/// into its two callers: a call here measurably slows the close of a node
+/// without children.
+#[inline(always)]
 fn publish(node: &CancelNode, err: Error, record: Option<Arc<Record>>) -> Option<Closed> {
     let (word, err, record) = match record {
         None => (closed_word(err), err, None),
@@ -243,19 +247,25 @@ fn prefetch_entry(addr: usize) {
     let _ = addr;
 }
 
-/// One item of the drain's stack.
-enum Item {
-    /// A closed node whose chain is still to walk.
-    Chain(Closed),
-    /// A node whose subtree has been walked once this comes off (invariant
-    /// 3): `deps` held this many dependencies when it went on, and `entry`
-    /// is the list reference to release then.
-    Marker {
-        node: NonNull<CancelNode>,
-        deps: usize,
-        entry: Option<(NonNull<Entry>, Free)>,
-    },
+/// A node whose subtree is being walked (invariant 3), on the drain's
+/// marker stack: it comes off once the chain stack is back to `chains`
+/// items. It is kept apart from the chains, and small (checked below),
+/// because a chain of `n` nodes holds `n` markers at once.
+struct Marker {
+    node: NonNull<CancelNode>,
+    /// The list reference to release once the node is marked.
+    entry: Option<(NonNull<Entry>, Free)>,
+    /// How many dependencies `deps` held when it went on.
+    deps: usize,
+    /// How many chains were on the stack when it went on.
+    chains: usize,
 }
+
+const _: () = assert!(std::mem::size_of::<Marker>() <= 40);
+
+/// How many markers ahead the way back up prefetches: a chain's markers
+/// come off in a run, each touching a node last seen on the way down.
+const MARKER_PREFETCH: usize = 8;
 
 struct Drain {
     /// Pinned only while releases go through the epoch, dropped before any
@@ -263,7 +273,10 @@ struct Drain {
     guard: Option<Guard>,
     /// Whether any release went through the epoch (`finish` flushes).
     deferred: bool,
-    stack: Vec<Item>,
+    /// Closed nodes whose chains are still to walk.
+    chains: Vec<Closed>,
+    /// Nodes below the first whose subtrees are being walked.
+    markers: Vec<Marker>,
     /// Nodes closed by others, or pending, that walked subtrees reached
     /// (drained.rs); each holds a memory reference.
     deps: Vec<NonNull<CancelNode>>,
@@ -276,40 +289,69 @@ struct Drain {
 }
 
 impl Drain {
+    /// Walks the subtree depth first: a chain comes off the chain stack,
+    /// its node's marker goes on (invariant 3), and its children's chains
+    /// go on above; the marker comes off when they are all walked. The
+    /// first node's marker is implicit: it comes off last.
     fn run(&mut self, first: Closed) {
-        let mut next = Some(Item::Chain(first));
-        while let Some(item) = next.take().or_else(|| self.stack.pop()) {
-            match item {
-                Item::Chain(closed) => {
-                    self.stack.push(Item::Marker {
-                        node: closed.node,
-                        deps: self.deps.len(),
-                        entry: closed.entry,
-                    });
-                    self.drain_chain(&closed);
-                }
-                Item::Marker { node, deps, entry } => {
-                    // SAFETY: our list reference (or the caller's, for the
-                    // first node) keeps it alive until released below.
-                    self.subtree_walked(unsafe { node.as_ref() }, deps);
-                    if let Some((entry, free)) = entry {
-                        self.release(entry, free);
-                    }
-                }
+        debug_assert!(first.entry.is_none(), "the caller holds the first node");
+        self.drain_chain(&first);
+        loop {
+            self.markers_due();
+            let Some(closed) = self.chains.pop() else {
+                break;
+            };
+            self.markers.push(Marker {
+                node: closed.node,
+                entry: closed.entry,
+                deps: self.deps.len(),
+                chains: self.chains.len(),
+            });
+            self.drain_chain(&closed);
+        }
+        // SAFETY: the caller's hold keeps the first node alive.
+        self.subtree_walked(unsafe { first.node.as_ref() }, 0, false);
+    }
+
+    /// Takes off every marker whose subtree has been walked (a chain's
+    /// whole run at its end), prefetching the nodes of those below.
+    fn markers_due(&mut self) {
+        while self
+            .markers
+            .last()
+            .is_some_and(|m| m.chains == self.chains.len())
+        {
+            let Some(Marker {
+                node, entry, deps, ..
+            }) = self.markers.pop()
+            else {
+                return;
+            };
+            if let Some(ahead) = self.markers.len().checked_sub(MARKER_PREFETCH) {
+                // SAFETY: a marker's node is alive (our list reference),
+                // and the pointer has its provenance.
+                prefetch_entry(
+                    unsafe { entry::link_ptrs(self.markers[ahead].node) }[0].as_ptr() as usize,
+                );
+            }
+            // SAFETY: our list reference keeps it alive until released
+            // below.
+            self.subtree_walked(unsafe { node.as_ref() }, deps, true);
+            if let Some((entry, free)) = entry {
+                self.release(entry, free);
             }
         }
     }
 
     /// A node's marker came off: marks it drained, or makes it pending
-    /// (invariant 3).
-    fn subtree_walked(&mut self, node: &CancelNode, deps: usize) {
+    /// (invariant 3). `enclosed`: the node is not the drain's first (which
+    /// nothing in the drain encloses).
+    fn subtree_walked(&mut self, node: &CancelNode, deps: usize, enclosed: bool) {
         if self.deps.len() == deps {
             drained::mark(node);
         } else {
             let own = self.deps.split_off(deps);
-            // The first node's marker is the stack's last item: nothing
-            // encloses it.
-            let enclosing = (!self.stack.is_empty()).then_some(&mut self.deps);
+            let enclosing = enclosed.then_some(&mut self.deps);
             drained::defer(node, own, &mut self.pending, enclosing);
         }
     }
@@ -359,7 +401,7 @@ impl Drain {
                     return false;
                 }
                 closed.entry = Some((entry, parent.free));
-                self.stack.push(Item::Chain(closed));
+                self.chains.push(closed);
                 true
             }
             Container::Waiter(w) => {
@@ -423,7 +465,7 @@ impl Drain {
     /// Settles the pending nodes (drained.rs); returns the first panic of
     /// user code, to re-raise once the subtree is done.
     fn finish(mut self, draining: &drained::Draining) -> Panics {
-        debug_assert!(self.stack.is_empty() && self.deps.is_empty());
+        debug_assert!(self.chains.is_empty() && self.markers.is_empty() && self.deps.is_empty());
         // Hand over our deferred frees and collect (see list
         // `entry_deleted`); no guard stays pinned while we may wait.
         if self.deferred {

@@ -21,10 +21,12 @@
 //!    swaps in `WOKEN` instead and wakes every sleeper it took.
 //! 3. A sleeper pushed between that load and that store is erased by the
 //!    store. Its thread never relies on a wake-up: it re-checks the word
-//!    after every park, and parks with a bounded timeout. It then tells the
-//!    two cases apart by the mark: `DRAINED` means its sleeper was erased
-//!    (nobody else will touch it), `WOKEN` that it was taken by the swap
-//!    (whose thread releases the list's reference).
+//!    after every park, and parks with a bounded timeout (under loom, which
+//!    has no timed park, the erasing mark unparks it: loom_park.rs). It
+//!    parks only while its sleeper is on every node it waits for. It then
+//!    tells the two cases apart by the mark: `DRAINED` means its sleeper
+//!    was erased (nobody else will touch it), `WOKEN` that it was taken by
+//!    the swap (whose thread releases the list's reference).
 //! 4. Only a thread outside every drain waits (a thread-local depth counts
 //!    the drains running on it): a callback, waker or `Drop` run by a drain
 //!    that cancels an ancestor of that drain does not wait for a drain that
@@ -42,16 +44,22 @@ use super::node::CancelNode;
 use super::refs::{acquire_ref, release_node_ref};
 use super::state::{drained, is_woken, CLOSED};
 use super::waiter::Waiter;
-use crate::sync::{park_timeout, thread_local};
+#[cfg(not(loom))]
+use crate::sync::park_timeout;
+use crate::sync::thread_local;
 use crate::unwind::Panics;
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
+#[cfg(not(loom))]
 use std::time::Duration;
 
-/// The first park of a waiting thread; doubled up to `PARK_MAX`.
+/// The first park of a waiting thread; doubled up to `PARK_MAX`. (Under
+/// loom a park has no timeout: loom_park.rs.)
+#[cfg(not(loom))]
 const PARK_MIN: Duration = Duration::from_micros(20);
 /// The longest park between re-checks (invariant 3): the most an erased
 /// sleeper can wait past the mark.
+#[cfg(not(loom))]
 const PARK_MAX: Duration = Duration::from_millis(1);
 
 /// A node this thread closed whose subtree reached nodes not drained yet.
@@ -193,19 +201,33 @@ pub(super) fn settle(mut pending: Vec<Pending>, draining: &Draining, panics: &mu
         if pending.is_empty() && !handed {
             break;
         }
-        for p in &pending {
-            for &dep in &p.deps {
-                // SAFETY: the pending entry's reference keeps it alive.
-                let node = unsafe { dep.as_ref() };
-                let ours = pending.iter().any(|q| q.node == dep);
-                if !ours && !drained(node.list.word()) {
-                    sleep.watch(node);
-                }
-            }
+        if watch_deps(&pending, &mut sleep) {
+            sleep.park();
         }
-        sleep.park();
     }
     sleep.finish(panics);
+}
+
+/// Watches every dependency of `pending` that is not one of its own nodes.
+/// True if each is still undrained with our sleeper on it, so that parking
+/// cannot miss its mark; false if one is drained by now (go round again).
+fn watch_deps(pending: &[Pending], sleep: &mut Sleep) -> bool {
+    let mut watched = false;
+    for p in pending {
+        for &dep in &p.deps {
+            if pending.iter().any(|q| q.node == dep) {
+                continue; // ours: marked by this loop
+            }
+            // SAFETY: the pending entry's reference keeps it alive.
+            let node = unsafe { dep.as_ref() };
+            if drained(node.list.word()) || !sleep.watch(node) {
+                return false;
+            }
+            watched = true;
+        }
+    }
+    // None watched: nodes handed over by a nested drain are still to take.
+    watched
 }
 
 /// Marks every pending node whose dependencies are all drained, until no
@@ -245,16 +267,25 @@ pub(super) fn wait(node: &CancelNode) {
     }
     let mut sleep = Sleep::new();
     while !drained(node.list.word()) {
-        sleep.watch(node);
-        sleep.park();
+        if sleep.watch(node) {
+            sleep.park();
+        }
     }
     // Our handle keeps the node: `finish` frees nothing that runs user code.
     sleep.finish(&mut Panics::default());
 }
 
+/// The key of `node` in loom's registry of waiting threads.
+#[cfg(loom)]
+fn list_addr(node: &CancelNode) -> usize {
+    &node.list as *const _ as usize
+}
+
 /// One waiting thread's sleepers, one per node it waits for.
 struct Sleep {
     sleepers: Vec<(NonNull<CancelNode>, NonNull<Waiter>)>,
+    /// The next park's timeout.
+    #[cfg(not(loom))]
     park: Duration,
 }
 
@@ -262,34 +293,49 @@ impl Sleep {
     fn new() -> Sleep {
         Sleep {
             sleepers: Vec::new(),
+            #[cfg(not(loom))]
             park: PARK_MIN,
         }
     }
 
     /// Pushes a sleeper for this thread onto `node`'s closed word, unless
-    /// one is there already or the node is drained. Holds a memory
-    /// reference on the node until `finish` reads its mark.
-    fn watch(&mut self, node: &CancelNode) {
+    /// one is there already. False if the node is drained (no sleeper
+    /// pushed). Holds a memory reference on the node until `finish` reads
+    /// its mark.
+    fn watch(&mut self, node: &CancelNode) -> bool {
         let at = NonNull::from(node);
         if self.sleepers.iter().any(|&(n, _)| n == at) {
-            return;
+            return true;
         }
+        #[cfg(loom)]
+        super::loom_park::register(list_addr(node));
         let w = Waiter::for_thread();
         // SAFETY: a new thread waiter; the list's reference, if the push
         // takes it, is released by the marking swap or by `finish`.
         if unsafe { Waiter::enlist_sleeper(w, node) } {
             acquire_ref(node);
             self.sleepers.push((at, w));
-        } else {
-            // SAFETY: drained already: ours is the only reference.
-            unsafe { Waiter::release(w) };
+            return true;
         }
+        // SAFETY: drained already: ours is the only reference.
+        unsafe { Waiter::release(w) };
+        #[cfg(loom)]
+        super::loom_park::unregister(list_addr(node));
+        false
     }
 
     /// Parks until woken or the bounded timeout (invariant 3).
+    #[cfg(not(loom))]
     fn park(&mut self) {
         park_timeout(self.park);
         self.park = (self.park * 2).min(PARK_MAX);
+    }
+
+    /// Parks until woken; a mark that erased our sleeper wakes us in place
+    /// of the timeout (loom_park.rs).
+    #[cfg(loom)]
+    fn park(&mut self) {
+        crate::sync::park();
     }
 
     /// Every watched node is drained: gives back our sleepers, and the
@@ -298,7 +344,10 @@ impl Sleep {
     fn finish(self, panics: &mut Panics) {
         for (node, w) in self.sleepers {
             // SAFETY: alive by the reference `watch` took.
-            let word = unsafe { node.as_ref() }.list.word();
+            let n = unsafe { node.as_ref() };
+            let word = n.list.word();
+            #[cfg(loom)]
+            super::loom_park::unregister(list_addr(n));
             debug_assert!(drained(word));
             if !is_woken(word) {
                 // SAFETY: erased by the blind store: the list's reference

@@ -283,12 +283,15 @@ impl List {
             // (drained.rs invariant 3).
             #[cfg(not(loom))]
             self.state.store(cur & TAGS | DRAINED, Release);
-            // The same write as a swap whose result is ignored: loom keeps a
-            // partial modification order, in which a plain store and an RMW
-            // that did not see each other may stay unordered for ever (a
-            // state no C++ execution reaches); an RMW it orders.
+            // The same write as a swap: loom keeps a partial modification
+            // order, in which a plain store and an RMW that did not see each
+            // other may stay unordered for ever (a state no C++ execution
+            // reaches); an RMW it orders. Its result says whether the write
+            // erased sleepers, whose timeouts loom models (loom_park.rs).
             #[cfg(loom)]
-            let _ = self.state.swap(cur & TAGS | DRAINED, Release);
+            if self.state.swap(cur & TAGS | DRAINED, Release) & !TAGS != 0 {
+                super::loom_park::expire(self as *const List as usize);
+            }
             return 0;
         }
         // AcqRel: Acquire reads the sleepers their pushes published,

@@ -16,6 +16,7 @@
 //! | `create.rs` | creating each kind of node, attach, arming its timer | create 1-3 |
 //! | `cancel.rs` | closing a node and draining its subtree | cancel 1-3 |
 //! | `drained.rs` | the drained signal: a subtree done, waiting for it | drained 1-5 |
+//! | `loom_park.rs` | loom's model of the drained wait's timed park | loom_park 1 |
 //! | `entry.rs` | entry dispatch: which container a link is part of | entry 1-2 |
 //! | `waiter.rs` | `Done` futures and blocked threads as list entries | waiter 1-2 |
 //! | `callback.rs` | `after_func` registrations as list entries | callback 1-4 |
@@ -39,6 +40,8 @@ mod drained;
 mod entry;
 mod layout;
 mod list;
+#[cfg(loom)]
+mod loom_park;
 mod node;
 mod record;
 mod refs;
