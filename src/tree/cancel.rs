@@ -331,7 +331,7 @@ impl Drain {
                 // SAFETY: a marker's node is alive (our list reference),
                 // and the pointer has its provenance.
                 prefetch_entry(
-                    unsafe { entry::link_ptrs(self.markers[ahead].node) }[0].as_ptr() as usize,
+                    unsafe { entry::link_ptr(self.markers[ahead].node) }.as_ptr() as usize,
                 );
             }
             // SAFETY: our list reference keeps it alive until released

@@ -129,6 +129,16 @@ pub(super) unsafe fn timer_ptr(node: NonNull<CancelNode>) -> Option<NonNull<Time
     Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).timer)) })
 }
 
+/// A node's first link, derived from the node's pointer (invariant 2).
+///
+/// # Safety
+/// As [`timer_ptr`].
+pub(super) unsafe fn link_ptr(node: NonNull<CancelNode>) -> NonNull<Entry> {
+    // SAFETY: a field projection of a live node's pointer (caller), so in
+    // bounds and not null; no access.
+    unsafe { NonNull::new_unchecked(addr_of_mut!((*node.as_ptr()).link)) }
+}
+
 /// A link and the scope whose list it joins (`None`: no list).
 pub(super) type Link = (NonNull<Entry>, Option<NonNull<CancelNode>>);
 
@@ -140,13 +150,11 @@ pub(super) type Link = (NonNull<Entry>, Option<NonNull<CancelNode>>);
 /// As [`timer_ptr`], and the caller holds a handle on the node (or is its
 /// teardown, before the parents are taken): the parents are readable.
 pub(super) unsafe fn links(node: NonNull<CancelNode>) -> [Option<Link>; 2] {
-    let raw = node.as_ptr();
     let scope = |p: Option<&crate::tree::NodeRef>| p.and_then(|p| p.scope_ptr());
     // SAFETY: alive, parents not taken yet (caller).
     let first = scope(unsafe { node.as_ref() }.header.parent());
-    // SAFETY: a field projection of a live node's pointer, so in bounds
-    // and not null; no access.
-    let link = unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).link)) };
+    // SAFETY: alive (caller).
+    let link = unsafe { link_ptr(node) };
     // SAFETY: alive (caller).
     if !unsafe { is_kind(node.cast(), NodeKind::Merge) } {
         return [Some((link, first)), None];
