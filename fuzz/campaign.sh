@@ -10,13 +10,14 @@
 # 2. minimises the grown corpus (`cargo fuzz cmin`);
 # 3. replays the minimised corpus once under AddressSanitizer (cargo-fuzz's
 #    default build), so every input the campaign kept is also checked for
-#    memory errors.
+#    memory errors (a failure there stops the script with a nonzero exit).
 #
 # The sanitizer-free build lives in its own target dir (target/nosan), so it
 # never overwrites the AddressSanitizer build that `cargo fuzz run` uses.
 # Logs: <work dir>/run.log, cmin.log, asan-replay.log; the minimised corpus
-# is <work dir>/corpus. Copy it into fuzz/corpus/<target>/ (as seed-* files,
-# the only ones git tracks there) to commit it.
+# is <work dir>/corpus. To commit it, copy it into fuzz/corpus/<target>/ as
+# seed-min-<sha1> files (git tracks only seed-* there; tests/fuzz_replay.rs
+# and the CI smoke replay them all).
 set -euo pipefail
 
 t=${1:?usage: campaign.sh <target> [seconds] [work dir]}
@@ -26,7 +27,7 @@ work=${3:-target/campaign/$t}
 nosan=(--sanitizer none --target-dir target/nosan)
 
 rm -rf "$work" && mkdir -p "$work/corpus"
-cp corpus/"$t"/* "$work/corpus/"
+cp corpus/"$t"/seed-* "$work/corpus/"
 echo "campaign: $t, $secs s, from $(ls "$work/corpus" | wc -l) inputs; $(date -u)"
 
 cargo +nightly fuzz run "${nosan[@]}" "$t" "$work/corpus" -- \
