@@ -178,7 +178,7 @@ if [ "${SKIP_FUZZ:-}" != 1 ]; then
       rc=0
       "${fuzz[@]}" "$t" "$work" -- -max_total_time="${FUZZ_SECONDS:-30}" -print_final_stats=1 \
         >"$log" 2>&1 || rc=$?
-      grep -E 'Done [0-9]+ runs|stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+ +DONE' "$log" || true
+      grep -E 'Done [0-9]+ runs|stat::number_of_executed_units|stat::average_exec_per_sec|#[0-9]+[[:space:]]+DONE' "$log" || true
       if [ "$rc" -ne 0 ]; then
         tail -n 60 "$log"
         echo "fuzz: $t FAILED (exit $rc); the crashing input is under fuzz/artifacts/$t/"
