@@ -4,6 +4,9 @@
 //! targets run (the files under `fuzz/src/` are included by path).
 //!
 //! `GOCONTEXT_FUZZ_REPLAY_ITERS` scales the random inputs (default 1).
+//! `GOCONTEXT_FUZZ_REPLAY_SEEDS=hand` replays only the hand-made seeds, not
+//! the minimised corpora of the campaigns (`seed-min-*`, thousands of
+//! inputs): `.ci/proof.sh` sets it under valgrind.
 
 #[path = "../fuzz/src/common.rs"]
 mod common;
@@ -24,7 +27,17 @@ use miri::scaled;
 use rand::{Rng, RngCore, SeedableRng};
 use std::path::PathBuf;
 
+/// Whether only the hand-made seeds are replayed (see the module docs).
+fn hand_made_only() -> bool {
+    let only = std::env::var("GOCONTEXT_FUZZ_REPLAY_SEEDS").is_ok_and(|v| v == "hand");
+    if only {
+        eprintln!("GOCONTEXT_FUZZ_REPLAY_SEEDS=hand: the seed-min-* corpora are not replayed");
+    }
+    only
+}
+
 fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let hand = hand_made_only();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("fuzz/corpus")
         .join(target);
@@ -45,7 +58,7 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("seed-"))
+                .is_some_and(|n| n.starts_with("seed-") && !(hand && n.starts_with("seed-min-")))
         })
         .map(|p| {
             let bytes = std::fs::read(&p).unwrap();
