@@ -37,7 +37,7 @@ use std::time::Instant;
 use super::entry::{call_hook, Disarmed, Pos, TimerEntry};
 use super::inbox::{Graveyard, Inbox};
 use super::wheel::Wheel;
-use crate::sync::{fence, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
+use crate::sync::{fence, AtomicBool, Mutex, MutexGuard, Ordering, TryLockError};
 use crate::unwind::{discard, first};
 
 /// Every this many successful disarms, someone empties the inbox. Under loom
@@ -73,9 +73,8 @@ pub(crate) enum AfterDisarm {
 #[derive(Debug)]
 pub(crate) struct TimerCore {
     origin: Instant,
+    /// The hand-off to the owner, with the disarm counters (sharded).
     inbox: Inbox,
-    /// Successful disarms so far (wrapping); drives collection.
-    cancelled: AtomicUsize,
     /// A collector found the wheel taken and left its push to the owner.
     wanted: AtomicBool,
     /// The wheel and the right to own it (see the module doc).
@@ -83,12 +82,12 @@ pub(crate) struct TimerCore {
 }
 
 impl TimerCore {
-    /// An engine whose tick 0 is `origin`.
-    pub(crate) fn new(origin: Instant) -> TimerCore {
+    /// An engine whose tick 0 is `origin`, with an inbox of `shards`
+    /// shards (a power of two; see `inbox.rs`).
+    pub(crate) fn new(origin: Instant, shards: usize) -> TimerCore {
         TimerCore {
             origin,
-            inbox: Inbox::new(),
-            cancelled: AtomicUsize::new(0),
+            inbox: Inbox::new(shards),
             wanted: AtomicBool::new(false),
             wheel: Mutex::new(Wheel::new(origin)),
         }
@@ -135,12 +134,7 @@ impl TimerCore {
             // inbox and its `queue_next` is ours (entry.rs inv. 2, 3).
             Disarmed::Filed => unsafe { self.inbox.push(entry) },
         }
-        // Relaxed: only a counter; the collection it triggers synchronises
-        // through the inbox.
-        let n = self
-            .cancelled
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1);
+        let n = self.inbox.count_cancel();
         Some(if collection_due(n) {
             AfterDisarm::Collect
         } else {

@@ -2,88 +2,213 @@
 //! thread that owns the clock's wheel, and the graveyard of entries the
 //! owner releases once it has let go of the wheel. Invariants 2, 3 and 7 of
 //! `entry.rs` govern both.
+//!
+//! # Shards
+//!
+//! The inbox is a fixed array of *shards*, each a Treiber stack head and a
+//! disarm counter on a cache line of its own. A thread always uses the same
+//! shard (its thread number modulo the shard count, `shard_of_thread`), so
+//! threads arming and disarming at once touch different lines: with at
+//! least as many shards as CPUs, a deadline armed and cancelled on one
+//! thread before the owner looked touches no line another thread writes
+//! (the entry stays on the shard, `CANCELLED`, until the next collection
+//! releases it). The owner takes every shard; arms of one thread keep their
+//! order (one shard, one stack), arms of different threads are not ordered
+//! with each other, which no caller can observe (their deadlines are equal
+//! only by coincidence; a manual clock has one shard, and there the order is
+//! the arms' order).
 
 use std::ptr::NonNull;
 
 use super::entry::{call_hook, TimerEntry};
-use crate::sync::{AtomicPtr, Ordering};
+use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
 
-/// Intrusive Treiber stack of entries on their way to the wheel's owner.
-///
-/// Producers (`arm`, a disarm of a filed entry) push with a CAS loop; the one
-/// consumer takes everything with a `swap`. Because nothing is ever popped
-/// singly, ABA cannot bite: a push only needs `next == head` at its CAS.
-pub(crate) struct Inbox {
+/// The most shards a clock uses (a power of two).
+const MAX_SHARDS: usize = 64;
+
+/// The shard count for a clock with many threads: the CPU count rounded up
+/// to a power of two, at most `MAX_SHARDS`. Under loom: two, so that every
+/// model explores collection across shards.
+pub(crate) fn shards_for_cpus() -> usize {
+    if cfg!(loom) {
+        return 2;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.next_power_of_two().min(MAX_SHARDS)
+}
+
+/// One shard: a stack head and a counter, alone on their cache line(s).
+#[repr(align(128))]
+struct Shard {
     head: AtomicPtr<TimerEntry>,
+    /// Successful disarms counted on this shard (wrapping).
+    cancelled: AtomicUsize,
+}
+
+/// Intrusive Treiber stacks of entries on their way to the wheel's owner.
+///
+/// Producers (`arm`, a disarm of a filed entry) push onto their thread's
+/// shard with a CAS loop; the one consumer takes each shard whole with a
+/// `swap`. Because nothing is ever popped singly, ABA cannot bite: a push
+/// only needs `next == head` at its CAS.
+pub(crate) struct Inbox {
+    shards: Box<[Shard]>,
 }
 
 impl std::fmt::Debug for Inbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inbox")
+            .field("shards", &self.shards.len())
             .field("empty", &self.is_empty())
             .finish()
     }
 }
 
 impl Inbox {
-    /// An empty inbox.
-    pub(crate) fn new() -> Inbox {
-        Inbox {
-            head: AtomicPtr::new(std::ptr::null_mut()),
-        }
+    /// An empty inbox of `shards` shards (a power of two, at least 1).
+    pub(crate) fn new(shards: usize) -> Inbox {
+        debug_assert!(shards.is_power_of_two());
+        let shards = (0..shards)
+            .map(|_| Shard {
+                head: AtomicPtr::new(std::ptr::null_mut()),
+                cancelled: AtomicUsize::new(0),
+            })
+            .collect();
+        Inbox { shards }
     }
 
-    /// Pushes `entry`.
+    /// The calling thread's shard.
+    fn mine(&self) -> &Shard {
+        &self.shards[shard_of_thread() & (self.shards.len() - 1)]
+    }
+
+    /// Pushes `entry` onto the calling thread's shard.
     ///
     /// # Safety
     /// `entry` is live until the owner releases it and is not on the inbox
     /// (invariant 2); the caller owns its `queue_next` (invariant 3).
     pub(crate) unsafe fn push(&self, entry: NonNull<TimerEntry>) {
+        let head = &self.mine().head;
         // Relaxed: the CAS below carries the ordering.
-        let mut head = self.head.load(Ordering::Relaxed);
+        let mut cur = head.load(Ordering::Relaxed);
         loop {
-            let next = NonNull::new(head);
+            let next = NonNull::new(cur);
             // SAFETY: live (caller); we own `queue_next` until the CAS
             // publishes it (entry inv. 3).
             unsafe { TimerEntry::set_queue_next(entry, next) };
             // SeqCst: publishes the entry (Release for the owner's Acquire
             // swap) and takes part in the driver's sleep/wake handshake: the
-            // driver stores its sleep target, then checks `is_empty` (SeqCst),
-            // while `arm` pushes, then loads the target; one of them sees the
-            // other (no lost wake-up).
-            match self.head.compare_exchange_weak(
-                head,
+            // driver stores its sleep target, then checks every shard
+            // (`is_empty`, SeqCst), while `arm` pushes, then loads the
+            // target; one of them sees the other (no lost wake-up).
+            match head.compare_exchange_weak(
+                cur,
                 entry.as_ptr(),
                 Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return,
-                Err(actual) => head = actual,
+                Err(actual) => cur = actual,
             }
         }
     }
 
-    /// Whether nothing waits; SeqCst for the driver handshake (see `push`).
-    pub(crate) fn is_empty(&self) -> bool {
-        self.head.load(Ordering::SeqCst).is_null()
+    /// Counts one successful disarm on the calling thread's shard; returns
+    /// the shard's new count (wrapping).
+    pub(crate) fn count_cancel(&self) -> usize {
+        // Relaxed: only a counter; the collection it triggers synchronises
+        // through the stack heads.
+        self.mine()
+            .cancelled
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1)
     }
 
-    /// Owner: takes every pushed entry, in push order (so that timers with
-    /// equal deadlines fire in the order they were armed).
-    pub(crate) fn take_all(&self) -> Taken {
-        // Acquire: pairs with the pushes' Release, so every entry's fields
-        // (and `queue_next`) are visible. SeqCst like `push`.
-        let mut cur = NonNull::new(self.head.swap(std::ptr::null_mut(), Ordering::SeqCst));
-        // Reverse the LIFO chain in place; the owner owns every `queue_next`
-        // on it until it moves the entry to `FILED` (entry inv. 3).
-        let mut reversed = None;
-        while let Some(entry) = cur {
-            // SAFETY: live (the clock holds it) and `queue_next` is ours.
-            cur = unsafe { TimerEntry::set_queue_next(entry, reversed) };
-            reversed = Some(entry);
-        }
-        Taken { next: reversed }
+    /// Whether nothing waits on any shard; SeqCst for the driver handshake
+    /// (see `push`): the push that the driver must not miss went onto one
+    /// shard, and this load of that shard follows the target's store.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.shards
+            .iter()
+            .all(|s| s.head.load(Ordering::SeqCst).is_null())
     }
+
+    /// Owner: takes every pushed entry, shard by shard, each shard in push
+    /// order (so that timers with equal deadlines armed by one thread fire
+    /// in the order they were armed).
+    pub(crate) fn take_all(&self) -> Taken {
+        let mut first = None;
+        let mut last: Option<NonNull<TimerEntry>> = None;
+        for shard in self.shards.iter() {
+            // SeqCst like `push`; a load first, so that an empty shard's
+            // line is only read, never written, by the owner.
+            if shard.head.load(Ordering::SeqCst).is_null() {
+                continue;
+            }
+            // Acquire: pairs with the pushes' Release, so every entry's
+            // fields (and `queue_next`) are visible. SeqCst like `push`.
+            let top = NonNull::new(shard.head.swap(std::ptr::null_mut(), Ordering::SeqCst));
+            let Some((oldest, newest)) = reverse(top) else {
+                continue;
+            };
+            match last {
+                // SAFETY: live, and its `queue_next` is ours (entry inv. 3).
+                Some(tail) => unsafe {
+                    TimerEntry::set_queue_next(tail, Some(oldest));
+                },
+                None => first = Some(oldest),
+            }
+            last = Some(newest);
+        }
+        Taken { next: first }
+    }
+}
+
+/// Reverses a LIFO chain taken off a shard in place; returns its oldest
+/// and newest entries (`None` for an empty chain). The owner owns every
+/// `queue_next` on it until it moves the entry to `FILED` (entry inv. 3).
+fn reverse(
+    mut cur: Option<NonNull<TimerEntry>>,
+) -> Option<(NonNull<TimerEntry>, NonNull<TimerEntry>)> {
+    let newest = cur?;
+    let mut reversed = None;
+    while let Some(entry) = cur {
+        // SAFETY: live (the clock holds it) and `queue_next` is ours.
+        cur = unsafe { TimerEntry::set_queue_next(entry, reversed) };
+        reversed = Some(entry);
+    }
+    reversed.map(|oldest| (oldest, newest))
+}
+
+/// The calling thread's number, from which its shard is picked: assigned
+/// round-robin on a thread's first arm or disarm, so that the first
+/// `shards` threads each get a shard of their own.
+#[cfg(not(loom))]
+fn shard_of_thread() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering::Relaxed};
+    // A plain std counter, not a synchronisation: it only spreads threads.
+    static NEXT: StdAtomicUsize = StdAtomicUsize::new(0);
+    std::thread_local!(static MINE: Cell<usize> = const { Cell::new(usize::MAX) });
+    MINE.with(|mine| {
+        if mine.get() == usize::MAX {
+            mine.set(NEXT.fetch_add(1, Relaxed) & (usize::MAX >> 1));
+        }
+        mine.get()
+    })
+}
+
+/// Under loom: loom's own thread index (0 for the model's main thread, then
+/// 1, 2, ...), which is the same in every execution, unlike a counter that
+/// would keep counting across executions. Loom only shows it through
+/// `Debug` ("ThreadId(N)").
+#[cfg(loom)]
+fn shard_of_thread() -> usize {
+    let id = format!("{:?}", loom::thread::current().id());
+    id.trim_start_matches("ThreadId(")
+        .trim_end_matches(')')
+        .parse()
+        .unwrap_or(0)
 }
 
 /// The entries of one `take_all`, walked through `queue_next`.

@@ -12,6 +12,12 @@ use std::time::{Duration, Instant};
 use super::core::TimerCore;
 use crate::sync::{AtomicU64, Ordering};
 
+/// A manual clock's inbox shards: one, so that its deadlines armed with
+/// equal instants fire in the order they were armed, whatever the thread
+/// (a manual clock is for tests, not for throughput). Under loom two, so
+/// that the models explore the owner collecting across shards.
+const MANUAL_SHARDS: usize = if cfg!(loom) { 2 } else { 1 };
+
 /// Shared state of one manual clock.
 #[derive(Debug)]
 pub(crate) struct ManualClock {
@@ -26,7 +32,7 @@ impl ManualClock {
     /// A clock whose time starts at `origin`.
     pub(crate) fn new(origin: Instant) -> ManualClock {
         ManualClock {
-            core: TimerCore::new(origin),
+            core: TimerCore::new(origin, MANUAL_SHARDS),
             nanos: AtomicU64::new(0),
             max_nanos: max_offset(origin),
         }
