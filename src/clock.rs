@@ -275,6 +275,9 @@ impl Clock {
         match unsafe { self.core().disarm(entry) } {
             None => false,
             Some(AfterDisarm::Nothing) if !self.is_manual() => true,
+            // Most collections are of this thread's own withdrawn entries:
+            // released here, with no lock (`TimerCore::sweep_mine`).
+            Some(AfterDisarm::Collect) if self.core().sweep_mine() => true,
             // A manual clock collects at once: its owner runs only inside
             // `advance`, and an entry left queued would keep its node, and
             // the node this clock, alive (a cycle once the user lets go).

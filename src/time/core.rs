@@ -37,7 +37,7 @@ use std::time::Instant;
 use super::entry::{call_hook, Disarmed, Pos, TimerEntry};
 use super::inbox::{Graveyard, Inbox};
 use super::wheel::Wheel;
-use crate::sync::{fence, AtomicBool, Mutex, MutexGuard, Ordering, TryLockError};
+use crate::sync::{fence, seqcst_handshake, AtomicBool, Mutex, MutexGuard, Ordering, TryLockError};
 use crate::unwind::{discard, first};
 
 /// Every this many successful disarms, someone empties the inbox. Under loom
@@ -104,6 +104,7 @@ impl TimerCore {
     /// # Safety
     /// `entry` points to a live, idle `TimerEntry` that stays in place until
     /// its `release` hook runs; the caller took one reference for the clock.
+    #[inline]
     pub(crate) unsafe fn arm(&self, entry: NonNull<TimerEntry>) -> bool {
         // SAFETY: live (caller).
         if !unsafe { entry.as_ref() }.begin_arm() {
@@ -124,6 +125,7 @@ impl TimerCore {
     /// the pointer given to `arm`: a filed entry goes back on the inbox, and
     /// the owner hands that pointer to the hooks, which may step back from
     /// it to their container.
+    #[inline]
     pub(crate) unsafe fn disarm(&self, entry: NonNull<TimerEntry>) -> Option<AfterDisarm> {
         // SAFETY: live (caller).
         let won = unsafe { entry.as_ref() }.cancel()?;
@@ -142,6 +144,21 @@ impl TimerCore {
         })
     }
 
+    /// Every `COLLECT_EVERY`-th disarm on a shard: releases the entries
+    /// withdrawn on the calling thread's shard, with no lock and no other
+    /// shard touched (`Inbox::sweep_mine`). True when that is all the
+    /// collection needed: nothing else was on the shard and it released at
+    /// least `COLLECT_EVERY` entries, as many as the disarms that asked for
+    /// it. Otherwise the caller collects in full (`try_collect`): some of
+    /// those disarms withdrew entries on other shards, or live entries wait
+    /// for the owner (see "Memory bound").
+    pub(crate) fn sweep_mine(&self) -> bool {
+        let mut graves = Graveyard::default();
+        let swept = self.inbox.sweep_mine(&mut graves);
+        discard(graves.release_all());
+        !swept.kept && swept.released >= COLLECT_EVERY
+    }
+
     /// Whether the inbox is empty (SeqCst: the driver's handshake).
     pub(crate) fn inbox_is_empty(&self) -> bool {
         self.inbox.is_empty()
@@ -154,6 +171,7 @@ impl TimerCore {
         // push (or the arming push still queued) comes before the flag,
         // the flag before the fence, so either the `try_lock` below sees
         // the wheel free, or its owner sees the flag after it unlocks.
+        seqcst_handshake();
         self.wanted.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let mut filed = 0;
@@ -191,9 +209,12 @@ impl TimerCore {
     pub(crate) fn run_settled(&self, now: Instant) -> (Option<Instant>, Option<Panic>) {
         let mut first_panic = None;
         loop {
+            let mark = self.inbox.sweep_mark();
             let (next, panic) = self.run(now);
             first_panic = first(first_panic, panic);
-            if !self.handed_over() {
+            // Both asked, always: `sweeps_moved` waits out a running sweep.
+            let swept = self.inbox.sweeps_moved(mark);
+            if !self.handed_over() && !swept {
                 return (next, first_panic);
             }
         }
@@ -261,17 +282,24 @@ impl TimerCore {
     /// call counts), and how many live entries that drain filed. Waits for
     /// the wheel lock: for `Clock::next_deadline`, not a hot path.
     pub(crate) fn next_deadline(&self) -> (Option<Instant>, usize) {
-        let mut graves = Graveyard::default();
-        let (next, filed) = {
-            let mut wheel = self.lock();
-            let filed = self.file_inbox(&mut wheel, &mut graves);
-            (wheel.next_deadline(), filed)
-        };
-        discard(graves.release_all());
-        if self.handed_over() {
-            let _ = self.try_collect();
+        let mut filed = 0;
+        loop {
+            let mark = self.inbox.sweep_mark();
+            let mut graves = Graveyard::default();
+            let next = {
+                let mut wheel = self.lock();
+                filed += self.file_inbox(&mut wheel, &mut graves);
+                wheel.next_deadline()
+            };
+            discard(graves.release_all());
+            if self.handed_over() {
+                let _ = self.try_collect();
+            }
+            // A sweep held entries while we looked: look again.
+            if !self.inbox.sweeps_moved(mark) {
+                return (next, filed);
+            }
         }
-        (next, filed)
     }
 
     /// Number of entries in the wheel (tests).
@@ -298,6 +326,8 @@ impl TimerCore {
         // flag this clears pushed before the take (both are SeqCst), and
         // one that sets it later is seen by `handed_over`.
         self.wanted.store(false, Ordering::SeqCst);
+        // Between the store and the take's loads (loom: `seqcst_handshake`).
+        seqcst_handshake();
         for entry in self.inbox.take_all() {
             // SAFETY: we own the wheel; the clock holds the entry (entry inv. 7).
             let pos = unsafe { TimerEntry::with_links(entry, |l| l.pos) };

@@ -21,7 +21,7 @@
 use std::ptr::NonNull;
 
 use super::entry::{call_hook, TimerEntry};
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{yield_now, AtomicPtr, AtomicUsize, Ordering};
 
 /// The most shards a clock uses (a power of two).
 const MAX_SHARDS: usize = 64;
@@ -37,12 +37,24 @@ pub(crate) fn shards_for_cpus() -> usize {
     cpus.next_power_of_two().min(MAX_SHARDS)
 }
 
-/// One shard: a stack head and a counter, alone on their cache line(s).
+/// One shard: a stack head and two counters, alone on their cache line(s).
 #[repr(align(128))]
 struct Shard {
     head: AtomicPtr<TimerEntry>,
     /// Successful disarms counted on this shard (wrapping).
     cancelled: AtomicUsize,
+    /// Sweeps of this shard (`sweep_mine`), twice each: odd while one runs.
+    sweeps: AtomicUsize,
+}
+
+/// What `sweep_mine` did.
+#[derive(Debug)]
+pub(crate) struct Swept {
+    /// Withdrawn entries buried (the caller releases them).
+    pub(crate) released: usize,
+    /// Whether other entries (live ones, disarm pushes of filed ones) were
+    /// found; they are back on the shard, for the owner.
+    pub(crate) kept: bool,
 }
 
 /// Intrusive Treiber stacks of entries on their way to the wheel's owner.
@@ -72,12 +84,14 @@ impl Inbox {
             .map(|_| Shard {
                 head: AtomicPtr::new(std::ptr::null_mut()),
                 cancelled: AtomicUsize::new(0),
+                sweeps: AtomicUsize::new(0),
             })
             .collect();
         Inbox { shards }
     }
 
     /// The calling thread's shard.
+    #[inline]
     fn mine(&self) -> &Shard {
         &self.shards[shard_of_thread() & (self.shards.len() - 1)]
     }
@@ -87,6 +101,7 @@ impl Inbox {
     /// # Safety
     /// `entry` is live until the owner releases it and is not on the inbox
     /// (invariant 2); the caller owns its `queue_next` (invariant 3).
+    #[inline]
     pub(crate) unsafe fn push(&self, entry: NonNull<TimerEntry>) {
         let head = &self.mine().head;
         // Relaxed: the CAS below carries the ordering.
@@ -115,6 +130,7 @@ impl Inbox {
 
     /// Counts one successful disarm on the calling thread's shard; returns
     /// the shard's new count (wrapping).
+    #[inline]
     pub(crate) fn count_cancel(&self) -> usize {
         // Relaxed: only a counter; the collection it triggers synchronises
         // through the stack heads.
@@ -164,6 +180,116 @@ impl Inbox {
     }
 }
 
+impl Inbox {
+    /// A disarming thread: takes its own shard, buries the withdrawn
+    /// entries (entry.rs: never filed, so no wheel is needed to release
+    /// them) and pushes the others back, in their order. Touches no line
+    /// but its shard's and the entries'.
+    ///
+    /// While the shard's entries are off it, an owner could miss a live one;
+    /// `sweeps` is odd for that window, and an owner that must see every
+    /// entry armed before it began (a manual clock's `advance`,
+    /// `next_deadline`) checks `sweep_mark` around its take. The system
+    /// clock's driver need not: a sweep that kept entries is followed by a
+    /// collection that rings it (driver invariant 4).
+    pub(crate) fn sweep_mine(&self, graves: &mut Graveyard) -> Swept {
+        let shard = self.mine();
+        // SeqCst: odd before the swap, even after the push back, in the
+        // single order an owner's `sweep_mark` loads and take are in.
+        shard.sweeps.fetch_add(1, Ordering::SeqCst);
+        // SeqCst (Acquire): as `take_all`; every entry's fields are visible.
+        let mut cur = NonNull::new(shard.head.swap(std::ptr::null_mut(), Ordering::SeqCst));
+        let mut swept = Swept {
+            released: 0,
+            kept: false,
+        };
+        let (mut top, mut bottom) = (None, None);
+        while let Some(entry) = cur {
+            // SAFETY: live (the clock holds it); we swapped it off the
+            // shard, so its `queue_next` is ours (entry inv. 3).
+            cur = unsafe { TimerEntry::queue_next(entry) };
+            // SAFETY: live (the clock holds it).
+            if unsafe { entry.as_ref() }.is_withdrawn() {
+                // SAFETY: terminal and off the inbox: we alone release it
+                // (entry inv. 7).
+                unsafe { graves.bury(entry) };
+                swept.released += 1;
+                continue;
+            }
+            // Kept, newest first as on the stack. SAFETY: ours, as above.
+            unsafe { TimerEntry::set_queue_next(entry, None) };
+            match bottom {
+                // SAFETY: the previous kept entry; its link is ours too.
+                Some(b) => unsafe {
+                    TimerEntry::set_queue_next(b, Some(entry));
+                },
+                None => top = Some(entry),
+            }
+            bottom = Some(entry);
+        }
+        if let (Some(top), Some(bottom)) = (top, bottom) {
+            swept.kept = true;
+            // SAFETY: a chain of live entries whose links are ours.
+            unsafe { push_chain(&shard.head, top, bottom) };
+        }
+        // SeqCst: see the first increment.
+        shard.sweeps.fetch_add(1, Ordering::SeqCst);
+        swept
+    }
+
+    /// The sum of every shard's sweep count, or `None` while a sweep runs.
+    /// An owner that reads the same `Some` before and after its take missed
+    /// no entry to a sweep: a sweep that swapped an entry away before the
+    /// take made its count odd before that (SeqCst), so the first mark is
+    /// `None` or the second one differs.
+    pub(crate) fn sweep_mark(&self) -> Option<usize> {
+        let mut sum = 0usize;
+        for shard in self.shards.iter() {
+            // SeqCst: see above.
+            let n = shard.sweeps.load(Ordering::SeqCst);
+            if n % 2 == 1 {
+                return None;
+            }
+            sum = sum.wrapping_add(n);
+        }
+        Some(sum)
+    }
+
+    /// Waits until no sweep runs (a sweep is a bounded walk with no user
+    /// code and no lock), then tells whether the mark moved from `before`.
+    pub(crate) fn sweeps_moved(&self, before: Option<usize>) -> bool {
+        loop {
+            match self.sweep_mark() {
+                None => yield_now(),
+                after => return after != before || before.is_none(),
+            }
+        }
+    }
+}
+
+/// Pushes the chain `top` .. `bottom` (linked through `queue_next`) onto
+/// `head` in one CAS; SeqCst as `Inbox::push`.
+///
+/// # Safety
+/// The entries are live and on no inbox, and their links are the caller's.
+unsafe fn push_chain(
+    head: &AtomicPtr<TimerEntry>,
+    top: NonNull<TimerEntry>,
+    bottom: NonNull<TimerEntry>,
+) {
+    // Relaxed: the CAS carries the ordering.
+    let mut cur = head.load(Ordering::Relaxed);
+    loop {
+        // SAFETY: the caller's; ours until the CAS publishes it.
+        unsafe { TimerEntry::set_queue_next(bottom, NonNull::new(cur)) };
+        // SeqCst: as `Inbox::push` (publication and the driver handshake).
+        match head.compare_exchange_weak(cur, top.as_ptr(), Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
 /// Reverses a LIFO chain taken off a shard in place; returns its oldest
 /// and newest entries (`None` for an empty chain). The owner owns every
 /// `queue_next` on it until it moves the entry to `FILED` (entry inv. 3).
@@ -184,18 +310,27 @@ fn reverse(
 /// round-robin on a thread's first arm or disarm, so that the first
 /// `shards` threads each get a shard of their own.
 #[cfg(not(loom))]
+#[inline]
 fn shard_of_thread() -> usize {
-    use std::cell::Cell;
+    match MY_NUMBER.get() {
+        usize::MAX => assign_number(),
+        n => n,
+    }
+}
+
+#[cfg(not(loom))]
+std::thread_local!(static MY_NUMBER: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) });
+
+/// A thread's first arm or disarm: the next number, round-robin.
+#[cfg(not(loom))]
+#[cold]
+fn assign_number() -> usize {
     use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering::Relaxed};
     // A plain std counter, not a synchronisation: it only spreads threads.
     static NEXT: StdAtomicUsize = StdAtomicUsize::new(0);
-    std::thread_local!(static MINE: Cell<usize> = const { Cell::new(usize::MAX) });
-    MINE.with(|mine| {
-        if mine.get() == usize::MAX {
-            mine.set(NEXT.fetch_add(1, Relaxed) & (usize::MAX >> 1));
-        }
-        mine.get()
-    })
+    let n = NEXT.fetch_add(1, Relaxed) & (usize::MAX >> 1);
+    MY_NUMBER.set(n);
+    n
 }
 
 /// Under loom: loom's own thread index (0 for the model's main thread, then
@@ -279,3 +414,6 @@ impl Drop for Graveyard {
         crate::unwind::discard(self.release_all());
     }
 }
+
+#[cfg(all(test, loom))]
+mod loom_models;
