@@ -134,6 +134,7 @@ impl Driver {
     ///
     /// # Safety
     /// As `TimerCore::arm`.
+    #[inline]
     pub(crate) unsafe fn arm(&'static self, entry: NonNull<TimerEntry>) {
         // SAFETY: the caller's promise is `TimerCore::arm`'s.
         if !unsafe { self.core.arm(entry) } {

@@ -156,13 +156,14 @@ impl Inbox {
         let mut first = None;
         let mut last: Option<NonNull<TimerEntry>> = None;
         for shard in self.shards.iter() {
-            // SeqCst like `push`; a load first, so that an empty shard's
-            // line is only read, never written, by the owner.
-            if shard.head.load(Ordering::SeqCst).is_null() {
-                continue;
-            }
             // Acquire: pairs with the pushes' Release, so every entry's
             // fields (and `queue_next`) are visible. SeqCst like `push`.
+            // Always the swap, never a load first to skip an empty shard:
+            // an RMW reads the latest push (or is read by it), which is what
+            // a manual clock's `advance` racing an arm relies on (either the
+            // advance takes the entry, or the arm's push synchronises with
+            // the take and then sees the new time; loom model
+            // `timer_arm_vs_fire`). A plain load could read an older head.
             let top = NonNull::new(shard.head.swap(std::ptr::null_mut(), Ordering::SeqCst));
             let Some((oldest, newest)) = reverse(top) else {
                 continue;
