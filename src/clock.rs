@@ -251,7 +251,7 @@ impl Clock {
     /// `entry` points to a live, idle `TimerEntry` that is never moved until
     /// its `release` hook runs, was never armed before, and the caller took
     /// one reference for the clock.
-    #[inline]
+    #[cfg_attr(not(loom), inline)]
     pub(crate) unsafe fn arm(&self, entry: NonNull<TimerEntry>) {
         match &self.inner {
             // SAFETY: the caller's promise is `Driver::arm`'s.
@@ -271,7 +271,7 @@ impl Clock {
     /// # Safety
     /// `entry` is live, was armed on this clock (or not at all), and is the
     /// pointer given to `arm` (the clock may hand it back to the hooks).
-    #[inline]
+    #[cfg_attr(not(loom), inline)]
     pub(crate) unsafe fn disarm(&self, entry: NonNull<TimerEntry>) -> bool {
         // SAFETY: the caller's promise is `TimerCore::disarm`'s.
         match unsafe { self.core().disarm(entry) } {

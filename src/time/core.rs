@@ -104,7 +104,7 @@ impl TimerCore {
     /// # Safety
     /// `entry` points to a live, idle `TimerEntry` that stays in place until
     /// its `release` hook runs; the caller took one reference for the clock.
-    #[inline]
+    #[cfg_attr(not(loom), inline)]
     pub(crate) unsafe fn arm(&self, entry: NonNull<TimerEntry>) -> bool {
         // SAFETY: live (caller).
         if !unsafe { entry.as_ref() }.begin_arm() {
@@ -125,7 +125,7 @@ impl TimerCore {
     /// the pointer given to `arm`: a filed entry goes back on the inbox, and
     /// the owner hands that pointer to the hooks, which may step back from
     /// it to their container.
-    #[inline]
+    #[cfg_attr(not(loom), inline)]
     pub(crate) unsafe fn disarm(&self, entry: NonNull<TimerEntry>) -> Option<AfterDisarm> {
         // SAFETY: live (caller).
         let won = unsafe { entry.as_ref() }.cancel()?;

@@ -334,17 +334,24 @@ fn assign_number() -> usize {
     n
 }
 
-/// Under loom: loom's own thread index (0 for the model's main thread, then
-/// 1, 2, ...), which is the same in every execution, unlike a counter that
-/// would keep counting across executions. Loom only shows it through
-/// `Debug` ("ThreadId(N)").
+/// Under loom: the order in which the execution's threads first arm or
+/// disarm (0, 1, ...), counted afresh in every execution (loom's
+/// `lazy_static` is per execution) by a plain counter that loom does not
+/// model, so it adds no interleavings and is the same on every replay of a
+/// schedule.
 #[cfg(loom)]
 fn shard_of_thread() -> usize {
-    let id = format!("{:?}", loom::thread::current().id());
-    id.trim_start_matches("ThreadId(")
-        .trim_end_matches(')')
-        .parse()
-        .unwrap_or(0)
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering::Relaxed};
+    loom::lazy_static! {
+        static ref NEXT: StdAtomicUsize = StdAtomicUsize::new(0);
+    }
+    loom::thread_local!(static MINE: Cell<Option<usize>> = Cell::new(None));
+    MINE.with(|mine| {
+        let n = mine.get().unwrap_or_else(|| NEXT.fetch_add(1, Relaxed));
+        mine.set(Some(n));
+        n
+    })
 }
 
 /// The entries of one `take_all`, walked through `queue_next`.

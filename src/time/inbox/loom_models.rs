@@ -2,9 +2,9 @@
 //! --cfg crossbeam_loom" cargo test --lib --release loom_models`): the
 //! driver's sleep/wake handshake across shards, and a disarming thread's
 //! sweep of its own shard against an owner that must see every entry armed
-//! before it began. Under loom the model's main thread uses shard 0 and the
-//! first spawned thread shard 1. `LOOM_MAX_PREEMPTIONS` sets the bound
-//! (default 3), as for every harness.
+//! before it began. Under loom a thread's shard is the order of its first
+//! arm or disarm in the execution (0, 1, ...). `LOOM_MAX_PREEMPTIONS` sets
+//! the bound (default 3), as for every harness.
 
 use std::ptr::NonNull;
 use std::time::Instant;
@@ -70,6 +70,8 @@ impl Drop for Owned {
 fn arm_on_another_shard_vs_driver_sleep() {
     model(|| {
         let inbox = Arc::new(Inbox::new(2));
+        // The driver's thread takes shard 0, so the arm pushes onto shard 1.
+        let _ = inbox.count_cancel();
         let watch = Arc::new(Watch::new(10));
         let entry = Arc::new(Owned::armed());
         let arm = {
