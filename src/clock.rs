@@ -271,7 +271,6 @@ impl Clock {
     /// # Safety
     /// `entry` is live, was armed on this clock (or not at all), and is the
     /// pointer given to `arm` (the clock may hand it back to the hooks).
-    #[cfg_attr(not(loom), inline)]
     pub(crate) unsafe fn disarm(&self, entry: NonNull<TimerEntry>) -> bool {
         // SAFETY: the caller's promise is `TimerCore::disarm`'s.
         match unsafe { self.core().disarm(entry) } {
