@@ -75,6 +75,10 @@ pub(crate) struct TimerCore {
     origin: Instant,
     /// The hand-off to the owner, with the disarm counters (sharded).
     inbox: Inbox,
+    /// Whether disarming threads sweep their shards (the system clock). A
+    /// manual clock's disarms collect in full instead, so its `advance`
+    /// needs no sweep marks (and its loom models keep their size).
+    sweeps: bool,
     /// A collector found the wheel taken and left its push to the owner.
     wanted: AtomicBool,
     /// The wheel and the right to own it (see the module doc).
@@ -84,10 +88,11 @@ pub(crate) struct TimerCore {
 impl TimerCore {
     /// An engine whose tick 0 is `origin`, with an inbox of `shards`
     /// shards (a power of two; see `inbox.rs`).
-    pub(crate) fn new(origin: Instant, shards: usize) -> TimerCore {
+    pub(crate) fn new(origin: Instant, shards: usize, sweeps: bool) -> TimerCore {
         TimerCore {
             origin,
             inbox: Inbox::new(shards),
+            sweeps,
             wanted: AtomicBool::new(false),
             wheel: Mutex::new(Wheel::new(origin)),
         }
@@ -153,10 +158,23 @@ impl TimerCore {
     /// those disarms withdrew entries on other shards, or live entries wait
     /// for the owner (see "Memory bound").
     pub(crate) fn sweep_mine(&self) -> bool {
+        if !self.sweeps {
+            return false;
+        }
         let mut graves = Graveyard::default();
         let swept = self.inbox.sweep_mine(&mut graves);
         discard(graves.release_all());
         !swept.kept && swept.released >= COLLECT_EVERY
+    }
+
+    /// `Inbox::sweep_mark`, on a clock whose disarms sweep.
+    fn sweep_mark(&self) -> Option<usize> {
+        self.sweeps.then(|| self.inbox.sweep_mark()).flatten()
+    }
+
+    /// `Inbox::sweeps_moved`, on a clock whose disarms sweep (else false).
+    fn sweeps_moved(&self, before: Option<usize>) -> bool {
+        self.sweeps && self.inbox.sweeps_moved(before)
     }
 
     /// Whether the inbox is empty (SeqCst: the driver's handshake).
@@ -209,11 +227,11 @@ impl TimerCore {
     pub(crate) fn run_settled(&self, now: Instant) -> (Option<Instant>, Option<Panic>) {
         let mut first_panic = None;
         loop {
-            let mark = self.inbox.sweep_mark();
+            let mark = self.sweep_mark();
             let (next, panic) = self.run(now);
             first_panic = first(first_panic, panic);
             // Both asked, always: `sweeps_moved` waits out a running sweep.
-            let swept = self.inbox.sweeps_moved(mark);
+            let swept = self.sweeps_moved(mark);
             if !self.handed_over() && !swept {
                 return (next, first_panic);
             }
@@ -284,7 +302,7 @@ impl TimerCore {
     pub(crate) fn next_deadline(&self) -> (Option<Instant>, usize) {
         let mut filed = 0;
         loop {
-            let mark = self.inbox.sweep_mark();
+            let mark = self.sweep_mark();
             let mut graves = Graveyard::default();
             let next = {
                 let mut wheel = self.lock();
@@ -296,7 +314,7 @@ impl TimerCore {
                 let _ = self.try_collect();
             }
             // A sweep held entries while we looked: look again.
-            if !self.inbox.sweeps_moved(mark) {
+            if !self.sweeps_moved(mark) {
                 return (next, filed);
             }
         }

@@ -108,7 +108,7 @@ pub(crate) struct Driver {
 pub(crate) fn system() -> &'static Driver {
     static SYSTEM: OnceLock<Driver> = OnceLock::new();
     SYSTEM.get_or_init(|| Driver {
-        core: TimerCore::new(Instant::now(), shards_for_cpus()),
+        core: TimerCore::new(Instant::now(), shards_for_cpus(), true),
         watch: Watch::new(OVERRUN_NS),
         driver: Doorbell::new(),
         standby: Doorbell::new(),
