@@ -251,6 +251,7 @@ impl Clock {
     /// `entry` points to a live, idle `TimerEntry` that is never moved until
     /// its `release` hook runs, was never armed before, and the caller took
     /// one reference for the clock.
+    #[cfg_attr(not(loom), inline)]
     pub(crate) unsafe fn arm(&self, entry: NonNull<TimerEntry>) {
         match &self.inner {
             // SAFETY: the caller's promise is `Driver::arm`'s.
@@ -275,6 +276,9 @@ impl Clock {
         match unsafe { self.core().disarm(entry) } {
             None => false,
             Some(AfterDisarm::Nothing) if !self.is_manual() => true,
+            // Most collections are of this thread's own withdrawn entries:
+            // released here, with no lock (`TimerCore::sweep_mine`).
+            Some(AfterDisarm::Collect) if self.core().sweep_mine() => true,
             // A manual clock collects at once: its owner runs only inside
             // `advance`, and an entry left queued would keep its node, and
             // the node this clock, alive (a cycle once the user lets go).

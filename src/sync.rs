@@ -16,7 +16,7 @@ mod imp {
         fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
     };
     pub(crate) use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-    pub(crate) use std::thread::{current as current_thread, park, Thread};
+    pub(crate) use std::thread::{current as current_thread, park, yield_now, Thread};
     pub(crate) use std::thread_local;
 
     /// Parks for at most `d`; spurious wake-ups are allowed, as with `park`.
@@ -74,7 +74,7 @@ mod imp {
         fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
     };
     pub(crate) use loom::sync::{Arc, Mutex, MutexGuard};
-    pub(crate) use loom::thread::{current as current_thread, park, Thread};
+    pub(crate) use loom::thread::{current as current_thread, park, yield_now, Thread};
     pub(crate) use loom::thread_local;
     pub(crate) use std::sync::TryLockError;
 
@@ -128,4 +128,23 @@ pub(crate) fn release_last(count: &AtomicUsize) -> bool {
     // not model fences). Cost: docs/design.md, "ThreadSanitizer".
     count.load(Ordering::Acquire);
     true
+}
+
+/// Between the two SeqCst accesses of one side of a store-buffer handshake
+/// (a store or RMW of one word, then a load of another; the other side does
+/// the same on the two words the other way round): nothing natively, a
+/// `fence(SeqCst)` under loom.
+///
+/// Natively, C11 puts all SeqCst accesses in one total order consistent with
+/// each thread's program order, so one side's load sees the other side's
+/// store: the SeqCst accesses are the whole protocol, and on x86 the locked
+/// RMW is a full barrier already. loom models SeqCst *accesses* only as
+/// AcqRel (its README, "Unsupported features"), under which a correct
+/// handshake looks lost; it models SeqCst *fences* fully, so under loom
+/// this fence restores the guarantee that the native code gets from its
+/// accesses, and the models check the rest of the protocol.
+#[inline(always)]
+pub(crate) fn seqcst_handshake() {
+    #[cfg(loom)]
+    fence(Ordering::SeqCst);
 }

@@ -37,7 +37,7 @@ use std::time::Instant;
 use super::entry::{call_hook, Disarmed, Pos, TimerEntry};
 use super::inbox::{Graveyard, Inbox};
 use super::wheel::Wheel;
-use crate::sync::{fence, AtomicBool, AtomicUsize, Mutex, MutexGuard, Ordering, TryLockError};
+use crate::sync::{fence, seqcst_handshake, AtomicBool, Mutex, MutexGuard, Ordering, TryLockError};
 use crate::unwind::{discard, first};
 
 /// Every this many successful disarms, someone empties the inbox. Under loom
@@ -73,9 +73,12 @@ pub(crate) enum AfterDisarm {
 #[derive(Debug)]
 pub(crate) struct TimerCore {
     origin: Instant,
+    /// The hand-off to the owner, with the disarm counters (sharded).
     inbox: Inbox,
-    /// Successful disarms so far (wrapping); drives collection.
-    cancelled: AtomicUsize,
+    /// Whether disarming threads sweep their shards (the system clock). A
+    /// manual clock's disarms collect in full instead, so its `advance`
+    /// needs no sweep marks (and its loom models keep their size).
+    sweeps: bool,
     /// A collector found the wheel taken and left its push to the owner.
     wanted: AtomicBool,
     /// The wheel and the right to own it (see the module doc).
@@ -83,12 +86,13 @@ pub(crate) struct TimerCore {
 }
 
 impl TimerCore {
-    /// An engine whose tick 0 is `origin`.
-    pub(crate) fn new(origin: Instant) -> TimerCore {
+    /// An engine whose tick 0 is `origin`, with an inbox of `shards`
+    /// shards (a power of two; see `inbox.rs`).
+    pub(crate) fn new(origin: Instant, shards: usize, sweeps: bool) -> TimerCore {
         TimerCore {
             origin,
-            inbox: Inbox::new(),
-            cancelled: AtomicUsize::new(0),
+            inbox: Inbox::new(shards),
+            sweeps,
             wanted: AtomicBool::new(false),
             wheel: Mutex::new(Wheel::new(origin)),
         }
@@ -105,6 +109,7 @@ impl TimerCore {
     /// # Safety
     /// `entry` points to a live, idle `TimerEntry` that stays in place until
     /// its `release` hook runs; the caller took one reference for the clock.
+    #[cfg_attr(not(loom), inline)]
     pub(crate) unsafe fn arm(&self, entry: NonNull<TimerEntry>) -> bool {
         // SAFETY: live (caller).
         if !unsafe { entry.as_ref() }.begin_arm() {
@@ -125,6 +130,7 @@ impl TimerCore {
     /// the pointer given to `arm`: a filed entry goes back on the inbox, and
     /// the owner hands that pointer to the hooks, which may step back from
     /// it to their container.
+    #[cfg_attr(not(loom), inline)]
     pub(crate) unsafe fn disarm(&self, entry: NonNull<TimerEntry>) -> Option<AfterDisarm> {
         // SAFETY: live (caller).
         let won = unsafe { entry.as_ref() }.cancel()?;
@@ -135,17 +141,40 @@ impl TimerCore {
             // inbox and its `queue_next` is ours (entry.rs inv. 2, 3).
             Disarmed::Filed => unsafe { self.inbox.push(entry) },
         }
-        // Relaxed: only a counter; the collection it triggers synchronises
-        // through the inbox.
-        let n = self
-            .cancelled
-            .fetch_add(1, Ordering::Relaxed)
-            .wrapping_add(1);
+        let n = self.inbox.count_cancel();
         Some(if collection_due(n) {
             AfterDisarm::Collect
         } else {
             AfterDisarm::Nothing
         })
+    }
+
+    /// Every `COLLECT_EVERY`-th disarm on a shard: releases the entries
+    /// withdrawn on the calling thread's shard, with no lock and no other
+    /// shard touched (`Inbox::sweep_mine`). True when that is all the
+    /// collection needed: nothing else was on the shard and it released at
+    /// least `COLLECT_EVERY` entries, as many as the disarms that asked for
+    /// it. Otherwise the caller collects in full (`try_collect`): some of
+    /// those disarms withdrew entries on other shards, or live entries wait
+    /// for the owner (see "Memory bound").
+    pub(crate) fn sweep_mine(&self) -> bool {
+        if !self.sweeps {
+            return false;
+        }
+        let mut graves = Graveyard::default();
+        let swept = self.inbox.sweep_mine(&mut graves);
+        discard(graves.release_all());
+        !swept.kept && swept.released >= COLLECT_EVERY
+    }
+
+    /// `Inbox::sweep_mark`, on a clock whose disarms sweep.
+    fn sweep_mark(&self) -> Option<usize> {
+        self.sweeps.then(|| self.inbox.sweep_mark()).flatten()
+    }
+
+    /// `Inbox::sweeps_moved`, on a clock whose disarms sweep (else false).
+    fn sweeps_moved(&self, before: Option<usize>) -> bool {
+        self.sweeps && self.inbox.sweeps_moved(before)
     }
 
     /// Whether the inbox is empty (SeqCst: the driver's handshake).
@@ -160,6 +189,7 @@ impl TimerCore {
         // push (or the arming push still queued) comes before the flag,
         // the flag before the fence, so either the `try_lock` below sees
         // the wheel free, or its owner sees the flag after it unlocks.
+        seqcst_handshake();
         self.wanted.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         let mut filed = 0;
@@ -197,9 +227,12 @@ impl TimerCore {
     pub(crate) fn run_settled(&self, now: Instant) -> (Option<Instant>, Option<Panic>) {
         let mut first_panic = None;
         loop {
+            let mark = self.sweep_mark();
             let (next, panic) = self.run(now);
             first_panic = first(first_panic, panic);
-            if !self.handed_over() {
+            // Both asked, always: `sweeps_moved` waits out a running sweep.
+            let swept = self.sweeps_moved(mark);
+            if !self.handed_over() && !swept {
                 return (next, first_panic);
             }
         }
@@ -267,17 +300,24 @@ impl TimerCore {
     /// call counts), and how many live entries that drain filed. Waits for
     /// the wheel lock: for `Clock::next_deadline`, not a hot path.
     pub(crate) fn next_deadline(&self) -> (Option<Instant>, usize) {
-        let mut graves = Graveyard::default();
-        let (next, filed) = {
-            let mut wheel = self.lock();
-            let filed = self.file_inbox(&mut wheel, &mut graves);
-            (wheel.next_deadline(), filed)
-        };
-        discard(graves.release_all());
-        if self.handed_over() {
-            let _ = self.try_collect();
+        let mut filed = 0;
+        loop {
+            let mark = self.sweep_mark();
+            let mut graves = Graveyard::default();
+            let next = {
+                let mut wheel = self.lock();
+                filed += self.file_inbox(&mut wheel, &mut graves);
+                wheel.next_deadline()
+            };
+            discard(graves.release_all());
+            if self.handed_over() {
+                let _ = self.try_collect();
+            }
+            // A sweep held entries while we looked: look again.
+            if !self.sweeps_moved(mark) {
+                return (next, filed);
+            }
         }
-        (next, filed)
     }
 
     /// Number of entries in the wheel (tests).
@@ -304,6 +344,8 @@ impl TimerCore {
         // flag this clears pushed before the take (both are SeqCst), and
         // one that sets it later is seen by `handed_over`.
         self.wanted.store(false, Ordering::SeqCst);
+        // Between the store and the take's loads (loom: `seqcst_handshake`).
+        seqcst_handshake();
         for entry in self.inbox.take_all() {
             // SAFETY: we own the wheel; the clock holds the entry (entry inv. 7).
             let pos = unsafe { TimerEntry::with_links(entry, |l| l.pos) };

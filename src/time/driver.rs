@@ -70,6 +70,7 @@ use std::time::{Duration, Instant};
 use super::core::{Ran, TimerCore, Watcher};
 use super::doorbell::Doorbell;
 use super::entry::TimerEntry;
+use super::inbox::shards_for_cpus;
 use super::watch::{Busy, Role, Watch, AWAKE};
 use crate::sync::{AtomicUsize, Ordering};
 
@@ -107,7 +108,7 @@ pub(crate) struct Driver {
 pub(crate) fn system() -> &'static Driver {
     static SYSTEM: OnceLock<Driver> = OnceLock::new();
     SYSTEM.get_or_init(|| Driver {
-        core: TimerCore::new(Instant::now()),
+        core: TimerCore::new(Instant::now(), shards_for_cpus(), true),
         watch: Watch::new(OVERRUN_NS),
         driver: Doorbell::new(),
         standby: Doorbell::new(),
@@ -133,6 +134,7 @@ impl Driver {
     ///
     /// # Safety
     /// As `TimerCore::arm`.
+    #[inline]
     pub(crate) unsafe fn arm(&'static self, entry: NonNull<TimerEntry>) {
         // SAFETY: the caller's promise is `TimerCore::arm`'s.
         if !unsafe { self.core.arm(entry) } {

@@ -12,10 +12,15 @@
 //! ```text
 //!   IDLE --arm--> QUEUED --owner files--> FILED --owner claims--> FIRED
 //!     |             |                        |
-//!     +--disarm--+--+--disarm-------------+--+
-//!                v                        v
-//!            CANCELLED                CANCELLED (+ one push onto the inbox)
+//!     +--disarm--+  +--disarm--+             +--disarm--+
+//!                v             v                        v
+//!            CANCELLED     WITHDRAWN          CANCELLED (+ one push onto the inbox)
 //! ```
+//!
+//! `WITHDRAWN` is `CANCELLED` for an entry that is still on the inbox and
+//! was never filed: whoever takes it off the inbox releases it without the
+//! wheel, which is what lets a disarming thread release the entries of its
+//! own shard with no lock (`TimerCore::sweep_mine`).
 //!
 //! # Invariants
 //!
@@ -27,20 +32,23 @@
 //!    `FILED -> CANCELLED`, and `FILED` is only ever stored by the owner after
 //!    it has taken the entry off the inbox and read its `queue_next`.
 //! 3. `queue_next` belongs to whoever is pushing the entry until the push's
-//!    CAS publishes it, then to the owner that swapped the inbox empty. The
+//!    CAS publishes it, then to the owner that swapped the inbox empty (or
+//!    the sweeper that swapped its shard empty, until it pushes the entry
+//!    back). The
 //!    owner's Release CAS to `FILED` orders its read of `queue_next` before a
 //!    disarmer's write of it (the disarmer's CAS is Acquire).
 //! 4. `links` (the wheel's intrusive pointers and position) are touched only by
 //!    the wheel's owner, which holds the clock's wheel lock or is the driver.
-//! 5. A timer disarmed before the owner saw it (`QUEUED -> CANCELLED`) is never
+//! 5. A timer disarmed before the owner saw it (`QUEUED -> WITHDRAWN`) is never
 //!    filed: the owner's `QUEUED -> FILED` CAS fails and it releases the entry
 //!    instead (tokio #8252 cannot happen).
 //! 6. `fire` runs only after the owner won `FILED -> FIRED`, so it runs at most
 //!    once and never after a disarm returned true.
 //! 7. `release` is called exactly once per armed entry, by exactly one party:
-//!    the owner that fired it (after `fire`); the owner that took it off the inbox as
-//!    `CANCELLED` (from `QUEUED`, or from `FILED` via the second push); or
-//!    `arm` itself, for an entry disarmed before it was ever armed.
+//!    the owner that fired it (after `fire`); the owner that took it off the
+//!    inbox as `WITHDRAWN`, or as `CANCELLED` via the second push; the
+//!    sweeper that took it off its shard as `WITHDRAWN`; or `arm` itself,
+//!    for an entry disarmed before it was ever armed.
 //!
 //! Deadlock safety: nothing in this module takes a lock, and hooks are never
 //! called while the owner holds the wheel lock (see `core.rs`).
@@ -60,6 +68,9 @@ const FILED: usize = 2;
 const FIRED: usize = 3;
 /// A disarm won; it will never fire.
 const CANCELLED: usize = 4;
+/// A disarm won while the entry was on the inbox, never filed: released by
+/// whoever takes it off, without the wheel.
+const WITHDRAWN: usize = 5;
 
 /// The callbacks through which a clock reaches the node that embeds an entry.
 ///
@@ -196,25 +207,31 @@ impl TimerEntry {
         // Relaxed: only a hint for the first CAS attempt.
         let mut cur = self.state.load(Ordering::Relaxed);
         loop {
-            let won = match cur {
-                IDLE => Disarmed::BeforeArm,
-                QUEUED => Disarmed::Queued,
-                FILED => Disarmed::Filed,
-                _ => return None, // FIRED or CANCELLED: too late (inv. 6).
+            let (won, to) = match cur {
+                IDLE => (Disarmed::BeforeArm, CANCELLED),
+                QUEUED => (Disarmed::Queued, WITHDRAWN),
+                FILED => (Disarmed::Filed, CANCELLED),
+                _ => return None, // FIRED, CANCELLED or WITHDRAWN: too late (inv. 6).
             };
             // Acquire: after winning FILED -> CANCELLED we write `queue_next`,
             // which the owner read before its Release CAS to FILED (inv. 3).
             // Release: the owner that releases the entry sees our prior writes.
-            match self.state.compare_exchange_weak(
-                cur,
-                CANCELLED,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .state
+                .compare_exchange_weak(cur, to, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return Some(won),
                 Err(actual) => cur = actual,
             }
         }
+    }
+
+    /// Whether a disarm withdrew the entry from the inbox (terminal): then
+    /// whoever took it off the inbox releases it.
+    pub(crate) fn is_withdrawn(&self) -> bool {
+        // Acquire: we are about to release the entry; see the disarmer's
+        // writes (its CAS was AcqRel) first.
+        self.state.load(Ordering::Acquire) == WITHDRAWN
     }
 
     /// Owner: `QUEUED -> FILED`. False means a disarm won (invariant 5).

@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 use super::core::TimerCore;
 use crate::sync::{AtomicU64, Ordering};
 
+/// A manual clock's inbox shards: one, so that its deadlines armed with
+/// equal instants fire in the order they were armed, whatever the thread
+/// (a manual clock is for tests, not for throughput). Its disarms do not
+/// sweep (they collect in full), so its `advance` needs no sweep marks and
+/// its loom models keep their size; the sharded inbox and the sweep have
+/// models of their own (`time/inbox/loom_models.rs`).
+const MANUAL_SHARDS: usize = 1;
+
 /// Shared state of one manual clock.
 #[derive(Debug)]
 pub(crate) struct ManualClock {
@@ -26,7 +34,7 @@ impl ManualClock {
     /// A clock whose time starts at `origin`.
     pub(crate) fn new(origin: Instant) -> ManualClock {
         ManualClock {
-            core: TimerCore::new(origin),
+            core: TimerCore::new(origin, MANUAL_SHARDS, false),
             nanos: AtomicU64::new(0),
             max_nanos: max_offset(origin),
         }

@@ -37,7 +37,7 @@
 //!
 //! The protocol is modelled in `watch/loom_models.rs`.
 
-use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{seqcst_handshake, AtomicBool, AtomicU64, Ordering};
 
 const SINCE_BITS: u32 = 48;
 const SINCE_MASK: u64 = (1 << SINCE_BITS) - 1;
@@ -102,6 +102,7 @@ impl Watch {
     /// The driver's sleep target (`arm`'s half of the driver's handshake).
     pub(crate) fn sleep_target(&self) -> u64 {
         // SeqCst: driver invariant 4 (after the arming push).
+        seqcst_handshake();
         self.sleep_until.load(Ordering::SeqCst)
     }
 
@@ -111,6 +112,7 @@ impl Watch {
     pub(crate) fn driver_publishes(&self, target: u64, work_at: u64) -> bool {
         // SeqCst store, then SeqCst load: invariant 5 and driver invariant 4.
         self.sleep_until.store(target, Ordering::SeqCst);
+        seqcst_handshake();
         work_at.saturating_add(self.overrun_ns) < self.standby_until.load(Ordering::SeqCst)
     }
 
