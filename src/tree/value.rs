@@ -26,6 +26,7 @@
 use super::layout::{filter_of, MergeNode, ValueNode};
 use super::node::{is_kind, Header, NodeKind, NodeRef, NodeVtable};
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ptr::NonNull;
 
 /// The key table of a value node, for `Display` (`None`: not a value).
@@ -55,7 +56,7 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
     // a node seen again was searched in full already (the walk is depth
     // first, and a DAG cannot reach a node from its own ancestors), so it
     // is skipped. Made only at the first merge: plain chains never fork.
-    let mut seen: Option<HashSet<NonNull<Header>>> = None;
+    let mut seen: Option<Seen> = None;
     let mut cur = start;
     loop {
         let h = cur.or_else(|| forks.pop())?;
@@ -75,11 +76,91 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
         // SAFETY: as above.
         if unsafe { is_kind(h, NodeKind::Merge) } {
             // A merge: its first parent now, its second parent later.
-            seen.get_or_insert_with(HashSet::new).insert(h);
+            seen.get_or_insert_with(Seen::default).insert(h);
             // SAFETY: as above; `h` is the allocation's pointer.
             let second = unsafe { MergeNode::parent2(h) };
             forks.extend(second.and_then(|p| p.values()));
         }
         cur = node.parent().and_then(|p| p.values());
+    }
+}
+
+/// The nodes a forked lookup has searched: a short list while there are
+/// few (a merge or two on the path, the common case), a hash set beyond,
+/// so that the walk stays linear in the number of distinct nodes.
+enum Seen {
+    Few(Vec<NonNull<Header>>),
+    Many(HashSet<NonNull<Header>, BuildHasherDefault<AddressHasher>>),
+}
+
+/// Past this many nodes a list search costs more than hashing.
+const FEW: usize = 16;
+
+impl Default for Seen {
+    fn default() -> Seen {
+        Seen::Few(Vec::with_capacity(FEW))
+    }
+}
+
+impl Seen {
+    /// Adds `h`; `false` if it was there already.
+    fn insert(&mut self, h: NonNull<Header>) -> bool {
+        match self {
+            Seen::Few(few) if few.contains(&h) => false,
+            Seen::Few(few) if few.len() < FEW => {
+                few.push(h);
+                true
+            }
+            Seen::Few(few) => {
+                let mut many: HashSet<_, _> = few.drain(..).collect();
+                many.insert(h);
+                *self = Seen::Many(many);
+                true
+            }
+            Seen::Many(many) => many.insert(h),
+        }
+    }
+}
+
+/// Hashes a node's address: nodes are distinct allocations, so a
+/// multiplicative hash of the address spreads them (no keyed hash needed:
+/// the addresses are not chosen by an adversary).
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        // The product's high half is the well-mixed one; fold it into the
+        // low bits, which pick the bucket (the addresses' own low bits are
+        // zero: allocations are aligned).
+        self.0 ^ (self.0 >> 32)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_usize(&mut self, addr: usize) {
+        self.0 = (addr as u64 ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_answers_once_per_node_across_the_switch_to_a_set() {
+        let nodes: Vec<Box<u128>> = (0..100).map(Box::new).collect();
+        let ptr = |b: &u128| NonNull::from(b).cast::<Header>();
+        let mut seen = Seen::default();
+        for (i, b) in nodes.iter().enumerate() {
+            assert!(seen.insert(ptr(b)), "node {i} is new");
+            assert!(!seen.insert(ptr(b)), "node {i} again");
+            assert!(!seen.insert(ptr(&nodes[i / 2])), "an earlier node again");
+        }
+        assert!(matches!(seen, Seen::Many(ref m) if m.len() == 100));
     }
 }
