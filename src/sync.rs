@@ -148,3 +148,44 @@ pub(crate) fn seqcst_handshake() {
     #[cfg(loom)]
     fence(Ordering::SeqCst);
 }
+
+/// Runs the in-crate loom model `f` at `LOOM_MAX_PREEMPTIONS` (3 when
+/// unset) and reports its interleavings and wall time on stderr. The body
+/// runs on a spawned model thread with a 1 MiB stack: loom runs each
+/// thread as a coroutine, and its main one has a small fixed stack, which
+/// building a clock (the wheel's levels and the inbox's shards are moved
+/// into place through the stack) overflowed depending on how the
+/// optimiser laid the frames out.
+#[cfg(all(test, loom))]
+#[track_caller]
+pub(crate) fn model(f: impl Fn() + Sync + Send + 'static) {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let at = std::panic::Location::caller();
+    // `Builder::new` reads `LOOM_MAX_PREEMPTIONS`; only fill in the default.
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = b.preemption_bound.or(Some(3));
+    let f = std::sync::Arc::new(f);
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = runs.clone();
+    let start = std::time::Instant::now();
+    b.check(move || {
+        counted.fetch_add(1, Relaxed);
+        let f = f.clone();
+        let body = loom::thread::Builder::new().stack_size(1 << 20);
+        match body.spawn(move || f()).map(|t| t.join()) {
+            Ok(Ok(())) => {}
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("loom could not spawn the model's thread: {e}"),
+        }
+    });
+    let line = format!(
+        "loom model at {}:{:<4} bound {:?}: {:>9} interleavings in {:>8.2?}\n",
+        at.file(),
+        at.line(),
+        b.preemption_bound,
+        runs.load(Relaxed),
+        start.elapsed()
+    );
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}

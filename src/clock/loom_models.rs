@@ -9,34 +9,7 @@ use std::time::Duration;
 use super::probe::{Board, ProbeRef};
 use crate::clock::Clock;
 
-/// The bound when `LOOM_MAX_PREEMPTIONS` is not set.
-const DEFAULT_BOUND: usize = 3;
-
-/// Runs `f` under loom and reports its interleavings and wall time
-/// (straight to stderr: libtest's capture does not hide it).
-#[track_caller]
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-    // `Builder::new` reads `LOOM_MAX_PREEMPTIONS`; only fill in the default.
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = b.preemption_bound.or(Some(DEFAULT_BOUND));
-    let runs = std::sync::Arc::new(AtomicUsize::new(0));
-    let counted = runs.clone();
-    let (start, at) = (std::time::Instant::now(), std::panic::Location::caller());
-    b.check(move || {
-        counted.fetch_add(1, Relaxed);
-        f();
-    });
-    let line = format!(
-        "loom model at line {:<4} bound {:?}: {:>9} interleavings in {:>8.2?}\n",
-        at.line(),
-        b.preemption_bound,
-        runs.load(Relaxed),
-        start.elapsed()
-    );
-    let _ = std::io::stderr().write_all(line.as_bytes());
-}
+use crate::sync::model;
 
 /// Disarm races the owner's filing + fire of a due entry: exactly one of
 /// "fired" and "disarm returned true", and exactly one release.

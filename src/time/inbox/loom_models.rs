@@ -12,14 +12,7 @@ use std::time::Instant;
 use super::super::entry::{TimerEntry, TimerHooks};
 use super::super::watch::Watch;
 use super::{Graveyard, Inbox};
-use crate::sync::{Arc, AtomicBool, Ordering};
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    // `Builder::new` reads `LOOM_MAX_PREEMPTIONS`; only fill in the default.
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = b.preemption_bound.or(Some(3));
-    b.check(f);
-}
+use crate::sync::{model, Arc, AtomicBool, Ordering};
 
 /// Hooks that do nothing: the model owns the entries' memory.
 static HOOKS: TimerHooks = TimerHooks {

@@ -4,14 +4,7 @@
 //! `LOOM_MAX_PREEMPTIONS` sets the bound (default 3), as for every harness.
 
 use super::{Busy, Role, Watch, AWAKE};
-use crate::sync::Arc;
-
-fn model(f: impl Fn() + Sync + Send + 'static) {
-    // `Builder::new` reads `LOOM_MAX_PREEMPTIONS`; only fill in the default.
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = b.preemption_bound.or(Some(3));
-    b.check(f);
-}
+use crate::sync::{model, Arc};
 
 /// The standby's side: watch for user code, take the role if seen.
 fn stand_by(watch: &Watch) -> Option<Role> {
