@@ -210,11 +210,10 @@ impl<F: Future> Future for Scope<F> {
         // SAFETY: as above, `fut` stays where it is until dropped.
         let out = unsafe { Pin::new_unchecked(&mut *this.fut) }.poll(cx);
         if out.is_ready() {
+            // `finished` is set first, so neither a later poll nor `Drop`
+            // reaches the future again, even if its drop unwinds.
             this.finished = true;
-            // SAFETY: dropped exactly once, in place (pinning allows
-            // that), and never touched again: `finished` is set first, so
-            // neither a later poll nor `Drop` reaches it, even if this
-            // drop unwinds.
+            // SAFETY: dropped exactly once, in place (pinning allows that).
             unsafe { ManuallyDrop::drop(&mut this.fut) };
         }
         out

@@ -83,9 +83,7 @@ impl<S> Layer<S> for ServerLayer {
     fn layer(&self, inner: S) -> Server<S> {
         Server {
             inner,
-            root: self.root.clone(),
-            max: self.max,
-            extensions: self.extensions,
+            config: self.clone(),
         }
     }
 }
@@ -94,15 +92,14 @@ impl<S> Layer<S> for ServerLayer {
 #[derive(Clone, Debug)]
 pub struct Server<S> {
     inner: S,
-    root: Context,
-    max: Option<Duration>,
-    extensions: bool,
+    /// The layer it was made by: the root, the maximum, the extensions flag.
+    config: ServerLayer,
 }
 
 impl<S> Server<S> {
     /// The request's timeout: the caller's, capped by the maximum.
     fn timeout(&self, header: Option<Duration>) -> Option<Duration> {
-        match (header, self.max) {
+        match (header, self.config.max) {
             (Some(h), Some(m)) => Some(h.min(m)),
             (h, m) => h.or(m),
         }
@@ -111,8 +108,8 @@ impl<S> Server<S> {
     /// The request's context and the handle that ends it.
     fn derive(&self, timeout: Option<Duration>) -> (Context, CancelHandle) {
         match timeout {
-            Some(t) => self.root.with_timeout(t),
-            None => self.root.with_cancel(),
+            Some(t) => self.config.root.with_timeout(t),
+            None => self.config.root.with_cancel(),
         }
     }
 }
@@ -141,7 +138,7 @@ where
             },
         };
         let (ctx, handle) = self.derive(self.timeout(header));
-        if self.extensions {
+        if self.config.extensions {
             req.extensions_mut().insert(ctx.clone());
         }
         let fut = {
