@@ -5,7 +5,7 @@ use crate::clock::Clock;
 use crate::error::{Cause, Error};
 use crate::handle::CancelHandle;
 use crate::key::Key;
-use crate::tree::{self, CancelNode, KeyId, NodeRef, OwnDeadline, Root};
+use crate::tree::{self, CancelNode, KeyId, NodeRef, OwnDeadline, Parent, Root};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,17 @@ use std::time::{Duration, Instant};
 /// touches no shared memory.
 pub struct Context {
     node: NodeRef,
+    /// The node's scope, the nearest cancellable ancestor-or-self (`None`:
+    /// never done), kept here so that checks load nothing but its state
+    /// word. Alive as long as `node` (docs/design.md, "Nodes").
+    scope: Option<NonNull<CancelNode>>,
 }
+
+// SAFETY: `scope` is a node kept alive by `node`, shared through atomics
+// only, as `NodeRef`'s node is; `&Context` only reads.
+unsafe impl Send for Context {}
+// SAFETY: as above.
+unsafe impl Sync for Context {}
 
 // A panic cannot leave a context half-updated for code that catches it: the
 // node's shared state changes only in single atomic steps, and the engine
@@ -59,8 +69,20 @@ impl std::panic::UnwindSafe for Context {}
 impl std::panic::RefUnwindSafe for Context {}
 
 impl Context {
-    fn from_ref(node: NodeRef) -> Context {
-        Context { node }
+    fn new(node: NodeRef, scope: Option<NonNull<CancelNode>>) -> Context {
+        Context { node, scope }
+    }
+
+    fn as_parent(&self) -> Parent<'_> {
+        let (node, scope) = (&self.node, self.scope);
+        Parent { node, scope }
+    }
+
+    /// The scope (see the field), for the modules that wait on it.
+    #[inline]
+    pub(crate) fn scope_node(&self) -> Option<&CancelNode> {
+        // SAFETY: kept alive by our handle on the node (see the field).
+        self.scope.map(|s| unsafe { &*s.as_ptr() })
     }
 
     /// The root of every tree: never done, no deadline, no values. Use it
@@ -72,7 +94,7 @@ impl Context {
     /// assert_eq!(ctx.to_string(), "context.Background");
     /// ```
     pub fn background() -> Context {
-        Context::from_ref(NodeRef::root(Root::Background))
+        Context::new(NodeRef::root(Root::Background), None)
     }
 
     /// The same as [`background`](Context::background), but says "this
@@ -82,7 +104,7 @@ impl Context {
     /// assert_eq!(gocontext::Context::todo().to_string(), "context.TODO");
     /// ```
     pub fn todo() -> Context {
-        Context::from_ref(NodeRef::root(Root::Todo))
+        Context::new(NodeRef::root(Root::Todo), None)
     }
 
     // ----- deriving -----
@@ -104,7 +126,7 @@ impl Context {
     /// assert_eq!(parent.err(), None);
     /// ```
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
-        if let Some(scope) = self.node.scope_ptr().filter(|_| self.err().is_some()) {
+        if let Some(scope) = self.scope.filter(|_| self.err().is_some()) {
             // Done already: a child would be indistinguishable from this
             // context (same err, cause, deadline, values), so share it.
             // SAFETY: our handle keeps the scope alive (its pointer is the
@@ -113,7 +135,11 @@ impl Context {
                 CancelHandle::new(tree::share(scope))
             });
         }
-        pair(tree::cancellable(&self.node, None, OwnDeadline::Inherited))
+        pair(tree::cancellable(
+            self.as_parent(),
+            None,
+            OwnDeadline::Inherited,
+        ))
     }
 
     /// A child that is also done at `deadline`, with
@@ -231,7 +257,7 @@ impl Context {
                 cause,
             }
         };
-        pair(tree::cancellable(&self.node, None, own))
+        pair(tree::cancellable(self.as_parent(), None, own))
     }
 
     /// A child carrying `value` under `key`; lookups of `key` through the
@@ -252,7 +278,7 @@ impl Context {
             vtable: key.vtable(),
             slot: key.slot(),
         };
-        Context::from_ref(tree::value(&self.node, key, value))
+        Context::new(tree::value(&self.node, key, value), self.scope)
     }
 
     /// A child that keeps this context's values but is never done and has
@@ -267,7 +293,7 @@ impl Context {
     /// assert!(ctx.is_done() && !detached.is_done());
     /// ```
     pub fn without_cancel(&self) -> Context {
-        Context::from_ref(tree::without_cancel(&self.node))
+        Context::new(tree::without_cancel(&self.node), None)
     }
 
     /// Arranges for `f` to run once this context is done.
@@ -296,7 +322,7 @@ impl Context {
     /// assert!(ran.load(Ordering::SeqCst));
     /// ```
     pub fn after_func(&self, f: impl FnOnce() + Send + 'static) -> AfterFunc {
-        AfterFunc::register(self.node.scope_ptr(), Box::new(f))
+        AfterFunc::register(self.scope, Box::new(f))
     }
 
     /// A context that is done as soon as either `a` or `b` is (with that
@@ -313,7 +339,7 @@ impl Context {
     /// ```
     pub fn merge(a: &Context, b: &Context) -> (Context, CancelHandle) {
         pair(tree::cancellable(
-            &a.node,
+            a.as_parent(),
             Some(&b.node),
             OwnDeadline::Inherited,
         ))
@@ -333,7 +359,7 @@ impl Context {
     /// ```
     #[inline]
     pub fn err(&self) -> Option<Error> {
-        self.node.scope()?.err()
+        self.scope_node()?.err()
     }
 
     /// True once the context is done. One atomic load.
@@ -360,7 +386,7 @@ impl Context {
     /// assert_eq!(ctx.cause().unwrap().downcast_ref::<Error>(), Some(&Error::Canceled));
     /// ```
     pub fn cause(&self) -> Option<Cause> {
-        self.node.scope()?.cause()
+        self.scope_node()?.cause()
     }
 
     /// When the context will be done by itself, if ever: the earliest
@@ -434,14 +460,14 @@ fn pair(node: NonNull<CancelNode>) -> (Context, CancelHandle) {
     // SAFETY: `cancellable` returns the node with two handles: one each.
     unsafe {
         let h = NodeRef::adopt(CancelNode::header_ptr(node));
-        (Context::from_ref(h), CancelHandle::new(node))
+        (Context::new(h, Some(node)), CancelHandle::new(node))
     }
 }
 
 impl Clone for Context {
     /// One atomic increment (none for the roots).
     fn clone(&self) -> Context {
-        Context::from_ref(self.node.clone())
+        Context::new(self.node.clone(), self.scope)
     }
 }
 
@@ -463,7 +489,7 @@ impl Clock {
         if self.ptr_eq(&Clock::system()) {
             return Context::background();
         }
-        Context::from_ref(tree::root(self.clone()))
+        Context::new(tree::root(self.clone()), None)
     }
 }
 

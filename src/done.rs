@@ -2,7 +2,7 @@
 
 use crate::error::Error;
 use crate::sync::{park, park_timeout};
-use crate::tree::{self, NodeRef, Waiter};
+use crate::tree::{self, CancelNode, NodeRef, Waiter};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -56,7 +56,10 @@ use std::time::Instant;
 /// ```
 #[must_use = "futures do nothing unless polled"]
 pub struct Done {
-    node: NodeRef,
+    /// Our handle on the context's node, which keeps `scope` alive.
+    _node: NodeRef,
+    /// The context's scope (as `Context` keeps it).
+    scope: Option<NonNull<CancelNode>>,
     waiter: Option<NonNull<Waiter>>,
 }
 
@@ -71,13 +74,24 @@ impl std::panic::UnwindSafe for Done {}
 impl std::panic::RefUnwindSafe for Done {}
 
 impl Done {
-    pub(crate) fn new(node: NodeRef) -> Done {
-        Done { node, waiter: None }
+    /// Waits on `scope`, the scope of `node`.
+    pub(crate) fn new(node: NodeRef, scope: Option<NonNull<CancelNode>>) -> Done {
+        Done {
+            _node: node,
+            scope,
+            waiter: None,
+        }
+    }
+
+    /// The scope, alive as long as our handle on the node.
+    fn scope(&self) -> Option<&CancelNode> {
+        // SAFETY: kept alive by `_node` (see the fields).
+        self.scope.map(|s| unsafe { &*s.as_ptr() })
     }
 
     /// The context's `err()`, without waiting.
     fn err(&self) -> Option<Error> {
-        self.node.scope().and_then(|s| s.err())
+        self.scope().and_then(|s| s.err())
     }
 }
 
@@ -86,7 +100,8 @@ impl Future for Done {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Error> {
         let this = self.get_mut();
-        let Some(scope) = this.node.scope() else {
+        // SAFETY: kept alive by `this._node` (see the fields).
+        let Some(scope) = this.scope.map(|s| unsafe { &*s.as_ptr() }) else {
             return Poll::Pending; // never done: nothing will wake us
         };
         if let Some(err) = scope.err() {
@@ -116,7 +131,7 @@ impl Drop for Done {
     fn drop(&mut self) {
         if let Some(w) = self.waiter.take() {
             // SAFETY: our waiter, enlisted on our node's scope.
-            unsafe { withdraw(&self.node, w) };
+            unsafe { withdraw(self.scope(), w) };
         }
     }
 }
@@ -127,13 +142,13 @@ impl fmt::Debug for Done {
     }
 }
 
-/// Withdraws and releases a waiter of `node`'s scope.
+/// Withdraws and releases a waiter of `scope`.
 ///
 /// # Safety
-/// `w` was enlisted on `node`'s scope, and the caller gives up the
+/// `w` was enlisted on `scope`, and the caller gives up the
 /// reference it owns on it.
-unsafe fn withdraw(node: &NodeRef, w: NonNull<Waiter>) {
-    if let Some(scope) = node.scope() {
+unsafe fn withdraw(scope: Option<&CancelNode>, w: NonNull<Waiter>) {
+    if let Some(scope) = scope {
         // SAFETY: we own a reference on `w`, which was pushed onto this
         // scope's list (caller).
         unsafe { tree::withdraw(&scope.list, Waiter::entry_ptr(w)) };
@@ -142,9 +157,10 @@ unsafe fn withdraw(node: &NodeRef, w: NonNull<Waiter>) {
     unsafe { Waiter::release(w) };
 }
 
-/// Blocks until `ctx` is done or `deadline` (real time) passes.
-pub(crate) fn wait_until(node: &NodeRef, deadline: Option<Instant>) -> Option<Error> {
-    let Some(scope) = node.scope() else {
+/// Blocks until `scope` is done or `deadline` (real time) passes; the
+/// caller holds the context that `scope` is the scope of.
+pub(crate) fn wait_until(scope: Option<&CancelNode>, deadline: Option<Instant>) -> Option<Error> {
+    let Some(scope) = scope else {
         sleep_until(deadline);
         return None;
     };
@@ -165,7 +181,7 @@ pub(crate) fn wait_until(node: &NodeRef, deadline: Option<Instant>) -> Option<Er
         }
     };
     // SAFETY: enlisted on this scope above; our reference, given up.
-    unsafe { withdraw(node, w) };
+    unsafe { withdraw(Some(scope), w) };
     result
 }
 

@@ -20,7 +20,7 @@ impl Context {
     /// # }
     /// ```
     pub fn done(&self) -> Done {
-        Done::new(self.node.clone())
+        Done::new(self.node.clone(), self.scope)
     }
 
     /// Blocks the calling thread until the context is done. Blocks forever
@@ -35,7 +35,7 @@ impl Context {
     /// ```
     pub fn wait(&self) -> Error {
         loop {
-            if let Some(err) = done::wait_until(&self.node, None) {
+            if let Some(err) = done::wait_until(self.scope_node(), None) {
                 return err;
             }
         }
@@ -52,7 +52,9 @@ impl Context {
     /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> Option<Error> {
         match Instant::now().checked_add(timeout) {
-            Some(deadline) => done::wait_until(&self.node, Some(deadline)).or_else(|| self.err()),
+            Some(deadline) => {
+                done::wait_until(self.scope_node(), Some(deadline)).or_else(|| self.err())
+            }
             None => Some(self.wait()),
         }
     }

@@ -15,7 +15,7 @@ use super::cancel::{self, Holder};
 use super::entry::{self, timer_node};
 use super::layout::{self, KeyFilter, ValueNode};
 use super::list::Entry;
-use super::node::{CancelNode, Header, NodeRef, NodeVtable};
+use super::node::{CancelNode, Header, NodeRef, NodeVtable, Parent};
 use super::record::Record;
 use super::refs::{acquire_handle, acquire_ref, release_node_ref};
 use crate::clock::Clock;
@@ -67,7 +67,7 @@ pub(crate) struct KeyId {
 
 /// A `with_value` node carrying `value` under `key`.
 pub(crate) fn value<T: Send + Sync + 'static>(parent: &NodeRef, key: KeyId, value: T) -> NodeRef {
-    let header = Header::new(key.vtable, Some(parent.clone()), parent.scope_ptr());
+    let header = Header::new(key.vtable, Some(parent.clone()));
     let node = Box::new(ValueNode {
         header,
         // SAFETY: we hold a handle on the parent.
@@ -82,7 +82,7 @@ pub(crate) fn value<T: Send + Sync + 'static>(parent: &NodeRef, key: KeyId, valu
 /// child of `parent` (and of `parent2`, for a merge). Returns it with two
 /// handles (invariant 1).
 pub(crate) fn cancellable(
-    parent: &NodeRef,
+    parent: Parent<'_>,
     parent2: Option<&NodeRef>,
     own: OwnDeadline,
 ) -> NonNull<CancelNode> {
@@ -106,7 +106,7 @@ pub(crate) fn cancellable(
 }
 
 /// A deadline node due `at`; its record is built now if it has a cause.
-fn deadline(parent: &NodeRef, at: Instant, cause: Option<Cause>) -> NonNull<CancelNode> {
+fn deadline(parent: Parent<'_>, at: Instant, cause: Option<Cause>) -> NonNull<CancelNode> {
     let record = cause.map(|c| Record::new(Error::DeadlineExceeded, c));
     layout::new_deadline(parent, at, record, &TIMER_HOOKS)
 }

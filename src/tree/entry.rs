@@ -150,9 +150,8 @@ pub(super) type Link = (NonNull<Entry>, Option<NonNull<CancelNode>>);
 /// As [`timer_ptr`], and the caller holds a handle on the node (or is its
 /// teardown, before the parents are taken): the parents are readable.
 pub(super) unsafe fn links(node: NonNull<CancelNode>) -> [Option<Link>; 2] {
-    let scope = |p: Option<&crate::tree::NodeRef>| p.and_then(|p| p.scope_ptr());
-    // SAFETY: alive, parents not taken yet (caller).
-    let first = scope(unsafe { node.as_ref() }.header.parent());
+    // SAFETY: alive (caller).
+    let first = unsafe { node.as_ref() }.parent_scope;
     // SAFETY: alive (caller).
     let link = unsafe { link_ptr(node) };
     // SAFETY: alive (caller).
@@ -161,7 +160,8 @@ pub(super) unsafe fn links(node: NonNull<CancelNode>) -> [Option<Link>; 2] {
     }
     let merge = node.cast::<MergeNode>();
     // SAFETY: as above, for the merge layout.
-    let second = scope(unsafe { MergeNode::parent2(merge.cast()) });
+    let second =
+        unsafe { MergeNode::parent2(merge.cast()) }.and_then(super::node::NodeRef::scope_ptr);
     // SAFETY: as above.
     let link2 = unsafe { NonNull::new_unchecked(addr_of_mut!((*merge.as_ptr()).link2)) };
     [Some((link, first)), Some((link2, second))]

@@ -15,9 +15,9 @@
 //! 1. The *base* of a node is the nearest ancestor-or-self that owns a
 //!    clock and a deadline: a manual root, a `without_cancel`, a deadline
 //!    or a merge node; `None` stands for the system clock and no deadline.
-//!    A `with_cancel` node stores its base; a value node's base is its
-//!    scope's, or (no scope) that of the nearest non-value ancestor, which
-//!    is `background()` itself when the filter says `NO_BASE`. The
+//!    A `with_cancel` node stores its base; a value node's base is that of
+//!    the nearest non-value ancestor, which is `background()` itself when
+//!    the filter says `NO_BASE`. The
 //!    base is an ancestor kept alive by the parent handles, and its clock
 //!    and deadline never change.
 //! 2. A deadline or merge node's time slot holds its clock; a `with_cancel`
@@ -25,7 +25,7 @@
 
 use super::list::{Entry, EntryKind};
 use super::node::{
-    free_box, is_kind, kind_of, CancelNode, Header, NodeKind, NodeRef, NodeVtable, TimeSlot,
+    free_box, is_kind, kind_of, CancelNode, Header, NodeKind, NodeRef, NodeVtable, Parent, TimeSlot,
 };
 use super::record::Record;
 use crate::clock::Clock;
@@ -102,24 +102,22 @@ impl Drop for MergeNode {
     }
 }
 
-/// Gives up a new cancellable node's box; its scope is itself.
+/// Gives up a new cancellable node's box (every cancellable layout starts
+/// with the core).
 #[inline]
 fn leak_cancel<T>(node: T) -> NonNull<CancelNode> {
-    let ptr = NonNull::from(Box::leak(Box::new(node))).cast::<CancelNode>();
-    // SAFETY: not shared yet; every cancellable layout starts with the core.
-    unsafe { (*ptr.as_ptr()).header.scope = Some(ptr) };
-    ptr
+    NonNull::from(Box::leak(Box::new(node))).cast::<CancelNode>()
 }
 
 /// A `with_cancel` child of `parent`, not linked yet.
 #[inline]
-pub(super) fn new_cancel(parent: &NodeRef) -> NonNull<CancelNode> {
+pub(super) fn new_cancel(parent: Parent<'_>) -> NonNull<CancelNode> {
     // SAFETY: our caller's handle keeps `parent` alive.
-    let base = unsafe { base_of(parent) };
+    let base = unsafe { base_of(parent.node) };
     leak_cancel(CancelNode::new(
         &CANCEL,
         parent,
-        parent.values(),
+        parent.node.values(),
         TimeSlot { base },
     ))
 }
@@ -127,13 +125,14 @@ pub(super) fn new_cancel(parent: &NodeRef) -> NonNull<CancelNode> {
 /// A deadline child of `parent`, due `at`, not linked or armed yet.
 #[inline]
 pub(super) fn new_deadline(
-    parent: &NodeRef,
+    parent: Parent<'_>,
     at: Instant,
     record: Option<Arc<Record>>,
     hooks: &'static TimerHooks,
 ) -> NonNull<CancelNode> {
-    let clock = ManuallyDrop::new(parent.clock());
-    let mut core = CancelNode::new(&DEADLINE, parent, parent.values(), TimeSlot { clock });
+    let clock = ManuallyDrop::new(parent.node.clock());
+    let values = parent.node.values();
+    let mut core = CancelNode::new(&DEADLINE, parent, values, TimeSlot { clock });
     // The `_cause` variants' record waits in the core's slot (node inv. 3).
     core.pend_record(record);
     leak_cancel(DeadlineNode {
@@ -143,12 +142,12 @@ pub(super) fn new_deadline(
 }
 
 /// `merge(a, b)`, not linked yet.
-pub(super) fn new_merge(a: &NodeRef, b: &NodeRef) -> NonNull<CancelNode> {
-    let deadline = match (a.deadline(), b.deadline()) {
+pub(super) fn new_merge(a: Parent<'_>, b: &NodeRef) -> NonNull<CancelNode> {
+    let deadline = match (a.node.deadline(), b.deadline()) {
         (Some(x), Some(y)) => Some(x.min(y)),
         (x, y) => x.or(y),
     };
-    let clock = ManuallyDrop::new(a.clock());
+    let clock = ManuallyDrop::new(a.node.clock());
     leak_cancel(MergeNode {
         // A merge answers lookups itself (`values_of`).
         core: CancelNode::new(&MERGE, a, None, TimeSlot { clock }),
@@ -160,7 +159,7 @@ pub(super) fn new_merge(a: &NodeRef, b: &NodeRef) -> NonNull<CancelNode> {
 
 /// A root node for a manual clock.
 pub(super) fn new_root(clock: Clock) -> NonNull<Header> {
-    let header = Header::new(NonNull::from(&ROOT), None, None);
+    let header = Header::new(NonNull::from(&ROOT), None);
     let node = Box::new(PlainNode {
         header,
         values: None,
@@ -171,7 +170,7 @@ pub(super) fn new_root(clock: Clock) -> NonNull<Header> {
 
 /// A `without_cancel` child of `parent`: its values, never done.
 pub(super) fn new_without_cancel(parent: &NodeRef) -> NonNull<Header> {
-    let header = Header::new(NonNull::from(&WITHOUT_CANCEL), Some(parent.clone()), None);
+    let header = Header::new(NonNull::from(&WITHOUT_CANCEL), Some(parent.clone()));
     let node = Box::new(PlainNode {
         header,
         values: parent.values(),
@@ -218,15 +217,11 @@ pub(super) unsafe fn base_of(node: &NodeRef) -> Option<NonNull<Header>> {
             NodeKind::Cancel => return unsafe { h.cast::<CancelNode>().as_ref().time.base },
             NodeKind::Value => {
                 // SAFETY: as above.
-                let header = unsafe { h.as_ref() };
-                h = match header.scope {
-                    Some(scope) => scope.cast(),
-                    // SAFETY: as above.
-                    None if unsafe { filter_of(Some(h)) }.no_base() => return None,
-                    // Under a manual root or a `without_cancel`, no scope
-                    // between: the walk ends at it.
-                    None => header.parent()?.node_ptr()?,
-                };
+                if unsafe { filter_of(Some(h)) }.no_base() {
+                    return None;
+                }
+                // SAFETY: as above.
+                h = unsafe { h.as_ref() }.parent()?.node_ptr()?;
             }
         }
     }
@@ -332,10 +327,9 @@ pub(crate) struct ValueNode<T> {
     pub(crate) value: T,
 }
 
-// A `u64` value costs 56 bytes: the 48 of issue 10's budget would need a
-// 64-bit filter, which 100 keys saturate (docs/design.md, "Nodes").
+// A `u64` value costs 48 bytes: the header (24), the filter, the value.
 #[cfg(all(target_pointer_width = "64", not(loom)))]
-const _: () = assert!(std::mem::size_of::<ValueNode<u64>>() <= 56);
+const _: () = assert!(std::mem::size_of::<ValueNode<u64>>() <= 48);
 
 /// The node table of a `ValueNode<T>`, which each `Key<T>` starts with.
 pub(crate) const fn value_vtable<T>() -> NodeVtable {
@@ -352,9 +346,9 @@ pub(crate) const fn value_vtable<T>() -> NodeVtable {
 #[derive(Clone, Copy, Default)]
 pub(crate) struct KeyFilter([u64; 2]);
 
-/// Bit 127 of a value node's filter: the node has no scope and its nearest
-/// non-value ancestor is `background()` or `todo()`, so its clock is the
-/// system clock without walking up (`layout::base_of`).
+/// Bit 127 of a value node's filter: its nearest non-value ancestor is
+/// `background()` or `todo()`, so its clock is the system clock without
+/// walking up (`layout::base_of`).
 const NO_BASE: u32 = 127;
 
 impl KeyFilter {
@@ -411,7 +405,7 @@ impl KeyFilter {
         self.has(slot)
     }
 
-    /// The `NO_BASE` flag (meaningful for a value node without a scope).
+    /// The `NO_BASE` flag.
     pub(crate) fn no_base(self) -> bool {
         self.has(NO_BASE)
     }

@@ -54,7 +54,7 @@ pub(crate) use cancel::{cancel, wait_drained, Holder};
 pub(crate) use create::{cancellable, root, share, value, without_cancel, KeyId, OwnDeadline};
 pub(crate) use entry::withdraw;
 pub(crate) use layout::value_vtable;
-pub(crate) use node::{kind_of, CancelNode, NodeKind, NodeRef, NodeVtable, Root};
+pub(crate) use node::{kind_of, CancelNode, NodeKind, NodeRef, NodeVtable, Parent, Root};
 pub(crate) use record::Record;
 pub(crate) use refs::release_handle;
 pub(crate) use value::{key_of, lookup};

@@ -13,8 +13,13 @@
 //! 1. A node's fields other than the atomics are written only before it is
 //!    shared, except the parent cells, which only teardown empties; teardown
 //!    runs once `handles` is zero, when no reader of those cells is left.
-//! 2. `Header::scope` is the node itself for a cancellable node, else the
-//!    nearest cancellable ancestor; the parent handles keep it alive.
+//! 2. A node's *scope* is the nearest cancellable ancestor-or-self (none:
+//!    never done). No header stores it: a cancellable node is its own, a
+//!    value node's is its parent's ([`scope_of`] walks), and a `Context`
+//!    keeps its node's scope beside the pointer so that `err()` is one
+//!    load. A cancellable node keeps its first parent's scope
+//!    (`CancelNode::parent_scope`), whose list its link joins. The parent
+//!    handles keep every scope alive.
 //! 3. The record slot is claimed once (state invariant 2): a claimed
 //!    record is never replaced, and owns one strong count of its
 //!    `Arc<Record>` until the node is freed. Before that the slot may hold
@@ -84,7 +89,7 @@ const BACKGROUND: usize = 8;
 const TODO: usize = 16;
 
 /// An owning reference to a node: one `handles` count on it (refs.rs), or
-/// one of the two roots. `Context` is this and nothing more; a node holds
+/// one of the two roots. `Context` is this and its scope; a node holds
 /// its parents through it. Cloning and dropping count (`refs.rs`).
 pub(crate) struct NodeRef {
     ptr: NonNull<Header>,
@@ -173,18 +178,31 @@ impl NodeRef {
         Some(unsafe { self.ptr.as_ref() })
     }
 
-    /// The nearest cancellable ancestor-or-self, if any.
-    #[inline]
-    pub(crate) fn scope(&self) -> Option<&CancelNode> {
-        // SAFETY: the scope is this node or an ancestor, kept alive by our
-        // handle through the parent chain (invariant 2).
-        self.scope_ptr().map(|s| unsafe { &*s.as_ptr() })
-    }
-
-    /// The scope's pointer, for callers that keep it or link into its list.
-    #[inline]
+    /// The nearest cancellable ancestor-or-self, if any: a walk up the
+    /// value nodes (invariant 2). `Context` keeps the answer.
     pub(crate) fn scope_ptr(&self) -> Option<NonNull<CancelNode>> {
-        self.header()?.scope
+        // SAFETY: our handle keeps the node alive; its own pointer.
+        self.node_ptr().and_then(|h| unsafe { scope_of(h) })
+    }
+}
+
+/// The scope of the live node `h` (invariant 2).
+///
+/// # Safety
+/// `h` is a live node's own pointer; the scope is alive as long as `h` is.
+pub(crate) unsafe fn scope_of(mut h: NonNull<Header>) -> Option<NonNull<CancelNode>> {
+    loop {
+        // SAFETY: `h` is the node or an ancestor kept alive by it, and an
+        // allocation's own pointer (parents are stored so).
+        unsafe {
+            if let Some(scope) = as_cancel(h) {
+                return Some(scope);
+            }
+            if !is_kind(h, NodeKind::Value) {
+                return None; // a manual root or a `without_cancel`
+            }
+            h = h.as_ref().parent()?.node_ptr()?;
+        }
     }
 }
 
@@ -199,7 +217,7 @@ pub(crate) struct NodeVtable {
     pub(super) free: unsafe fn(NonNull<Header>),
 }
 
-/// The common head of every node (first field of each node type): 32 bytes.
+/// The common head of every node (first field of each node type): 24 bytes.
 ///
 /// `vtable` is the last field, next to the `CancelNode` fields a drain
 /// touches (see `CancelNode`).
@@ -208,8 +226,6 @@ pub(crate) struct Header {
     pub(super) handles: AtomicUsize,
     /// The node this one was derived from, until teardown (invariant 1).
     parent: UnsafeCell<Option<NodeRef>>,
-    /// The nearest cancellable ancestor-or-self; `None` if never done.
-    pub(crate) scope: Option<NonNull<CancelNode>>,
     /// The table, its kind added to the address (`KIND_TAG`), so that the
     /// kind is one load of the node's own line. A raw pointer, not a
     /// reference: a value node's table is the head of its key, and
@@ -218,7 +234,7 @@ pub(crate) struct Header {
     _track: LeakTrack,
 }
 
-/// A cancellable node's core: all of a `with_cancel` node (88 bytes), and
+/// A cancellable node's core: all of a `with_cancel` node (96 bytes), and
 /// the head of a deadline or merge node (`layout.rs`).
 ///
 /// Field order is for the drain, which reaches each child through `link`
@@ -243,6 +259,9 @@ pub(crate) struct CancelNode {
     pub(super) values: Option<NonNull<Header>>,
     /// The clock and the effective deadline (`layout.rs`).
     pub(super) time: TimeSlot,
+    /// The first parent's scope, whose list `link` joins (invariant 2):
+    /// kept, so that linking and unlinking read nothing of the parent.
+    pub(super) parent_scope: Option<NonNull<CancelNode>>,
 }
 
 /// A `with_cancel` node's time base, or a deadline or merge node's clock.
@@ -331,11 +350,7 @@ pub(crate) unsafe fn free_box<T>(h: NonNull<Header>) {
 
 impl Header {
     /// A header with one handle, for a node of the table's kind.
-    pub(super) fn new(
-        vtable: NonNull<NodeVtable>,
-        parent: Option<NodeRef>,
-        scope: Option<NonNull<CancelNode>>,
-    ) -> Header {
+    pub(super) fn new(vtable: NonNull<NodeVtable>, parent: Option<NodeRef>) -> Header {
         // SAFETY: tables are statics or keys, which are `'static`.
         let kind = unsafe { vtable.as_ref() }.kind as usize;
         // The tag stays inside the table (aligned to 8, so at least 8
@@ -344,7 +359,6 @@ impl Header {
         Header {
             handles: AtomicUsize::new(1),
             parent: UnsafeCell::new(parent),
-            scope,
             // SAFETY: a non-null address plus a small offset.
             vtable: unsafe { NonNull::new_unchecked(tagged.cast()) },
             _track: LeakTrack::new(),
@@ -389,15 +403,15 @@ impl CancelNode {
     }
 
     /// A new core with two handles and one memory reference, not linked
-    /// yet (`create.rs` finishes `scope` and the links).
+    /// yet (`create.rs` links it); `parent` comes with its scope.
     #[inline]
     pub(super) fn new(
         vtable: &'static NodeVtable,
-        parent: &NodeRef,
+        parent: Parent<'_>,
         values: Option<NonNull<Header>>,
         time: TimeSlot,
     ) -> CancelNode {
-        let header = Header::new(NonNull::from(vtable), Some(parent.clone()), None);
+        let header = Header::new(NonNull::from(vtable), Some(parent.node.clone()));
         header.handles.store(2, Relaxed);
         CancelNode {
             header,
@@ -407,6 +421,15 @@ impl CancelNode {
             record: AtomicUsize::new(0),
             values,
             time,
+            parent_scope: parent.scope,
         }
     }
+}
+
+/// A parent to derive from: its reference and its scope (which the
+/// caller's `Context` keeps, invariant 2).
+#[derive(Clone, Copy)]
+pub(crate) struct Parent<'a> {
+    pub(crate) node: &'a NodeRef,
+    pub(crate) scope: Option<NonNull<CancelNode>>,
 }

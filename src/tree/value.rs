@@ -1,7 +1,7 @@
 //! Value lookup: walking outward through value and merge nodes only.
 //!
 //! A value node (`layout::ValueNode`) is the header, a 128-bit filter and
-//! the value: 56 bytes for a `u64`. Its table pointer is its key (a
+//! the value: 48 bytes for a `u64`. Its table pointer is its key (a
 //! `Key<T>` starts with the node table of `ValueNode<T>`), so the key costs
 //! no field of its own: a node holds the key `K` exactly when its table is
 //! `&K`.
