@@ -125,6 +125,7 @@ impl Context {
     /// assert_eq!(child.err(), Some(Error::Canceled));
     /// assert_eq!(parent.err(), None);
     /// ```
+    #[inline]
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
         if let Some(scope) = self.scope.filter(|_| self.err().is_some()) {
             // Done already: a child would be indistinguishable from this
