@@ -68,14 +68,14 @@ pub(crate) struct KeyId {
 /// A `with_value` node carrying `value` under `key`.
 pub(crate) fn value<T: Send + Sync + 'static>(parent: &NodeRef, key: KeyId, value: T) -> NodeRef {
     let header = Header::new(key.vtable, Some(parent.clone()));
-    let node = Box::new(ValueNode {
+    let node = super::blocks::leak(ValueNode {
         header,
         // SAFETY: we hold a handle on the parent.
         filter: unsafe { KeyFilter::of_child(parent, key.slot) },
         value,
     });
     // SAFETY: a new node with one handle, which we hand over.
-    unsafe { NodeRef::adopt(NonNull::from(Box::leak(node)).cast()) }
+    unsafe { NodeRef::adopt(node.cast()) }
 }
 
 /// Allocates, links and (if it has a deadline ahead) arms a cancellable

@@ -23,6 +23,7 @@
 //! 2. A deadline or merge node's time slot holds its clock; a `with_cancel`
 //!    node's holds its base. The kind (the node's table) says which.
 
+use super::blocks;
 use super::list::{Entry, EntryKind};
 use super::node::{
     free_box, is_kind, kind_of, CancelNode, Header, NodeKind, NodeRef, NodeVtable, Parent, TimeSlot,
@@ -102,11 +103,11 @@ impl Drop for MergeNode {
     }
 }
 
-/// Gives up a new cancellable node's box (every cancellable layout starts
-/// with the core).
+/// Allocates a new cancellable node (every cancellable layout starts with
+/// the core).
 #[inline]
 fn leak_cancel<T>(node: T) -> NonNull<CancelNode> {
-    NonNull::from(Box::leak(Box::new(node))).cast::<CancelNode>()
+    blocks::leak(node).cast::<CancelNode>()
 }
 
 /// A `with_cancel` child of `parent`, not linked yet.
@@ -160,23 +161,23 @@ pub(super) fn new_merge(a: Parent<'_>, b: &NodeRef) -> NonNull<CancelNode> {
 /// A root node for a manual clock.
 pub(super) fn new_root(clock: Clock) -> NonNull<Header> {
     let header = Header::new(NonNull::from(&ROOT), None);
-    let node = Box::new(PlainNode {
+    let node = blocks::leak(PlainNode {
         header,
         values: None,
         clock,
     });
-    NonNull::from(Box::leak(node)).cast()
+    node.cast()
 }
 
 /// A `without_cancel` child of `parent`: its values, never done.
 pub(super) fn new_without_cancel(parent: &NodeRef) -> NonNull<Header> {
     let header = Header::new(NonNull::from(&WITHOUT_CANCEL), Some(parent.clone()));
-    let node = Box::new(PlainNode {
+    let node = blocks::leak(PlainNode {
         header,
         values: parent.values(),
         clock: parent.clock(),
     });
-    NonNull::from(Box::leak(node)).cast()
+    node.cast()
 }
 
 /// The nearest ancestor-or-self that answers value lookups: a value or

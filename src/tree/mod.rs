@@ -33,6 +33,7 @@
 //! The time side (`crate::time`) knows nothing of this folder: it calls back
 //! only through the hook table that `create.rs` arms timers with.
 
+mod blocks;
 mod callback;
 mod cancel;
 mod create;

@@ -338,14 +338,15 @@ pub(crate) unsafe fn as_cancel(h: NonNull<Header>) -> Option<NonNull<CancelNode>
     (tag.wrapping_sub(NodeKind::Cancel as usize) < NodeKind::Merge as usize).then(|| h.cast())
 }
 
-/// Frees a node allocated as a `Box<T>` whose first field is the header.
+/// Frees a node allocated as a `T` (`blocks::leak`) whose first field is
+/// the header.
 ///
 /// # Safety
-/// `h` must come from `Box::<T>::into_raw`, and its memory be unreferenced
+/// `h` must come from `blocks::leak::<T>`, and its memory be unreferenced
 /// (`refs` zero, or `handles` zero for a kind without `refs`).
 pub(crate) unsafe fn free_box<T>(h: NonNull<Header>) {
     // SAFETY: the caller guarantees the allocation's type and ownership.
-    drop(unsafe { Box::from_raw(h.as_ptr().cast::<T>()) });
+    unsafe { super::blocks::free(h.cast::<T>()) };
 }
 
 impl Header {
