@@ -122,7 +122,8 @@ mod imp {
             let block = NonNull::new(self.heads[class].get())?;
             // SAFETY: a free block of ours; its first word links the next.
             self.heads[class].set(unsafe { block.cast::<*mut u8>().read() });
-            self.bytes.set(self.bytes.get() - class_layout(class).size());
+            self.bytes
+                .set(self.bytes.get() - class_layout(class).size());
             Some(block)
         }
 
@@ -212,13 +213,18 @@ mod tests {
 
     #[test]
     fn a_thread_keeps_at_most_the_budget() {
-        let nodes: Vec<_> = (0..2 * BUDGET / 160).map(|i| leak([i as u64; 20])).collect();
+        let nodes: Vec<_> = (0..2 * BUDGET / 160)
+            .map(|i| leak([i as u64; 20]))
+            .collect();
         for n in nodes {
             // SAFETY: from `leak`, unreferenced.
             unsafe { free(n) };
         }
         assert!(imp::held() <= BUDGET);
-        assert!(imp::held() > BUDGET - 160, "the cache fills up to its budget");
+        assert!(
+            imp::held() > BUDGET - 160,
+            "the cache fills up to its budget"
+        );
     }
 
     #[test]
