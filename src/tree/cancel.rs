@@ -85,6 +85,26 @@ pub(crate) unsafe fn close_unobserved(node: NonNull<CancelNode>) {
     unsafe { close(node, Error::Canceled, None, Holder::Memory, Callbacks::Drop) };
 }
 
+/// Drains the chain a close took: the subtree's cancellation. Out of
+/// line, so that closing a node with an empty list (most closes: a
+/// request's context, a leaf) does not set up the drain's state.
+#[inline(never)]
+fn drain_subtree(closed: Closed, callbacks: Callbacks) -> Panics {
+    let draining = drained::enter();
+    let mut drain = Drain {
+        guard: None,
+        deferred: false,
+        chains: Vec::new(),
+        markers: Vec::new(),
+        deps: Vec::new(),
+        pending: Vec::new(),
+        panics: Panics::default(),
+        callbacks,
+    };
+    drain.run(closed);
+    drain.finish(&draining)
+}
+
 /// # Safety
 /// As [`cancel`].
 unsafe fn close(
@@ -105,22 +125,11 @@ unsafe fn close(
     };
     // SAFETY: as above.
     unsafe { disarm(node) };
-    let mut panics = Panics::default();
-    if closed.chain != 0 {
-        let draining = drained::enter();
-        let mut drain = Drain {
-            guard: None,
-            deferred: false,
-            chains: Vec::new(),
-            markers: Vec::new(),
-            deps: Vec::new(),
-            pending: Vec::new(),
-            panics,
-            callbacks,
-        };
-        drain.run(closed);
-        panics = drain.finish(&draining);
-    }
+    let panics = if closed.chain != 0 {
+        drain_subtree(closed, callbacks)
+    } else {
+        Panics::default()
+    };
     // Only now, with the subtree drained, leave the parents' lists (as Go
     // removes a child from its parent after propagating): a parent's drain
     // that runs meanwhile still reaches the node and waits for it. A node
