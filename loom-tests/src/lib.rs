@@ -86,9 +86,20 @@ where
         }
     }
     let _report = Report(name, runs.clone());
+    let f = Arc::new(f);
     b.check(move || {
         r.fetch_add(1, SeqCst);
-        f();
+        // The body runs on a model thread with a 1 MiB stack: loom runs
+        // each thread as a coroutine, and its main one has a small fixed
+        // stack, which the engine's frames overflowed depending on how the
+        // optimiser laid them out (the crate's own models do the same).
+        let f = f.clone();
+        let body = thread::Builder::new().stack_size(1 << 20);
+        match body.spawn(move || f()).map(|t| t.join()) {
+            Ok(Ok(())) => {}
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("loom could not spawn the model's thread: {e}"),
+        }
     });
     let line = format!(
         "loom model {name:<40} bound {bound:>4}: {:>9} interleavings in {:>8.2?}\n",

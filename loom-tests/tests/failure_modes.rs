@@ -78,39 +78,42 @@ fn waiter_callback_and_child_on_one_list_during_cancel() {
 /// the timer entry and every node are freed once.
 #[test]
 fn timer_fire_vs_cancel_vs_last_drop_with_child_below() {
-    model(
-        "timer_fire_vs_cancel_vs_last_drop_with_child_below",
-        || {
-            let clock = Clock::manual();
-            let (p, ph) = clock.background().with_cancel();
-            let (t, th) = p.with_timeout(Duration::from_millis(10));
-            let (g, _gh) = t.with_cancel();
-            let (n, f) = counter();
-            let _af = g.after_func(f);
-            let firer = {
-                let clock = clock.clone();
-                thread::spawn(move || clock.advance(Duration::from_millis(20)))
-            };
-            let canceller = {
-                let g = g.clone();
-                thread::spawn(move || {
-                    ph.cancel();
-                    assert!(g.err().is_some(), "cancel returned before the child was done");
-                })
-            };
-            drop(t);
-            drop(th);
-            assert!(g.err().is_some(), "handle drop returned before the child was done");
-            firer.join().unwrap();
-            canceller.join().unwrap();
-            assert!(matches!(
-                g.err(),
-                Some(Error::Canceled) | Some(Error::DeadlineExceeded)
-            ));
-            assert_eq!(n.load(SeqCst), 1, "callback ran {} times", n.load(SeqCst));
-            assert_eq!(p.err(), Some(Error::Canceled));
-        },
-    );
+    model("timer_fire_vs_cancel_vs_last_drop_with_child_below", || {
+        let clock = Clock::manual();
+        let (p, ph) = clock.background().with_cancel();
+        let (t, th) = p.with_timeout(Duration::from_millis(10));
+        let (g, _gh) = t.with_cancel();
+        let (n, f) = counter();
+        let _af = g.after_func(f);
+        let firer = {
+            let clock = clock.clone();
+            thread::spawn(move || clock.advance(Duration::from_millis(20)))
+        };
+        let canceller = {
+            let g = g.clone();
+            thread::spawn(move || {
+                ph.cancel();
+                assert!(
+                    g.err().is_some(),
+                    "cancel returned before the child was done"
+                );
+            })
+        };
+        drop(t);
+        drop(th);
+        assert!(
+            g.err().is_some(),
+            "handle drop returned before the child was done"
+        );
+        firer.join().unwrap();
+        canceller.join().unwrap();
+        assert!(matches!(
+            g.err(),
+            Some(Error::Canceled) | Some(Error::DeadlineExceeded)
+        ));
+        assert_eq!(n.load(SeqCst), 1, "callback ran {} times", n.load(SeqCst));
+        assert_eq!(p.err(), Some(Error::Canceled));
+    });
 }
 
 /// Both parents of a merge cancelling on two threads while a third adds a
