@@ -18,7 +18,9 @@
 //! 2. A thread keeps at most [`BUDGET`] bytes of free blocks, and only
 //!    after it has taken a block itself: a thread that only frees nodes
 //!    (the clock's driver, an epoch collector) gives them straight back.
-//! 3. A thread's free blocks go back to the system when the thread exits
+//! 3. A freed node's block is given back even when the value's drop
+//!    panics (a guard gives it back while the panic unwinds).
+//! 4. A thread's free blocks go back to the system when the thread exits
 //!    (the cache's destructor); a free that comes after the destructor, or
 //!    a node too large or too aligned for a class, uses the system directly.
 //!
@@ -63,10 +65,19 @@ pub(crate) fn leak<T>(value: T) -> NonNull<T> {
 pub(crate) unsafe fn free<T>(ptr: NonNull<T>) {
     #[cfg(not(loom))]
     if let Some(class) = class_of::<T>() {
+        // Gives the block back even if `T`'s drop (a user value's) panics,
+        // as a `Box` frees its memory when its contents' drop unwinds.
+        struct GiveBack(usize, NonNull<u8>);
+        impl Drop for GiveBack {
+            fn drop(&mut self) {
+                // SAFETY: allocated by `take(class)` (invariant 1); the
+                // value in it is dropped (or its drop unwound) by now.
+                unsafe { imp::give(self.0, self.1) };
+            }
+        }
+        let _give_back = GiveBack(class, ptr.cast());
         // SAFETY: a live `T` nobody refers to (caller).
         unsafe { std::ptr::drop_in_place(ptr.as_ptr()) };
-        // SAFETY: allocated by `take(class)` (invariant 1), now unused.
-        unsafe { imp::give(class, ptr.cast()) };
         return;
     }
     // SAFETY: `leak` boxed it (no class), and it is ours (caller).
@@ -209,6 +220,25 @@ mod tests {
         // SAFETY: from `leak`, unreferenced.
         unsafe { free(node) };
         assert_eq!(std::rc::Rc::strong_count(&rc), 1);
+    }
+
+    #[test]
+    fn a_block_is_freed_when_its_value_s_drop_panics() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                panic!("boom");
+            }
+        }
+        let node = leak((Bomb, [0u64; 5]));
+        // SAFETY: from `leak`, unreferenced.
+        let unwound = std::panic::catch_unwind(|| unsafe { free(node) });
+        assert!(unwound.is_err());
+        assert_eq!(imp::held(), 48, "the block went back to the cache");
+        let again = leak([0u64; 6]);
+        assert_eq!(again.cast::<u8>(), node.cast::<u8>());
+        // SAFETY: from `leak`, unreferenced.
+        unsafe { free(again) };
     }
 
     #[test]
