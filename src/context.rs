@@ -247,16 +247,12 @@ impl Context {
         if clock.never_reaches(deadline) {
             return self.with_cancel(); // as a timeout too large for `Instant`
         }
-        let own = if deadline <= now.unwrap_or_else(|| clock.now()) {
-            OwnDeadline::Passed {
-                at: deadline,
-                cause,
-            }
+        let passed = deadline <= now.unwrap_or_else(|| clock.now());
+        let (at, clock) = (deadline, clock.clone());
+        let own = if passed {
+            OwnDeadline::Passed { at, cause, clock }
         } else {
-            OwnDeadline::Ahead {
-                at: deadline,
-                cause,
-            }
+            OwnDeadline::Ahead { at, cause, clock }
         };
         pair(tree::cancellable(self.as_parent(), None, own))
     }

@@ -34,6 +34,8 @@ pub(crate) enum OwnDeadline {
         at: Instant,
         /// What `cause()` reports when it does.
         cause: Option<Cause>,
+        /// The parent's clock, which the caller has read already.
+        clock: Clock,
     },
     /// Earlier than the parents' and already past: done at creation.
     Passed {
@@ -41,6 +43,8 @@ pub(crate) enum OwnDeadline {
         at: Instant,
         /// What `cause()` reports.
         cause: Option<Cause>,
+        /// The parent's clock, as above.
+        clock: Clock,
     },
 }
 
@@ -89,8 +93,12 @@ pub(crate) fn cancellable(
     let (ptr, passed) = match (parent2, own) {
         (Some(parent2), _) => (layout::new_merge(parent, parent2), false),
         (None, OwnDeadline::Inherited) => (layout::new_cancel(parent), false),
-        (None, OwnDeadline::Ahead { at, cause }) => (deadline(parent, at, cause), false),
-        (None, OwnDeadline::Passed { at, cause }) => (deadline(parent, at, cause), true),
+        (None, OwnDeadline::Ahead { at, cause, clock }) => {
+            (deadline(parent, clock, at, cause), false)
+        }
+        (None, OwnDeadline::Passed { at, cause, clock }) => {
+            (deadline(parent, clock, at, cause), true)
+        }
     };
     // SAFETY: freshly allocated and fully initialised; we hold both its
     // handles, and `ptr` is the allocation's pointer.
@@ -105,10 +113,16 @@ pub(crate) fn cancellable(
     ptr
 }
 
-/// A deadline node due `at`; its record is built now if it has a cause.
-fn deadline(parent: Parent<'_>, at: Instant, cause: Option<Cause>) -> NonNull<CancelNode> {
+/// A deadline node due `at` on `clock` (the parent's); its record is
+/// built now if it has a cause.
+fn deadline(
+    parent: Parent<'_>,
+    clock: Clock,
+    at: Instant,
+    cause: Option<Cause>,
+) -> NonNull<CancelNode> {
     let record = cause.map(|c| Record::new(Error::DeadlineExceeded, c));
-    layout::new_deadline(parent, at, record, &TIMER_HOOKS)
+    layout::new_deadline(parent, clock, at, record, &TIMER_HOOKS)
 }
 
 /// A second handle on a done context's scope: `with_cancel` of a context

@@ -123,15 +123,17 @@ pub(super) fn new_cancel(parent: Parent<'_>) -> NonNull<CancelNode> {
     ))
 }
 
-/// A deadline child of `parent`, due `at`, not linked or armed yet.
+/// A deadline child of `parent`, due `at` on `clock` (the parent's, which
+/// the caller has read), not linked or armed yet.
 #[inline]
 pub(super) fn new_deadline(
     parent: Parent<'_>,
+    clock: Clock,
     at: Instant,
     record: Option<Arc<Record>>,
     hooks: &'static TimerHooks,
 ) -> NonNull<CancelNode> {
-    let clock = ManuallyDrop::new(parent.node.clock());
+    let clock = ManuallyDrop::new(clock);
     let values = parent.node.values();
     let mut core = CancelNode::new(&DEADLINE, parent, values, TimeSlot { clock });
     // The `_cause` variants' record waits in the core's slot (node inv. 3).
