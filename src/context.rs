@@ -73,9 +73,9 @@ impl Context {
         Context { node, scope }
     }
 
+    #[inline] // what a child derives from: a shard, for a shared context
     fn as_parent(&self) -> Parent<'_> {
-        let (node, scope) = (&self.node, self.scope);
-        Parent { node, scope }
+        Parent::of(&self.node, self.scope)
     }
 
     /// The scope (see the field), for the modules that wait on it.
@@ -127,20 +127,24 @@ impl Context {
     /// ```
     #[inline]
     pub fn with_cancel(&self) -> (Context, CancelHandle) {
-        if let Some(scope) = self.scope.filter(|_| self.err().is_some()) {
-            // Done already: a child would be indistinguishable from this
-            // context (same err, cause, deadline, values), so share it.
-            // SAFETY: our handle keeps the scope alive (its pointer is the
-            // node's own); `share` took the handle count we hand over.
-            return (self.clone(), unsafe {
-                CancelHandle::new(tree::share(scope))
-            });
+        if let Some(shared) = self.share_if_done() {
+            return shared;
         }
         pair(tree::cancellable(
             self.as_parent(),
             None,
             OwnDeadline::Inherited,
         ))
+    }
+
+    /// A done context's child would be the same (err, cause, values): share.
+    #[inline]
+    fn share_if_done(&self) -> Option<(Context, CancelHandle)> {
+        let scope = self.scope.filter(|_| self.err().is_some())?;
+        // SAFETY: our handle keeps the scope alive (its pointer is the
+        // node's own); `share` took the handle count we hand over.
+        let handle = unsafe { CancelHandle::new(tree::share(scope)) };
+        Some((self.clone(), handle))
     }
 
     /// A child that is also done at `deadline`, with
@@ -492,4 +496,5 @@ impl Clock {
 
 mod display;
 mod identity;
+mod shared;
 mod wait;

@@ -130,6 +130,67 @@ pub(crate) fn release_last(count: &AtomicUsize) -> bool {
     true
 }
 
+/// The most shards a sharded structure uses (a power of two).
+const MAX_SHARDS: usize = 64;
+
+/// The shard count for a structure that many threads write at once (a
+/// clock's inbox, a shared context's children): the CPU count rounded up
+/// to a power of two, at most `MAX_SHARDS`. Under loom: two, so that every
+/// model explores more than one shard.
+pub(crate) fn shards_for_cpus() -> usize {
+    if cfg!(loom) {
+        return 2;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpus.next_power_of_two().min(MAX_SHARDS)
+}
+
+/// The calling thread's number, from which it picks its shard of a sharded
+/// structure: assigned round-robin on the thread's first use, so that the
+/// first `shards` threads each get a shard of their own.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn thread_number() -> usize {
+    match MY_NUMBER.get() {
+        usize::MAX => assign_number(),
+        n => n,
+    }
+}
+
+#[cfg(not(loom))]
+std::thread_local!(static MY_NUMBER: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) });
+
+/// A thread's first use: the next number, round-robin.
+#[cfg(not(loom))]
+#[cold]
+fn assign_number() -> usize {
+    use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering::Relaxed};
+    // A plain std counter, not a synchronisation: it only spreads threads.
+    static NEXT: StdAtomicUsize = StdAtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Relaxed) & (usize::MAX >> 1);
+    MY_NUMBER.set(n);
+    n
+}
+
+/// Under loom: the order in which the execution's threads first ask (0, 1,
+/// ...), counted afresh in every execution (loom's `lazy_static` is per
+/// execution) by a plain counter that loom does not model, so it adds no
+/// interleavings and is the same on every replay of a schedule.
+#[cfg(loom)]
+pub(crate) fn thread_number() -> usize {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering::Relaxed};
+    loom::lazy_static! {
+        static ref NEXT: StdAtomicUsize = StdAtomicUsize::new(0);
+    }
+    loom::thread_local!(static MINE: Cell<Option<usize>> = Cell::new(None));
+    MINE.with(|mine| {
+        let n = mine.get().unwrap_or_else(|| NEXT.fetch_add(1, Relaxed));
+        mine.set(Some(n));
+        n
+    })
+}
+
 /// Between the two SeqCst accesses of one side of a store-buffer handshake
 /// (a store or RMW of one word, then a load of another; the other side does
 /// the same on the two words the other way round): nothing natively, a

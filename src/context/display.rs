@@ -13,7 +13,10 @@ impl fmt::Display for Context {
         let mut path = Vec::new();
         let mut cur = &self.node;
         while let Some(n) = cur.header() {
-            path.push(cur);
+            // A shard is the engine's, not a context (tree/shared.rs).
+            if !tree::is_shard(n) {
+                path.push(cur);
+            }
             match n.parent() {
                 Some(p) => cur = p,
                 None => break,

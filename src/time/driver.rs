@@ -70,9 +70,8 @@ use std::time::{Duration, Instant};
 use super::core::{Ran, TimerCore, Watcher};
 use super::doorbell::Doorbell;
 use super::entry::TimerEntry;
-use super::inbox::shards_for_cpus;
 use super::watch::{Busy, Role, Watch, AWAKE};
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{shards_for_cpus, AtomicUsize, Ordering};
 
 /// How long an idle driver keeps a finite sleep target (invariant 7).
 const LINGER: Duration = Duration::from_millis(50);

@@ -7,7 +7,7 @@
 //!
 //! The inbox is a fixed array of *shards*, each a Treiber stack head and a
 //! disarm counter on a cache line of its own. A thread always uses the same
-//! shard (its thread number modulo the shard count, `shard_of_thread`), so
+//! shard (its thread number modulo the shard count, `sync::thread_number`), so
 //! threads arming and disarming at once touch different lines: with at
 //! least as many shards as CPUs, a deadline armed and cancelled on one
 //! thread before the owner looked touches no line another thread writes
@@ -21,21 +21,7 @@
 use std::ptr::NonNull;
 
 use super::entry::{call_hook, TimerEntry};
-use crate::sync::{yield_now, AtomicPtr, AtomicUsize, Ordering};
-
-/// The most shards a clock uses (a power of two).
-const MAX_SHARDS: usize = 64;
-
-/// The shard count for a clock with many threads: the CPU count rounded up
-/// to a power of two, at most `MAX_SHARDS`. Under loom: two, so that every
-/// model explores collection across shards.
-pub(crate) fn shards_for_cpus() -> usize {
-    if cfg!(loom) {
-        return 2;
-    }
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    cpus.next_power_of_two().min(MAX_SHARDS)
-}
+use crate::sync::{thread_number, yield_now, AtomicPtr, AtomicUsize, Ordering};
 
 /// One shard: a stack head and two counters, alone on their cache line(s).
 #[repr(align(128))]
@@ -93,7 +79,7 @@ impl Inbox {
     /// The calling thread's shard.
     #[inline]
     fn mine(&self) -> &Shard {
-        &self.shards[shard_of_thread() & (self.shards.len() - 1)]
+        &self.shards[thread_number() & (self.shards.len() - 1)]
     }
 
     /// Pushes `entry` onto the calling thread's shard.
@@ -305,53 +291,6 @@ fn reverse(
         reversed = Some(entry);
     }
     reversed.map(|oldest| (oldest, newest))
-}
-
-/// The calling thread's number, from which its shard is picked: assigned
-/// round-robin on a thread's first arm or disarm, so that the first
-/// `shards` threads each get a shard of their own.
-#[cfg(not(loom))]
-#[inline]
-fn shard_of_thread() -> usize {
-    match MY_NUMBER.get() {
-        usize::MAX => assign_number(),
-        n => n,
-    }
-}
-
-#[cfg(not(loom))]
-std::thread_local!(static MY_NUMBER: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) });
-
-/// A thread's first arm or disarm: the next number, round-robin.
-#[cfg(not(loom))]
-#[cold]
-fn assign_number() -> usize {
-    use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering::Relaxed};
-    // A plain std counter, not a synchronisation: it only spreads threads.
-    static NEXT: StdAtomicUsize = StdAtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, Relaxed) & (usize::MAX >> 1);
-    MY_NUMBER.set(n);
-    n
-}
-
-/// Under loom: the order in which the execution's threads first arm or
-/// disarm (0, 1, ...), counted afresh in every execution (loom's
-/// `lazy_static` is per execution) by a plain counter that loom does not
-/// model, so it adds no interleavings and is the same on every replay of a
-/// schedule.
-#[cfg(loom)]
-fn shard_of_thread() -> usize {
-    use std::cell::Cell;
-    use std::sync::atomic::{AtomicUsize as StdAtomicUsize, Ordering::Relaxed};
-    loom::lazy_static! {
-        static ref NEXT: StdAtomicUsize = StdAtomicUsize::new(0);
-    }
-    loom::thread_local!(static MINE: Cell<Option<usize>> = Cell::new(None));
-    MINE.with(|mine| {
-        let n = mine.get().unwrap_or_else(|| NEXT.fetch_add(1, Relaxed));
-        mine.set(Some(n));
-        n
-    })
 }
 
 /// The entries of one `take_all`, walked through `queue_next`.

@@ -18,8 +18,10 @@ use super::list::Entry;
 use super::node::{CancelNode, Header, NodeRef, NodeVtable, Parent};
 use super::record::Record;
 use super::refs::{acquire_handle, acquire_ref, release_node_ref};
+use super::shared;
 use crate::clock::Clock;
 use crate::error::{Cause, Error};
+use crate::sync::shards_for_cpus;
 use crate::time::{TimerEntry, TimerHooks};
 use std::ptr::NonNull;
 use std::time::Instant;
@@ -111,6 +113,27 @@ pub(crate) fn cancellable(
         arm_timer(ptr);
     }
     ptr
+}
+
+/// A shared context (`shared.rs`): a `with_cancel` child of `parent`,
+/// with its shards linked into its list. Returned with two handles.
+pub(crate) fn cancellable_shared(parent: Parent<'_>) -> NonNull<CancelNode> {
+    let hub = shared::new_hub(parent);
+    // SAFETY: a new node, fully initialised; we hold both its handles. A
+    // hub born done (its parent was) passes that on to each shard below.
+    unsafe { attach(hub) };
+    let shards = (0..shards_for_cpus())
+        .map(|_| {
+            // SAFETY: as above.
+            let shard = unsafe { shared::new_shard(hub) };
+            // SAFETY: a new node; we hold its one handle until `install`.
+            unsafe { attach(shard) };
+            shard
+        })
+        .collect();
+    // SAFETY: the new hub and its linked shards.
+    unsafe { shared::install(hub, shards) };
+    hub
 }
 
 /// A deadline node due `at` on `clock` (the parent's); its record is

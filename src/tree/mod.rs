@@ -13,6 +13,7 @@
 //! | `record.rs` | the record slot: a custom cause, a deadline's pending one | node 3 |
 //! | `layout.rs` | the per-kind layouts past the core; the time base | layout 1-2 |
 //! | `refs.rs` | the two reference counts, teardown | refs 1-3 |
+//! | `shared.rs` | shared contexts: a hub, its per-thread shards | shared 1-4 |
 //! | `create.rs` | creating each kind of node, attach, arming its timer | create 1-3 |
 //! | `cancel.rs` | closing a node and draining its subtree | cancel 1-3 |
 //! | `drained.rs` | the drained signal: a subtree done, waiting for it | drained 1-5 |
@@ -46,17 +47,21 @@ mod loom_park;
 mod node;
 mod record;
 mod refs;
+mod shared;
 mod state;
 mod value;
 mod waiter;
 
 pub(crate) use callback::{Callback, Func};
 pub(crate) use cancel::{cancel, wait_drained, Holder};
-pub(crate) use create::{cancellable, root, share, value, without_cancel, KeyId, OwnDeadline};
+pub(crate) use create::{
+    cancellable, cancellable_shared, root, share, value, without_cancel, KeyId, OwnDeadline,
+};
 pub(crate) use entry::withdraw;
 pub(crate) use layout::value_vtable;
 pub(crate) use node::{kind_of, CancelNode, NodeKind, NodeRef, NodeVtable, Parent, Root};
 pub(crate) use record::Record;
 pub(crate) use refs::release_handle;
+pub(crate) use shared::is_shard;
 pub(crate) use value::{key_of, lookup};
 pub(crate) use waiter::Waiter;

@@ -374,6 +374,12 @@ impl Header {
         unsafe { NonNull::new_unchecked(untagged.cast()) }
     }
 
+    /// Whether the node's table is `table` (a kind's variant: `shared.rs`).
+    #[inline]
+    pub(super) fn has_table(&self, table: &'static NodeVtable) -> bool {
+        self.vtable() == NonNull::from(table)
+    }
+
     /// The parent this node was derived from.
     pub(crate) fn parent(&self) -> Option<&NodeRef> {
         // SAFETY: a caller with a `&Header` from a live reference holds a
@@ -412,7 +418,20 @@ impl CancelNode {
         values: Option<NonNull<Header>>,
         time: TimeSlot,
     ) -> CancelNode {
-        let header = Header::new(NonNull::from(vtable), Some(parent.node.clone()));
+        CancelNode::with_parent(vtable, parent.node.clone(), parent.scope, values, time)
+    }
+
+    /// [`CancelNode::new`] with the parent cell's reference given, and the
+    /// parent's scope.
+    #[inline]
+    pub(super) fn with_parent(
+        vtable: &'static NodeVtable,
+        parent: NodeRef,
+        parent_scope: Option<NonNull<CancelNode>>,
+        values: Option<NonNull<Header>>,
+        time: TimeSlot,
+    ) -> CancelNode {
+        let header = Header::new(NonNull::from(vtable), Some(parent));
         header.handles.store(2, Relaxed);
         CancelNode {
             header,
@@ -422,15 +441,16 @@ impl CancelNode {
             record: AtomicUsize::new(0),
             values,
             time,
-            parent_scope: parent.scope,
+            parent_scope,
         }
     }
 }
 
 /// A parent to derive from: its reference and its scope (which the
-/// caller's `Context` keeps, invariant 2).
+/// caller's `Context` keeps, invariant 2). `Parent::of` builds it
+/// (`shared.rs`: a shared context's children derive from a shard).
 #[derive(Clone, Copy)]
 pub(crate) struct Parent<'a> {
-    pub(crate) node: &'a NodeRef,
-    pub(crate) scope: Option<NonNull<CancelNode>>,
+    pub(super) node: &'a NodeRef,
+    pub(super) scope: Option<NonNull<CancelNode>>,
 }

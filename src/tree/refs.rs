@@ -25,6 +25,7 @@
 use super::cancel;
 use super::layout::MergeNode;
 use super::node::{as_cancel, is_kind, CancelNode, Header, NodeKind, NodeRef};
+use super::shared;
 use crate::sync::Ordering::Relaxed;
 use crate::sync::{release_last, thread_local};
 use crate::unwind::Panics;
@@ -127,12 +128,16 @@ fn tear_down_loop(first: NonNull<Header>) {
     let mut more: Vec<NonNull<Header>> = Vec::new();
     let mut next = Some(first);
     while let Some(h) = next.take().or_else(|| more.pop()).or_else(take_deferred) {
+        // SAFETY: its handles are zero (every pointer here came from a
+        // `NodeRef` or a hub's release, the allocation's own).
+        if unsafe { release_hub(h, &mut more) } {
+            continue; // its teardown waits for its shards (shared inv. 3)
+        }
         // SAFETY: its handles are zero and its memory is held by the
-        // handles' reference, which we release last; `h` is the
-        // allocation's pointer (every pointer here came from a `NodeRef`).
-        let (p1, p2) = unsafe { teardown(h, &mut panics) };
-        next = p1.and_then(NodeRef::into_raw).filter(|&p| last_handle(p));
-        more.extend(p2.and_then(NodeRef::into_raw).filter(|&p| last_handle(p)));
+        // handles' reference, which we release last.
+        let [p1, p2] = unsafe { teardown(h, &mut panics) };
+        next = p1;
+        more.extend(p2);
         // SAFETY: the handles' memory reference (invariant 2).
         let release = || unsafe { release_handles_ref(h) };
         panics.call(release); // frees values and causes: user `Drop` code
@@ -140,6 +145,28 @@ fn tear_down_loop(first: NonNull<Header>) {
     panics.resume();
 }
 
+/// If `h` is a hub not released yet, releases it (shared invariant 3):
+/// gives up its shard handles, queueing the shards that had no child left.
+///
+/// # Safety
+/// `h` is a node's own pointer, and its handles are zero.
+unsafe fn release_hub(h: NonNull<Header>, more: &mut Vec<NonNull<Header>>) -> bool {
+    // SAFETY: alive: its handles' reference is not released yet.
+    if !shared::is_hub(unsafe { h.as_ref() }) {
+        return false;
+    }
+    // SAFETY: a hub whose handles are zero (caller).
+    let Some(shards) = (unsafe { shared::release(h) }) else {
+        return false; // released before, and its last shard has gone
+    };
+    more.extend(
+        shards
+            .into_iter()
+            .filter_map(NodeRef::into_raw)
+            .filter(|&s| last_handle(s)),
+    );
+    true
+}
 /// Releases a handle we own on `p`; true if it was the last.
 fn last_handle(p: NonNull<Header>) -> bool {
     // SAFETY: we own a handle on `p`, so it is alive.
@@ -163,11 +190,13 @@ impl Drop for DeferredLoop {
     }
 }
 
-/// Invariant 1: the node's last handle is gone. Returns its parents.
+/// Invariant 1: the node's last handle is gone. Gives up its handles on
+/// its parents, and returns those whose last handle that was (or, for a
+/// shard, its hub if the shard was its last: shared invariant 3).
 ///
 /// # Safety
 /// `h`'s `handles` reached zero; `h` is the allocation's pointer.
-unsafe fn teardown(h: NonNull<Header>, panics: &mut Panics) -> (Option<NodeRef>, Option<NodeRef>) {
+unsafe fn teardown(h: NonNull<Header>, panics: &mut Panics) -> [Option<NonNull<Header>>; 2] {
     let mut p2 = None;
     // SAFETY: the handles' memory reference keeps the node alive.
     if let Some(c) = unsafe { as_cancel(h) } {
@@ -183,8 +212,18 @@ unsafe fn teardown(h: NonNull<Header>, panics: &mut Panics) -> (Option<NodeRef>,
         }
     }
     // SAFETY: as above.
-    let p1 = unsafe { h.as_ref().take_parent() };
-    (p1, p2)
+    let p1 = unsafe { h.as_ref().take_parent() }.and_then(NodeRef::into_raw);
+    // SAFETY: as above.
+    if shared::is_shard(unsafe { h.as_ref() }) {
+        // Its cell owned no handle on the hub; its links are withdrawn.
+        // SAFETY: the hub of a shard that has gone, released by now.
+        return [p1.filter(|&hub| unsafe { shared::shard_gone(hub) }), None];
+    }
+    let p2 = p2.and_then(NodeRef::into_raw);
+    [
+        p1.filter(|&p| last_handle(p)),
+        p2.filter(|&p| last_handle(p)),
+    ]
 }
 
 /// Drops the memory reference all handles together held (invariant 2):
