@@ -440,6 +440,46 @@ fn values_and_causes() {
     drop((c, d, cause));
 }
 
+/// Shared contexts: children on two threads, ended in every order against
+/// the shared context's cancel, detach and drop.
+fn shared_contexts() {
+    let root = Clock::manual().background();
+    for round in 0..40u64 {
+        let (shared, handle) = root.with_cancel_shared();
+        let makers: Vec<_> = (0..2)
+            .map(|_| {
+                let shared = shared.clone();
+                std::thread::spawn(move || {
+                    let (c, h) = shared.with_timeout(Duration::from_secs(60));
+                    (c.with_value(&NUM, round), h)
+                })
+            })
+            .collect();
+        let kids: Vec<_> = makers.into_iter().map(|t| t.join().unwrap()).collect();
+        match round % 4 {
+            0 => {
+                handle.cancel_with_cause(big_cause());
+                drop((shared, kids));
+            }
+            1 => {
+                handle.detach();
+                drop(shared);
+                drop(kids);
+            }
+            2 => {
+                drop(kids);
+                handle.cancel();
+                drop(shared);
+            }
+            _ => {
+                handle.detach();
+                drop(shared);
+                std::thread::spawn(move || drop(kids)).join().unwrap();
+            }
+        }
+    }
+}
+
 const SCENARIOS: &[Scenario] = &[
     ("tree_cancel_and_drop", tree_cancel_and_drop),
     ("tree_detach_and_drop", tree_detach_and_drop),
@@ -454,6 +494,7 @@ const SCENARIOS: &[Scenario] = &[
     ("merges", merges),
     ("panics_in_callbacks", panics_in_callbacks),
     ("values_and_causes", values_and_causes),
+    ("shared_contexts", shared_contexts),
 ];
 
 #[test]

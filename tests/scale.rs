@@ -338,3 +338,48 @@ fn create_cancel_storm_against_a_parent_cancel() {
     assert!(saw_done.load(SeqCst));
     assert!(total > 0);
 }
+
+/// A chain of shared contexts (each one a hub and its shards) dropped
+/// leaf first and root first on a small stack, without and with a cancel:
+/// the hubs' release and teardown run in the same loop as any node's.
+#[test]
+fn chain_of_shared_contexts_on_a_small_stack() {
+    on_small_stack(|| {
+        // Each link allocates a shard per CPU: a shorter chain.
+        let depth = scaled("shared chain depth", 20_000, 200);
+        for (cancel_first, leaf_first) in [(false, true), (false, false), (true, false)] {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let top = Context::background().with_value(&TOP, DropCount(drops.clone()));
+            let (root, root_cancel) = top.with_cancel_shared();
+            drop(top);
+            let mut cur = root.clone();
+            for i in 0..depth {
+                let (c, h) = if i % 2 == 0 {
+                    cur.with_cancel_shared()
+                } else {
+                    cur.with_cancel()
+                };
+                h.detach();
+                cur = c;
+            }
+            if cancel_first {
+                root_cancel.cancel();
+                drop(root_cancel);
+                assert_eq!(cur.err(), Some(Error::Canceled));
+            } else {
+                root_cancel.detach();
+                assert_eq!(cur.err(), None);
+            }
+            if leaf_first {
+                drop(cur);
+                assert_eq!(drops.load(SeqCst), 0, "the root still holds the value");
+                drop(root);
+            } else {
+                drop(root);
+                assert_eq!(drops.load(SeqCst), 0, "the leaf still holds the chain");
+                drop(cur);
+            }
+            assert_eq!(drops.load(SeqCst), 1, "the whole chain was freed");
+        }
+    });
+}
