@@ -361,7 +361,7 @@ where
 
 mod go_side {
     use super::*;
-    use gocontext::{Context, Key};
+    use gocontext::{CancelHandle, Context, Key};
 
     const IMP: &str = "gocontext";
     const HOUR: Duration = Duration::from_secs(3600);
@@ -408,12 +408,18 @@ mod go_side {
             })
         });
 
-        for (name, busy) in [
-            ("common_parent_cancel/plain", false),
-            ("common_parent_cancel/busy_work", true),
+        // `/shared`: the same under a shared parent (gocontext only).
+        for (name, busy, shared) in [
+            ("common_parent_cancel/plain", false, false),
+            ("common_parent_cancel/busy_work", true, false),
+            ("common_parent_cancel/shared", false, true),
         ] {
             throughput(list, name, IMP, 1, move || {
-                let (root, handle) = Context::background().with_cancel();
+                let (root, handle) = if shared {
+                    Context::background().with_cancel_shared()
+                } else {
+                    Context::background().with_cancel()
+                };
                 Box::new(move |iters| {
                     let _live = &handle;
                     parallel(2, iters, |ops| {
@@ -602,27 +608,19 @@ mod go_side {
         }
 
         // A server request: a deadline under the server's open root, a
-        // value, three checks, one lookup, cancel.
-        scaling(list, "server_request", IMP, |threads| {
-            let (server, handle) = Context::background().with_cancel();
-            Box::new(move |iters| {
-                let _live = &handle;
-                parallel(threads, iters, |ops| {
-                    let mut x = 0u64;
-                    for i in 0..ops {
-                        let (ctx, cancel) = server.with_timeout(REQUEST_TIMEOUT);
-                        let ctx = ctx.with_value(&REQUEST_ID, i);
-                        for _ in 0..3 {
-                            x += u64::from(black_box(&ctx).err().is_some());
-                        }
-                        x += black_box(&ctx).value(&REQUEST_ID).copied().unwrap_or(0);
-                        cancel.cancel();
-                        drop(ctx);
-                    }
-                    black_box(x);
-                })
-            })
-        });
+        // value, three checks, one lookup, cancel. `server_request_shared`:
+        // the same under a shared root (`with_cancel_shared`, what the
+        // tower layer derives from), which Go and tokio-util do not have.
+        for (name, shared) in [("server_request", false), ("server_request_shared", true)] {
+            scaling(list, name, IMP, move |threads| {
+                let (server, handle) = if shared {
+                    Context::background().with_cancel_shared()
+                } else {
+                    Context::background().with_cancel()
+                };
+                server_requests(threads, server, handle)
+            });
+        }
 
         throughput(list, "timer/arm_cancel", IMP, 1, || {
             let root = Context::background();
@@ -650,6 +648,27 @@ mod go_side {
     /// 100 ms, and 50 others due 5 to 54 ms ahead; returns how late each of
     /// the others fired (1,000 samples). Each round waits for the blocking
     /// callback to return, so rounds do not pile up stuck threads.
+    /// The server request loop on `threads` threads under `server`.
+    fn server_requests(threads: usize, server: Context, handle: CancelHandle) -> Runner {
+        Box::new(move |iters| {
+            let _live = &handle;
+            parallel(threads, iters, |ops| {
+                let mut x = 0u64;
+                for i in 0..ops {
+                    let (ctx, cancel) = server.with_timeout(REQUEST_TIMEOUT);
+                    let ctx = ctx.with_value(&REQUEST_ID, i);
+                    for _ in 0..3 {
+                        x += u64::from(black_box(&ctx).err().is_some());
+                    }
+                    x += black_box(&ctx).value(&REQUEST_ID).copied().unwrap_or(0);
+                    cancel.cancel();
+                    drop(ctx);
+                }
+                black_box(x);
+            })
+        })
+    }
+
     fn lateness_behind_blocking_callback() -> Vec<Duration> {
         const ROUNDS: usize = 20;
         const OTHERS: u64 = 50;

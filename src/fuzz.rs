@@ -63,6 +63,8 @@ pub enum Derive {
     WithoutCancel,
     /// [`Context::merge`] with a second parent (an index, as in [`Op`]).
     Merge(u8),
+    /// [`Context::with_cancel_shared`].
+    Shared,
 }
 
 /// One step on a [`Tree`]. A node index `i` picks node `i % len`; node 0 is
@@ -264,6 +266,7 @@ impl Tree {
         };
         let (ctx, handle, parents) = match how {
             Derive::Cancel => pair(base.with_cancel(), vec![p]),
+            Derive::Shared => pair(base.with_cancel_shared(), vec![p]),
             Derive::Timeout(ms) => pair(base.with_timeout(ms_to_duration(ms)), vec![p]),
             Derive::TimeoutCause(ms, e) => {
                 pair(base.with_timeout_cause(ms_to_duration(ms), e), vec![p])

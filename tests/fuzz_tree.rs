@@ -27,7 +27,7 @@ fn ops_build_the_tree_they_say() {
     let derives = [
         (0, Derive::Cancel),
         (1, Derive::Timeout(5)),
-        (0, Derive::Cancel),
+        (0, Derive::Shared),
         (2, Derive::Merge(3)),
         (4, Derive::WithoutCancel),
         (3, Derive::TimeoutCause(200, Error::Canceled)),

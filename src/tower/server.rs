@@ -42,9 +42,16 @@ impl ServerLayer {
     /// Requests become children of `root`: cancelling it (the server's
     /// shutdown) cancels every request in flight. No maximum: a request
     /// without `grpc-timeout` has no deadline.
+    ///
+    /// The requests hang from a shared child of `root`
+    /// ([`Context::with_cancel_shared`]), so that threads serving requests
+    /// at once do not all write `root`'s list and count; it is cancelled
+    /// with `root` and by nothing else.
     pub fn new(root: Context) -> ServerLayer {
+        let (shared, handle) = root.with_cancel_shared();
+        handle.detach();
         ServerLayer {
-            root,
+            root: shared,
             max: None,
             extensions: true,
         }
