@@ -189,3 +189,40 @@ pub(super) unsafe fn shard_gone(hub: NonNull<Header>) -> bool {
     // before the hub's, which the last decrement starts.
     live.fetch_sub(1, AcqRel) == 1
 }
+
+// Small enough for Miri, which runs the unit tests (`.ci/proof.sh`): the
+// hub's release with a child left, and its cancel, through the public API.
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use crate::{Context, Error};
+
+    #[test]
+    fn a_child_outlives_the_hub_s_release_then_frees_it() {
+        let (root, stop) = Context::background().with_cancel();
+        let (hub, handle) = root.with_cancel_shared();
+        let theirs = hub.clone();
+        let child = std::thread::spawn(move || theirs.with_cancel())
+            .join()
+            .unwrap();
+        handle.detach();
+        drop(hub); // released: the child's shard stays
+        assert_eq!(child.0.err(), None);
+        stop.cancel(); // reaches the child through the released hub
+        assert_eq!(child.0.err(), Some(Error::Canceled));
+        drop(child); // the last shard goes, then the hub
+    }
+
+    #[test]
+    fn the_hub_s_cancel_reaches_children_of_both_shards() {
+        let (hub, handle) = Context::background().with_cancel_shared();
+        let kids: Vec<_> = (0..2)
+            .map(|_| {
+                let hub = hub.clone();
+                std::thread::spawn(move || hub.with_cancel())
+            })
+            .map(|t| t.join().unwrap())
+            .collect();
+        handle.cancel();
+        assert!(kids.iter().all(|(c, _)| c.err() == Some(Error::Canceled)));
+    }
+}
