@@ -30,6 +30,7 @@ pub(crate) struct Panics(Option<Panic>);
 impl Panics {
     /// Runs user code (or engine code that runs user code), keeping its
     /// panic; `None` if it panicked.
+    #[inline(always)] // a closure per call site; out of line it costs a call and a frame
     pub(crate) fn call<R>(&mut self, f: impl FnOnce() -> R) -> Option<R> {
         match catch_unwind(AssertUnwindSafe(f)) {
             Ok(r) => Some(r),

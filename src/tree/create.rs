@@ -164,6 +164,7 @@ pub(crate) unsafe fn share(scope: NonNull<CancelNode>) -> NonNull<CancelNode> {
 ///
 /// # Safety
 /// `ptr` is a new node's own pointer, whose handles the caller holds.
+#[inline(always)] // into `cancellable`: the per-request path
 unsafe fn attach(ptr: NonNull<CancelNode>) {
     // SAFETY: the caller's promise.
     let (node, [first, second]) = unsafe { (ptr.as_ref(), entry::links(ptr)) };

@@ -377,7 +377,9 @@ impl Header {
     /// Whether the node's table is `table` (a kind's variant: `shared.rs`).
     #[inline]
     pub(super) fn has_table(&self, table: &'static NodeVtable) -> bool {
-        self.vtable() == NonNull::from(table)
+        // The tagged word against the table's tagged address: no untagging.
+        let tagged = (table as *const NodeVtable as usize) + table.kind as usize;
+        self.vtable.as_ptr() as usize == tagged
     }
 
     /// The parent this node was derived from.

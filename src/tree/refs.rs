@@ -135,9 +135,11 @@ fn tear_down_loop(first: NonNull<Header>) {
         }
         // SAFETY: its handles are zero and its memory is held by the
         // handles' reference, which we release last.
-        let [p1, p2] = unsafe { teardown(h, &mut panics) };
+        let (p1, p2) = unsafe { teardown(h, &mut panics) };
         next = p1;
-        more.extend(p2);
+        if let Some(p2) = p2 {
+            more.push(p2);
+        }
         // SAFETY: the handles' memory reference (invariant 2).
         let release = || unsafe { release_handles_ref(h) };
         panics.call(release); // frees values and causes: user `Drop` code
@@ -150,23 +152,29 @@ fn tear_down_loop(first: NonNull<Header>) {
 ///
 /// # Safety
 /// `h` is a node's own pointer, and its handles are zero.
+#[inline(always)]
 unsafe fn release_hub(h: NonNull<Header>, more: &mut Vec<NonNull<Header>>) -> bool {
     // SAFETY: alive: its handles' reference is not released yet.
-    if !shared::is_hub(unsafe { h.as_ref() }) {
-        return false;
-    }
-    // SAFETY: a hub whose handles are zero (caller).
+    // SAFETY (call): a hub whose handles are zero (caller).
+    shared::is_hub(unsafe { h.as_ref() }) && unsafe { release_shards(h, more) }
+}
+
+/// `release_hub`'s work, out of line: the loop runs for every node.
+///
+/// # Safety
+/// `h` is a hub's own pointer, and its handles are zero.
+#[cold]
+#[inline(never)]
+unsafe fn release_shards(h: NonNull<Header>, more: &mut Vec<NonNull<Header>>) -> bool {
+    // SAFETY: the caller's promise.
     let Some(shards) = (unsafe { shared::release(h) }) else {
         return false; // released before, and its last shard has gone
     };
-    more.extend(
-        shards
-            .into_iter()
-            .filter_map(NodeRef::into_raw)
-            .filter(|&s| last_handle(s)),
-    );
+    let gone = shards.into_iter().filter_map(NodeRef::into_raw);
+    more.extend(gone.filter(|&s| last_handle(s)));
     true
 }
+
 /// Releases a handle we own on `p`; true if it was the last.
 fn last_handle(p: NonNull<Header>) -> bool {
     // SAFETY: we own a handle on `p`, so it is alive.
@@ -196,7 +204,10 @@ impl Drop for DeferredLoop {
 ///
 /// # Safety
 /// `h`'s `handles` reached zero; `h` is the allocation's pointer.
-unsafe fn teardown(h: NonNull<Header>, panics: &mut Panics) -> [Option<NonNull<Header>>; 2] {
+unsafe fn teardown(
+    h: NonNull<Header>,
+    panics: &mut Panics,
+) -> (Option<NonNull<Header>>, Option<NonNull<Header>>) {
     let mut p2 = None;
     // SAFETY: the handles' memory reference keeps the node alive.
     if let Some(c) = unsafe { as_cancel(h) } {
@@ -217,13 +228,13 @@ unsafe fn teardown(h: NonNull<Header>, panics: &mut Panics) -> [Option<NonNull<H
     if shared::is_shard(unsafe { h.as_ref() }) {
         // Its cell owned no handle on the hub; its links are withdrawn.
         // SAFETY: the hub of a shard that has gone, released by now.
-        return [p1.filter(|&hub| unsafe { shared::shard_gone(hub) }), None];
+        return (p1.filter(|&hub| unsafe { shared::shard_gone(hub) }), None);
     }
     let p2 = p2.and_then(NodeRef::into_raw);
-    [
+    (
         p1.filter(|&p| last_handle(p)),
         p2.filter(|&p| last_handle(p)),
-    ]
+    )
 }
 
 /// Drops the memory reference all handles together held (invariant 2):
