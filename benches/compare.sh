@@ -248,7 +248,8 @@ open(os.path.join(out, "table.md"), "w").write(text)
 headline = [
     ("check_canceled/is_done", 1, "is_done() on a cancelled context"),
     ("context_cancel_done", 1, "is_done() polled by 2 threads"),
-    ("common_parent_cancel/plain", 1, "create + cancel a child of a shared parent, 2 threads"),
+    ("common_parent_cancel/plain", 1, "create + cancel a child of one parent, 2 threads"),
+    ("common_parent_cancel/shared", 1, "the same under `with_cancel_shared`"),
     ("cancel_tree/depth=1000/root=open", 1000, "1000-deep chain built then cancelled, per node"),
     ("deep_value/depth=100", 1, "value miss at depth 100"),
     ("fanout_cancel/10k", 1, "cancel a parent with 10k children, per child"),

@@ -23,7 +23,10 @@
 //!
 //! Every check (`err`, `is_done`, `cause`) is a lock-free atomic read,
 //! deriving and cancelling take no lock, and cancellation walks the tree
-//! iteratively, so a chain a million deep is fine. See `docs/semantics.md`
+//! iteratively, so a chain a million deep is fine. A context that many
+//! threads derive children from at once (a server's root) should be made
+//! with [`Context::with_cancel_shared`], whose children on different
+//! threads share no cache line. See `docs/semantics.md`
 //! for the rules every context keeps, `docs/design.md` for how the engine
 //! works, and `docs/go-mapping.md` for each Go idiom's form.
 #![deny(missing_docs)]
