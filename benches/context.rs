@@ -1180,7 +1180,8 @@ fn print_percentiles(imp: &str, name: &str, xs: &mut [f64]) {
 /// `GOCONTEXT_BENCH_FILTER` and `GOCONTEXT_BENCH_IMPL` select workloads by
 /// substrings of their name (alternatives separated by `|`) and
 /// implementation. `GOCONTEXT_BENCH_THREADS` caps the scaling rows (see
-/// `thread_counts`).
+/// `thread_counts`). `GOCONTEXT_BENCH_DEBUG` prints each calibration run
+/// and repetition to stderr.
 fn run_compare(list: &[Workload]) {
     let reps: usize = env_or("GOCONTEXT_BENCH_REPS", 5);
     let target = Duration::from_millis(env_or("GOCONTEXT_BENCH_TARGET_MS", 50));
@@ -1209,19 +1210,32 @@ fn run_compare(list: &[Workload]) {
                     );
                     continue;
                 }
+                // Two sizes in a row must reach a tenth of the target: one
+                // slow run alone (a thread spawn the scheduler delays by
+                // milliseconds, at n = 1) would otherwise fix n at a size
+                // where the per-run overhead swamps the operations.
                 let mut n = 1u64;
+                let mut long_before = false;
                 loop {
                     let d = run(n);
-                    if d >= target / 10 || n >= 1 << 30 {
+                    if std::env::var_os("GOCONTEXT_BENCH_DEBUG").is_some() {
+                        eprintln!("{}\t{}\tcalibrate n={n} d={d:?}", w.imp, w.name);
+                    }
+                    let long = d >= target / 10;
+                    if (long && long_before) || n >= 1 << 30 {
                         n = ((n as f64) * target.as_secs_f64() / d.as_secs_f64().max(1e-9)).max(1.0)
                             as u64;
                         break;
                     }
+                    long_before = long;
                     n *= 4;
                 }
                 let mut xs: Vec<f64> = (0..reps)
                     .map(|_| run(n).as_nanos() as f64 / (n * per) as f64)
                     .collect();
+                if std::env::var_os("GOCONTEXT_BENCH_DEBUG").is_some() {
+                    eprintln!("{}\t{}\tn={n}\treps={xs:?}", w.imp, w.name);
+                }
                 println!("{}\t{}\t{:.3}", w.imp, w.name, median(&mut xs));
                 drop(run);
                 settle_after(&w.name);
