@@ -154,9 +154,9 @@ fn tear_down_loop(first: NonNull<Header>) {
 /// `h` is a node's own pointer, and its handles are zero.
 #[inline(always)]
 unsafe fn release_hub(h: NonNull<Header>, more: &mut Vec<NonNull<Header>>) -> bool {
-    // SAFETY: alive: its handles' reference is not released yet.
-    // SAFETY (call): a hub whose handles are zero (caller).
-    shared::is_hub(unsafe { h.as_ref() }) && unsafe { release_shards(h, more) }
+    // SAFETY: alive, as its handles' reference is not released yet; and
+    // `release_shards` gets a hub whose handles are zero (caller).
+    unsafe { shared::is_hub(h.as_ref()) && release_shards(h, more) }
 }
 
 /// `release_hub`'s work, out of line: the loop runs for every node.

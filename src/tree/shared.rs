@@ -80,33 +80,29 @@ impl<'a> Parent<'a> {
     /// from: `node` itself, or a hub's shard for this thread (invariant 2).
     #[inline]
     pub(crate) fn of(node: &'a NodeRef, scope: Option<NonNull<CancelNode>>) -> Parent<'a> {
-        match node.header() {
-            Some(h) if is_hub(h) => shard_parent(node),
+        match node.node_ptr() {
+            // SAFETY: alive by the caller's handle; the node's own pointer.
+            Some(h) if is_hub(unsafe { h.as_ref() }) => {
+                shard_parent(h).unwrap_or(Parent { node, scope })
+            }
             _ => Parent { node, scope },
         }
     }
 }
 
-/// The calling thread's shard of `hub`, as a parent (invariant 2).
-fn shard_parent(hub: &NodeRef) -> Parent<'_> {
-    let scope = hub.node_ptr().map(NonNull::cast::<CancelNode>);
-    let shards = hub.node_ptr().and_then(|h| {
-        // SAFETY: a hub (our caller's test), alive by its handle.
-        let cell = &unsafe { h.cast::<HubNode>().as_ref() }.shards;
-        // SAFETY: emptied only at the hub's release, when no handle is left.
-        cell.with(|s| unsafe { (*s).as_deref() })
-    });
-    match shards {
-        Some(shards) => {
-            let shard = &shards[thread_number() & (shards.len() - 1)];
-            Parent {
-                node: shard,
-                scope: shard.node_ptr().map(NonNull::cast),
-            }
-        }
-        // Not reached (a live hub has its shards): derive from the hub.
-        None => Parent { node: hub, scope },
-    }
+/// The calling thread's shard of the hub `h`, as a parent (invariant 2);
+/// `None` only for a released hub, which nobody can derive from.
+fn shard_parent<'a>(h: NonNull<Header>) -> Option<Parent<'a>> {
+    // SAFETY: a hub (our caller's test), alive by the caller's handle for
+    // as long as the returned parent is used.
+    let cell = &unsafe { h.cast::<HubNode>().as_ref() }.shards;
+    // SAFETY: emptied only at the hub's release, when no handle is left.
+    let shards: &'a [NodeRef] = cell.with(|s| unsafe { (*s).as_deref() })?;
+    let shard = &shards[thread_number() & (shards.len() - 1)];
+    Some(Parent {
+        node: shard,
+        scope: shard.node_ptr().map(NonNull::cast),
+    })
 }
 
 /// A hub under `parent`, with no shards yet (`create.rs` links it, then
