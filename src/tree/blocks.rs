@@ -45,6 +45,7 @@ const CLASSES: usize = 16;
 
 /// A new node holding `value`, in a block of its class when the thread
 /// has one free.
+#[inline(always)] // so the node is built in its block, not copied there
 pub(crate) fn leak<T>(value: T) -> NonNull<T> {
     #[cfg(not(loom))]
     if let Some(class) = class_of::<T>() {

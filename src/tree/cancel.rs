@@ -65,12 +65,19 @@ enum Callbacks {
 /// # Safety
 /// `node` is the node's own pointer (the provenance of its allocation), and
 /// the caller holds what `holder` says on it.
+#[inline]
 pub(crate) unsafe fn cancel(
     node: NonNull<CancelNode>,
     err: Error,
     record: Option<Arc<Record>>,
     holder: Holder,
 ) -> bool {
+    // SAFETY: alive by what the caller holds.
+    if drained(unsafe { node.as_ref() }.list.word()) {
+        // Done, subtree and all: what `close` would find, without its
+        // frame (the second cancel of every request: the handle's drop).
+        return false;
+    }
     // SAFETY: the caller's promise.
     unsafe { close(node, err, record, holder, Callbacks::Run) }
 }
@@ -80,7 +87,12 @@ pub(crate) unsafe fn cancel(
 ///
 /// # Safety
 /// As [`cancel`], with the node's memory reference held.
+#[inline]
 pub(crate) unsafe fn close_unobserved(node: NonNull<CancelNode>) {
+    // SAFETY: alive by the caller's reference.
+    if unsafe { node.as_ref() }.err().is_some() {
+        return; // closed before: nothing for a `Memory` holder to do
+    }
     // SAFETY: the caller's promise.
     unsafe { close(node, Error::Canceled, None, Holder::Memory, Callbacks::Drop) };
 }
