@@ -5,7 +5,7 @@ use crate::clock::Clock;
 use crate::error::{Cause, Error};
 use crate::handle::CancelHandle;
 use crate::key::Key;
-use crate::tree::{self, CancelNode, KeyId, NodeRef, OwnDeadline, Parent, Root};
+use crate::tree::{self, CancelNode, KeyId, NodeRef, Parent, Root};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
@@ -130,11 +130,7 @@ impl Context {
         if let Some(shared) = self.share_if_done() {
             return shared;
         }
-        pair(tree::cancellable(
-            self.as_parent(),
-            None,
-            OwnDeadline::Inherited,
-        ))
+        pair(tree::cancellable(self.as_parent(), None))
     }
 
     /// A done context's child would be the same (err, cause, values): share.
@@ -252,13 +248,8 @@ impl Context {
             return self.with_cancel(); // as a timeout too large for `Instant`
         }
         let passed = deadline <= now.unwrap_or_else(|| clock.now());
-        let (at, clock) = (deadline, clock.clone());
-        let own = if passed {
-            OwnDeadline::Passed { at, cause, clock }
-        } else {
-            OwnDeadline::Ahead { at, cause, clock }
-        };
-        pair(tree::cancellable(self.as_parent(), None, own))
+        let node = tree::deadline(self.as_parent(), clock.clone(), deadline, cause, passed);
+        pair(node)
     }
 
     /// A child carrying `value` under `key`; lookups of `key` through the
@@ -339,11 +330,7 @@ impl Context {
     /// assert_eq!(both.err(), Some(Error::Canceled));
     /// ```
     pub fn merge(a: &Context, b: &Context) -> (Context, CancelHandle) {
-        pair(tree::cancellable(
-            a.as_parent(),
-            Some(&b.node),
-            OwnDeadline::Inherited,
-        ))
+        pair(tree::cancellable(a.as_parent(), Some(&b.node)))
     }
 
     // ----- observing -----

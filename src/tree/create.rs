@@ -26,30 +26,6 @@ use crate::time::{TimerEntry, TimerHooks};
 use std::ptr::NonNull;
 use std::time::Instant;
 
-/// A new node's own deadline, relative to its parents'.
-pub(crate) enum OwnDeadline {
-    /// None of its own: it inherits the parents' (`with_cancel`, `merge`).
-    Inherited,
-    /// Earlier than the parents' and still ahead: a timer is armed.
-    Ahead {
-        /// When the timer fires.
-        at: Instant,
-        /// What `cause()` reports when it does.
-        cause: Option<Cause>,
-        /// The parent's clock, which the caller has read already.
-        clock: Clock,
-    },
-    /// Earlier than the parents' and already past: done at creation.
-    Passed {
-        /// The deadline that has passed.
-        at: Instant,
-        /// What `cause()` reports.
-        cause: Option<Cause>,
-        /// The parent's clock, as above.
-        clock: Clock,
-    },
-}
-
 /// A root node for a manual clock.
 pub(crate) fn root(clock: Clock) -> NodeRef {
     // SAFETY: a new node with one handle, which we hand over.
@@ -73,9 +49,8 @@ pub(crate) struct KeyId {
 
 /// A `with_value` node carrying `value` under `key`.
 pub(crate) fn value<T: Send + Sync + 'static>(parent: &NodeRef, key: KeyId, value: T) -> NodeRef {
-    let header = Header::new(key.vtable, Some(parent.clone()));
-    let node = super::blocks::leak(ValueNode {
-        header,
+    let node = super::blocks::leak(|| ValueNode {
+        header: Header::new(key.vtable, Some(parent.clone())),
         // SAFETY: we hold a handle on the parent.
         filter: unsafe { KeyFilter::of_child(parent, key.slot) },
         value,
@@ -84,26 +59,39 @@ pub(crate) fn value<T: Send + Sync + 'static>(parent: &NodeRef, key: KeyId, valu
     unsafe { NodeRef::adopt(node.cast()) }
 }
 
-/// Allocates, links and (if it has a deadline ahead) arms a cancellable
-/// child of `parent` (and of `parent2`, for a merge). Returns it with two
+/// Allocates and links a cancellable child of `parent` (and of `parent2`,
+/// for a merge) that inherits its parents' deadline. Returns it with two
 /// handles (invariant 1).
-pub(crate) fn cancellable(
-    parent: Parent<'_>,
-    parent2: Option<&NodeRef>,
-    own: OwnDeadline,
-) -> NonNull<CancelNode> {
-    let (ptr, passed) = match (parent2, own) {
-        (Some(parent2), _) => (layout::new_merge(parent, parent2), false),
-        (None, OwnDeadline::Inherited) => (layout::new_cancel(parent), false),
-        (None, OwnDeadline::Ahead { at, cause, clock }) => {
-            (deadline(parent, clock, at, cause), false)
-        }
-        (None, OwnDeadline::Passed { at, cause, clock }) => {
-            (deadline(parent, clock, at, cause), true)
-        }
+pub(crate) fn cancellable(parent: Parent<'_>, parent2: Option<&NodeRef>) -> NonNull<CancelNode> {
+    let ptr = match parent2 {
+        Some(parent2) => layout::new_merge(parent, parent2),
+        None => layout::new_cancel(parent),
     };
     // SAFETY: freshly allocated and fully initialised; we hold both its
     // handles, and `ptr` is the allocation's pointer.
+    unsafe { attach(ptr) };
+    ptr
+}
+
+/// Allocates, links and arms a child of `parent` due `at` on `clock` (the
+/// parent's, which the caller has read), earlier than the parent's own
+/// deadline; `passed` if `at` is past already (then it is done at once).
+/// `cause` is what `cause()` reports when it fires. Returns it with two
+/// handles (invariant 1).
+///
+/// The deadline comes in as plain arguments, not as one value built by
+/// the caller: a value built on the stack and copied again costs stalled
+/// loads (see `blocks::leak`).
+pub(crate) fn deadline(
+    parent: Parent<'_>,
+    clock: Clock,
+    at: Instant,
+    cause: Option<Cause>,
+    passed: bool,
+) -> NonNull<CancelNode> {
+    let record = cause.map(|c| Record::new(Error::DeadlineExceeded, c));
+    let ptr = layout::new_deadline(parent, clock, at, record, &TIMER_HOOKS);
+    // SAFETY: as in `cancellable`.
     unsafe {
         attach(ptr);
         if passed {
@@ -134,18 +122,6 @@ pub(crate) fn cancellable_shared(parent: Parent<'_>) -> NonNull<CancelNode> {
     // SAFETY: the new hub and its linked shards.
     unsafe { shared::install(hub, shards) };
     hub
-}
-
-/// A deadline node due `at` on `clock` (the parent's); its record is
-/// built now if it has a cause.
-fn deadline(
-    parent: Parent<'_>,
-    clock: Clock,
-    at: Instant,
-    cause: Option<Cause>,
-) -> NonNull<CancelNode> {
-    let record = cause.map(|c| Record::new(Error::DeadlineExceeded, c));
-    layout::new_deadline(parent, clock, at, record, &TIMER_HOOKS)
 }
 
 /// A second handle on a done context's scope: `with_cancel` of a context

@@ -105,9 +105,9 @@ impl Drop for MergeNode {
 
 /// Allocates a new cancellable node (every cancellable layout starts with
 /// the core).
-#[inline]
-fn leak_cancel<T>(node: T) -> NonNull<CancelNode> {
-    blocks::leak(node).cast::<CancelNode>()
+#[inline(always)]
+fn leak_cancel<T>(make: impl FnOnce() -> T) -> NonNull<CancelNode> {
+    blocks::leak(make).cast::<CancelNode>()
 }
 
 /// A `with_cancel` child of `parent`, not linked yet.
@@ -115,12 +115,7 @@ fn leak_cancel<T>(node: T) -> NonNull<CancelNode> {
 pub(super) fn new_cancel(parent: Parent<'_>) -> NonNull<CancelNode> {
     // SAFETY: our caller's handle keeps `parent` alive.
     let base = unsafe { base_of(parent.node) };
-    leak_cancel(CancelNode::new(
-        &CANCEL,
-        parent,
-        parent.node.values(),
-        TimeSlot { base },
-    ))
+    leak_cancel(|| CancelNode::new(&CANCEL, parent, parent.node.values(), TimeSlot { base }))
 }
 
 /// A deadline child of `parent`, due `at` on `clock` (the parent's, which
@@ -135,13 +130,14 @@ pub(super) fn new_deadline(
 ) -> NonNull<CancelNode> {
     let clock = ManuallyDrop::new(clock);
     let values = parent.node.values();
-    let mut core = CancelNode::new(&DEADLINE, parent, values, TimeSlot { clock });
-    // The `_cause` variants' record waits in the core's slot (node inv. 3).
-    core.pend_record(record);
-    leak_cancel(DeadlineNode {
-        core,
+    let node = leak_cancel(|| DeadlineNode {
+        core: CancelNode::new(&DEADLINE, parent, values, TimeSlot { clock }),
         timer: TimerEntry::new(at, hooks),
-    })
+    });
+    // The `_cause` variants' record waits in the core's slot (node inv. 3).
+    // SAFETY: just built, and not shared yet.
+    unsafe { node.as_ref() }.pend_record(record);
+    node
 }
 
 /// `merge(a, b)`, not linked yet.
@@ -151,7 +147,7 @@ pub(super) fn new_merge(a: Parent<'_>, b: &NodeRef) -> NonNull<CancelNode> {
         (x, y) => x.or(y),
     };
     let clock = ManuallyDrop::new(a.node.clock());
-    leak_cancel(MergeNode {
+    leak_cancel(|| MergeNode {
         // A merge answers lookups itself (`values_of`).
         core: CancelNode::new(&MERGE, a, None, TimeSlot { clock }),
         link2: Entry::new(EntryKind::MergeLink),
@@ -162,9 +158,8 @@ pub(super) fn new_merge(a: Parent<'_>, b: &NodeRef) -> NonNull<CancelNode> {
 
 /// A root node for a manual clock.
 pub(super) fn new_root(clock: Clock) -> NonNull<Header> {
-    let header = Header::new(NonNull::from(&ROOT), None);
-    let node = blocks::leak(PlainNode {
-        header,
+    let node = blocks::leak(|| PlainNode {
+        header: Header::new(NonNull::from(&ROOT), None),
         values: None,
         clock,
     });
@@ -173,9 +168,8 @@ pub(super) fn new_root(clock: Clock) -> NonNull<Header> {
 
 /// A `without_cancel` child of `parent`: its values, never done.
 pub(super) fn new_without_cancel(parent: &NodeRef) -> NonNull<Header> {
-    let header = Header::new(NonNull::from(&WITHOUT_CANCEL), Some(parent.clone()));
-    let node = blocks::leak(PlainNode {
-        header,
+    let node = blocks::leak(|| PlainNode {
+        header: Header::new(NonNull::from(&WITHOUT_CANCEL), Some(parent.clone())),
         values: parent.values(),
         clock: parent.clock(),
     });

@@ -55,7 +55,7 @@ mod waiter;
 pub(crate) use callback::{Callback, Func};
 pub(crate) use cancel::{cancel, wait_drained, Holder};
 pub(crate) use create::{
-    cancellable, cancellable_shared, root, share, value, without_cancel, KeyId, OwnDeadline,
+    cancellable, cancellable_shared, deadline, root, share, value, without_cancel, KeyId,
 };
 pub(crate) use entry::withdraw;
 pub(crate) use layout::value_vtable;

@@ -101,7 +101,7 @@ impl CancelNode {
 
     /// Parks a deadline's record in the empty slot of a new node, as
     /// pending: it costs no field of its own, and a claim replaces it.
-    pub(super) fn pend_record(&mut self, record: Option<Arc<Record>>) {
+    pub(super) fn pend_record(&self, record: Option<Arc<Record>>) {
         if let Some(r) = record {
             // Relaxed: the node is not shared yet.
             self.record

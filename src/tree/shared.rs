@@ -111,13 +111,12 @@ pub(super) fn new_hub(parent: Parent<'_>) -> NonNull<CancelNode> {
     // SAFETY: our caller's handle keeps `parent` alive.
     let base = unsafe { base_of(parent.node) };
     let values = parent.node.values();
-    let core = CancelNode::new(&HUB, parent, values, TimeSlot { base });
-    let hub = HubNode {
-        core,
+    let hub = super::blocks::leak(|| HubNode {
+        core: CancelNode::new(&HUB, parent, values, TimeSlot { base }),
         shards: UnsafeCell::new(None),
         live: AtomicUsize::new(0),
-    };
-    super::blocks::leak(hub).cast()
+    });
+    hub.cast()
 }
 
 /// A shard of `hub`, with one handle (the hub's), not linked yet.
@@ -136,7 +135,7 @@ pub(super) unsafe fn new_shard(hub: NonNull<CancelNode>) -> NonNull<CancelNode> 
     let core = CancelNode::with_parent(&SHARD, parent, Some(hub), h.values, time);
     // Not shared yet: the one handle is the hub's (invariant 1).
     core.header.handles.store(1, Relaxed);
-    super::blocks::leak(ShardNode { core }).cast()
+    super::blocks::leak(|| ShardNode { core }).cast()
 }
 
 /// Gives `hub` its shards, whose handles it then holds (invariant 1).
