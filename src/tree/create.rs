@@ -49,10 +49,13 @@ pub(crate) struct KeyId {
 
 /// A `with_value` node carrying `value` under `key`.
 pub(crate) fn value<T: Send + Sync + 'static>(parent: &NodeRef, key: KeyId, value: T) -> NodeRef {
+    // SAFETY: we hold a handle on the parent. (Computed first: a call
+    // between the header's fields and their copy into the block would
+    // put them through the stack, see `blocks::leak`.)
+    let filter = unsafe { KeyFilter::of_child(parent, key.slot) };
     let node = super::blocks::leak(|| ValueNode {
         header: Header::new(key.vtable, Some(parent.clone())),
-        // SAFETY: we hold a handle on the parent.
-        filter: unsafe { KeyFilter::of_child(parent, key.slot) },
+        filter,
         value,
     });
     // SAFETY: a new node with one handle, which we hand over.

@@ -377,18 +377,28 @@ impl KeyFilter {
         ((bit as usize >> 6) & 1, 1 << (bit & 63))
     }
 
+    /// Bit `bit % 128` as a mask per word. `with` and `without` change
+    /// both words through it: writing one word of the pair by index would
+    /// put the pair through the stack and stall its reload (see
+    /// `blocks::leak`).
+    #[inline]
+    fn masks(bit: u32) -> [u64; 2] {
+        let mask = 1 << (bit & 63);
+        if bit & 64 == 0 {
+            [mask, 0]
+        } else {
+            [0, mask]
+        }
+    }
+
     fn with(self, bit: u32) -> KeyFilter {
-        let (word, mask) = KeyFilter::at(bit);
-        let mut words = self.0;
-        words[word] |= mask;
-        KeyFilter(words)
+        let [lo, hi] = KeyFilter::masks(bit);
+        KeyFilter([self.0[0] | lo, self.0[1] | hi])
     }
 
     fn without(self, bit: u32) -> KeyFilter {
-        let (word, mask) = KeyFilter::at(bit);
-        let mut words = self.0;
-        words[word] &= !mask;
-        KeyFilter(words)
+        let [lo, hi] = KeyFilter::masks(bit);
+        KeyFilter([self.0[0] & !lo, self.0[1] & !hi])
     }
 
     #[inline]
