@@ -50,13 +50,22 @@ impl Panics {
     }
 
     /// Re-raises the first panic, now that the work is complete.
+    #[inline]
     pub(crate) fn resume(self) {
-        let Some(p) = self.0 else { return };
-        if std::thread::panicking() {
-            drop_payload(p); // unwinding already: a second panic aborts
-        } else {
-            resume_unwind(p);
+        if let Some(p) = self.0 {
+            resume_kept(p);
         }
+    }
+}
+
+/// `Panics::resume` with a panic kept: out of line, as it is rare.
+#[cold]
+#[inline(never)]
+fn resume_kept(p: Panic) {
+    if std::thread::panicking() {
+        drop_payload(p); // unwinding already: a second panic aborts
+    } else {
+        resume_unwind(p);
     }
 }
 

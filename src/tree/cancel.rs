@@ -25,7 +25,6 @@
 
 use super::drained::{self, Pending};
 use super::entry::{self, Container};
-use super::layout::own_clock;
 use super::list::Entry;
 use super::node::CancelNode;
 #[cfg(target_arch = "x86_64")]
@@ -74,9 +73,7 @@ pub(crate) unsafe fn cancel(
 ) -> bool {
     // SAFETY: alive by what the caller holds.
     if drained(unsafe { node.as_ref() }.list.word()) {
-        // Done, subtree and all: what `close` would find, without its
-        // frame (the second cancel of every request: the handle's drop).
-        return false;
+        return false; // as `close` would, without its frame (a handle's drop)
     }
     // SAFETY: the caller's promise.
     unsafe { close(node, err, record, holder, Callbacks::Run) }
@@ -136,7 +133,7 @@ unsafe fn close(
         return false;
     };
     // SAFETY: as above.
-    unsafe { disarm(node) };
+    unsafe { entry::disarm_timer(node) };
     let panics = if closed.chain != 0 {
         drain_subtree(closed, callbacks)
     } else {
@@ -169,17 +166,25 @@ pub(crate) fn wait_drained(node: &CancelNode) {
 pub(crate) unsafe fn withdraw_links(node: NonNull<CancelNode>) {
     // SAFETY: alive (caller); the links' pointers carry the node's
     // provenance, as `release` needs to step back to the node.
-    for (link, parent_scope) in unsafe { entry::links(node) }.into_iter().flatten() {
-        match parent_scope {
-            Some(p) => {
-                // SAFETY: our handle holds the parent whose scope owns the
-                // list, and the link was pushed there or marked unlinked
-                // (create.rs).
-                unsafe { entry::withdraw(&p.as_ref().list, link) };
-            }
-            // SAFETY: as above.
-            None => debug_assert!(!unsafe { link.as_ref() }.mark()),
-        }
+    let [first, second] = unsafe { entry::links(node) };
+    // One call each: a loop over the pair kept it on the stack.
+    // SAFETY: the caller's promise, for each link.
+    unsafe {
+        withdraw_link(first);
+        withdraw_link(second);
+    }
+}
+
+/// One link of `withdraw_links`, if the node has it.
+#[inline(always)]
+unsafe fn withdraw_link(link: Option<entry::Link>) {
+    let Some((link, scope)) = link else { return };
+    match scope {
+        // SAFETY: our handle holds the parent whose scope owns the list,
+        // and the link was pushed there or marked unlinked (create.rs).
+        Some(p) => _ = unsafe { entry::withdraw(&p.as_ref().list, link) },
+        // SAFETY: as above.
+        None => debug_assert!(!unsafe { link.as_ref() }.mark()),
     }
 }
 
@@ -234,17 +239,6 @@ fn publish(node: &CancelNode, err: Error, record: Option<Arc<Record>>) -> Option
         },
         entry: None,
     })
-}
-
-/// # Safety
-/// `node` is alive and is the node's own pointer.
-unsafe fn disarm(node: NonNull<CancelNode>) {
-    // SAFETY: the caller's promise.
-    if let Some(timer) = unsafe { entry::timer_ptr(node) } {
-        // SAFETY: the node's own timer, armed on its clock (or never), and
-        // alive: the caller reaches the node through a handle or a reference.
-        unsafe { own_clock(node).disarm(timer) };
-    }
 }
 
 /// Starts loading the next entry's cache lines while this one is acted on:
@@ -417,7 +411,7 @@ impl Drain {
                 };
                 // SAFETY: as above; `child` came from the entry's pointer,
                 // which carries the node's provenance (entry invariant 2).
-                unsafe { disarm(child) };
+                unsafe { entry::disarm_timer(child) };
                 if closed.chain == 0 {
                     return false;
                 }

@@ -23,7 +23,7 @@
 //!    container through it, are sound (docs/design.md, "Provenance").
 
 use super::callback::Callback;
-use super::layout::{DeadlineNode, MergeNode};
+use super::layout::{own_clock, DeadlineNode, MergeNode};
 use super::list::{self, Entry, EntryKind, List};
 use super::node::{is_kind, CancelNode, NodeKind};
 use super::refs::release_node_ref;
@@ -127,6 +127,19 @@ pub(super) unsafe fn timer_ptr(node: NonNull<CancelNode>) -> Option<NonNull<Time
     // SAFETY: a field projection of a valid node pointer, so not null; no
     // access.
     Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*raw).timer)) })
+}
+
+/// Disarms the node's own timer, if it has one (a deadline node).
+///
+/// # Safety
+/// `node` is alive and is the node's own pointer.
+pub(super) unsafe fn disarm_timer(node: NonNull<CancelNode>) {
+    // SAFETY: the caller's promise.
+    if let Some(timer) = unsafe { timer_ptr(node) } {
+        // SAFETY: the node's own timer, armed on its clock (or never), and
+        // alive: the caller reaches the node through a handle or a reference.
+        unsafe { own_clock(node).disarm(timer) };
+    }
 }
 
 /// A node's first link, derived from the node's pointer (invariant 2).

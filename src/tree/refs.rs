@@ -29,7 +29,7 @@ use super::shared;
 use crate::sync::Ordering::Relaxed;
 use crate::sync::{release_last, thread_local};
 use crate::unwind::Panics;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 
 impl Clone for NodeRef {
@@ -79,19 +79,28 @@ pub(crate) unsafe fn release_handle(h: NonNull<Header>) {
     }
 }
 
-/// `Some` while this thread runs `tear_down_from`: nodes that lose their
-/// last handle meanwhile (a freed value that holds a `Context`, a discarded
-/// callback that captured one) wait here for that loop.
-type Deferred = RefCell<Option<Vec<NonNull<Header>>>>;
+/// Where this thread's teardown loop is (`tear_down_from`): not running,
+/// running, or running with nodes deferred to it in `DEFERRED` (nodes that
+/// lost their last handle meanwhile: a freed value that held a `Context`,
+/// a discarded callback that captured one). A flag with no destructor, so
+/// that the common case (no loop running, nothing deferred) reads one
+/// thread-local byte and never touches the vector.
+type LoopState = Cell<u8>;
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const WAITING: u8 = 2;
+type Deferred = RefCell<Vec<NonNull<Header>>>;
 
 #[cfg(not(loom))]
 thread_local! {
-    static DEFERRED: Deferred = const { RefCell::new(None) };
+    static LOOP: LoopState = const { Cell::new(IDLE) };
+    static DEFERRED: Deferred = const { RefCell::new(Vec::new()) };
 }
 // loom's `thread_local!` has no `const` form.
 #[cfg(loom)]
 thread_local! {
-    static DEFERRED: Deferred = RefCell::new(None);
+    static LOOP: LoopState = Cell::new(IDLE);
+    static DEFERRED: Deferred = RefCell::new(Vec::new());
 }
 
 /// Tears down `first` (its last handle is gone) and every node that loses
@@ -100,24 +109,30 @@ thread_local! {
 /// already running on this thread instead of recursing, so a chain of
 /// contexts stored inside contexts drops on a small stack too.
 fn tear_down_from(first: NonNull<Header>) {
-    let nested = DEFERRED.try_with(|d| {
-        let mut d = d.borrow_mut();
-        if let Some(waiting) = d.as_mut() {
-            waiting.push(first);
-            return true;
+    let entered = LOOP.try_with(|s| {
+        let idle = s.get() == IDLE;
+        if idle {
+            s.set(RUNNING);
         }
-        *d = Some(Vec::new());
-        false
+        idle
     });
-    let Ok(nested) = nested else {
+    match entered {
+        Ok(true) => {
+            let _end = LoopEnd;
+            tear_down_loop(first);
+        }
+        Ok(false) => defer(first),
         // This thread's locals are gone (it is exiting): loop without them.
-        return tear_down_loop(first);
-    };
-    if nested {
-        return;
+        Err(_) => tear_down_loop(first),
     }
-    let _end = DeferredLoop;
-    tear_down_loop(first);
+}
+
+/// Hands `node` to the loop running on this thread.
+fn defer(node: NonNull<Header>) {
+    if DEFERRED.try_with(|d| d.borrow_mut().push(node)).is_err() {
+        return tear_down_loop(node); // exiting, as above
+    }
+    let _ = LOOP.try_with(|s| s.set(WAITING));
 }
 
 /// The loop of `tear_down_from`. User code it runs (discarded callbacks,
@@ -181,20 +196,27 @@ fn last_handle(p: NonNull<Header>) -> bool {
     release_last(&unsafe { p.as_ref() }.handles)
 }
 
-/// The nodes deferred to the running loop so far.
+/// The next node deferred to the running loop, if any.
 fn take_deferred() -> Option<NonNull<Header>> {
-    DEFERRED
-        .try_with(|d| d.borrow_mut().as_mut().and_then(Vec::pop))
-        .ok()
-        .flatten()
+    if LOOP.try_with(Cell::get).ok()? != WAITING {
+        return None;
+    }
+    let node = DEFERRED.try_with(|d| d.borrow_mut().pop()).ok().flatten();
+    if node.is_none() {
+        let _ = LOOP.try_with(|s| s.set(RUNNING));
+    }
+    node
 }
 
 /// Ends this thread's teardown loop (also if it unwinds).
-struct DeferredLoop;
+struct LoopEnd;
 
-impl Drop for DeferredLoop {
+impl Drop for LoopEnd {
     fn drop(&mut self) {
-        let _ = DEFERRED.try_with(|d| d.borrow_mut().take());
+        if LOOP.try_with(|s| s.replace(IDLE)).ok() == Some(WAITING) {
+            // Only if the loop unwound: what it had left is leaked.
+            let _ = DEFERRED.try_with(|d| d.borrow_mut().clear());
+        }
     }
 }
 
