@@ -47,7 +47,9 @@ const CLASSES: usize = 16;
 /// the thread has one free. The block is taken first, so that the node is
 /// built in it: a node built first and then moved in is copied through
 /// the stack, and that copy's wide loads of narrow stores just made stall
-/// (store forwarding fails), a measured tenth of a request.
+/// (store forwarding fails), a measured tenth of a request. The engine's
+/// constructors do not panic; if one did, its block would be lost, not
+/// reused.
 #[inline(always)]
 pub(crate) fn leak<T>(make: impl FnOnce() -> T) -> NonNull<T> {
     #[cfg(not(loom))]
