@@ -176,6 +176,9 @@ pub(crate) unsafe fn withdraw_links(node: NonNull<CancelNode>) {
 }
 
 /// One link of `withdraw_links`, if the node has it.
+///
+/// # Safety
+/// As `withdraw_links`, for one of the node's links.
 #[inline(always)]
 unsafe fn withdraw_link(link: Option<entry::Link>) {
     let Some((link, scope)) = link else { return };
