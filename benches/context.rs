@@ -1184,6 +1184,7 @@ fn print_percentiles(imp: &str, name: &str, xs: &mut [f64]) {
 /// and repetition to stderr.
 fn run_compare(list: &[Workload]) {
     let reps: usize = env_or("GOCONTEXT_BENCH_REPS", 5);
+    let debug = std::env::var_os("GOCONTEXT_BENCH_DEBUG").is_some();
     let target = Duration::from_millis(env_or("GOCONTEXT_BENCH_TARGET_MS", 50));
     let samples: usize = env_or("GOCONTEXT_BENCH_SAMPLES", 2000);
     let filter = std::env::var("GOCONTEXT_BENCH_FILTER").unwrap_or_default();
@@ -1218,7 +1219,7 @@ fn run_compare(list: &[Workload]) {
                 let mut long_before = false;
                 loop {
                     let d = run(n);
-                    if std::env::var_os("GOCONTEXT_BENCH_DEBUG").is_some() {
+                    if debug {
                         eprintln!("{}\t{}\tcalibrate n={n} d={d:?}", w.imp, w.name);
                     }
                     let long = d >= target / 10;
@@ -1233,7 +1234,7 @@ fn run_compare(list: &[Workload]) {
                 let mut xs: Vec<f64> = (0..reps)
                     .map(|_| run(n).as_nanos() as f64 / (n * per) as f64)
                     .collect();
-                if std::env::var_os("GOCONTEXT_BENCH_DEBUG").is_some() {
+                if debug {
                     eprintln!("{}\t{}\tn={n}\treps={xs:?}", w.imp, w.name);
                 }
                 println!("{}\t{}\t{:.3}", w.imp, w.name, median(&mut xs));

@@ -248,8 +248,13 @@ impl Context {
             return self.with_cancel(); // as a timeout too large for `Instant`
         }
         let passed = deadline <= now.unwrap_or_else(|| clock.now());
-        let node = tree::deadline(self.as_parent(), clock.clone(), deadline, cause, passed);
-        pair(node)
+        pair(tree::deadline(
+            self.as_parent(),
+            clock.clone(),
+            deadline,
+            cause,
+            passed,
+        ))
     }
 
     /// A child carrying `value` under `key`; lookups of `key` through the

@@ -383,11 +383,9 @@ impl KeyFilter {
     /// `blocks::leak`).
     #[inline]
     fn masks(bit: u32) -> [u64; 2] {
-        let mask = 1 << (bit & 63);
-        if bit & 64 == 0 {
-            [mask, 0]
-        } else {
-            [0, mask]
+        match KeyFilter::at(bit) {
+            (0, mask) => [mask, 0],
+            (_, mask) => [0, mask],
         }
     }
 
