@@ -63,6 +63,7 @@
 //! in `watch.rs` and are modelled on their own, `watch/loom_models.rs`). Arming a system-clock timer under `cfg(loom)` is
 //! not supported.
 
+use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -116,6 +117,13 @@ pub(crate) fn system() -> &'static Driver {
     })
 }
 
+thread_local! {
+    /// The last sleep target this thread's `arm` saw, and it as an
+    /// instant (`None`: past the latest one). The target `AWAKE` is never
+    /// looked up, so the initial entry never matches.
+    static TARGET: Cell<(u64, Option<Instant>)> = const { Cell::new((AWAKE, None)) };
+}
+
 /// What a new timer thread starts as.
 enum Start {
     Driver(Role),
@@ -143,8 +151,34 @@ impl Driver {
         let deadline = unsafe { entry.as_ref() }.deadline();
         self.started.get_or_init(|| self.start());
         // Invariant 4: after the push, load the target.
-        if self.offset(deadline) < self.watch.sleep_target() {
+        if self.before(deadline, self.watch.sleep_target()) {
             self.driver.ring();
+        }
+    }
+
+    /// Whether `deadline` comes before the sleep target `target`:
+    /// `offset(deadline) < target`, without converting the deadline. The
+    /// target changes once per driver round, the deadline every request:
+    /// each thread converts the target instead, when it changes
+    /// (`TARGET`), and compares instants, a few instructions against the
+    /// conversion's fifty.
+    #[inline]
+    fn before(&self, deadline: Instant, target: u64) -> bool {
+        if target <= 1 {
+            return false; // `AWAKE`, and no offset is below 1
+        }
+        let at = TARGET.try_with(|cached| match cached.get() {
+            (t, at) if t == target => at,
+            _ => {
+                let at = self.core.origin().checked_add(Duration::from_nanos(target));
+                cached.set((target, at));
+                at
+            }
+        });
+        match at {
+            // Past the latest instant: every deadline comes before it.
+            Ok(at) => at.map_or(true, |at| deadline < at),
+            Err(_) => self.offset(deadline) < target, // thread exiting
         }
     }
 
@@ -331,6 +365,42 @@ fn sleep(until: Option<Instant>) {
             let now = Instant::now();
             if t > now {
                 std::thread::park_timeout(t - now);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{system, AWAKE};
+    use std::time::Duration;
+
+    /// `before` answers as the offset comparison it replaces, at and around
+    /// each target, and again after the target changes (the cache).
+    #[test]
+    fn before_agrees_with_offsets() {
+        let driver = system();
+        let origin = driver.core.origin();
+        let targets = [
+            AWAKE,
+            1,
+            2,
+            1_000,
+            5_000_000_000,
+            1_000,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for target in targets {
+            let near = Duration::from_nanos(target);
+            let mut deadlines = vec![origin, origin + Duration::from_nanos(1)];
+            if let Some(at) = origin.checked_add(near) {
+                deadlines.extend([at, at + Duration::from_nanos(1)]);
+                deadlines.extend(at.checked_sub(Duration::from_nanos(1)));
+            }
+            for d in deadlines {
+                let expected = driver.offset(d) < target;
+                assert_eq!(driver.before(d, target), expected, "target {target}, {d:?}");
             }
         }
     }
