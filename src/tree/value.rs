@@ -50,6 +50,36 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
     if !unsafe { filter_of(start) }.may_contain(slot) {
         return None;
     }
+    // Along plain parents first: no stack and no record of nodes seen
+    // until the walk meets a merge (most lookups never do).
+    let mut cur = start;
+    while let Some(h) = cur {
+        // SAFETY: kept alive by the caller's handle (see above).
+        let node = unsafe { h.as_ref() };
+        if node.vtable() == key {
+            // SAFETY: as in `lookup_forking`.
+            return Some(unsafe { &h.cast::<ValueNode<T>>().as_ref().value });
+        }
+        // SAFETY: as above.
+        if unsafe { is_kind(h, NodeKind::Merge) } {
+            // SAFETY: the caller's promise, for everything reachable.
+            return unsafe { lookup_forking(h, key) };
+        }
+        cur = node.parent().and_then(|p| p.values());
+    }
+    None
+}
+
+/// `lookup` from `start` on, through merges.
+///
+/// # Safety
+/// As `lookup`.
+#[cold]
+#[inline(never)]
+unsafe fn lookup_forking<'a, T: 'static>(
+    start: NonNull<Header>,
+    key: NonNull<NodeVtable>,
+) -> Option<&'a T> {
     let mut forks: Vec<NonNull<Header>> = Vec::new();
     // Every node searched since the walk first forked: a merge DAG reaches
     // a node along many paths (`merge(&c, &c)` n times: 2^n of them), and
@@ -57,7 +87,7 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
     // first, and a DAG cannot reach a node from its own ancestors), so it
     // is skipped. Made only at the first merge: plain chains never fork.
     let mut seen: Option<Seen> = None;
-    let mut cur = start;
+    let mut cur = Some(start);
     loop {
         let h = cur.or_else(|| forks.pop())?;
         if let Some(seen) = seen.as_mut() {
