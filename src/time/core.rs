@@ -42,7 +42,7 @@ use crate::unwind::{discard, first};
 
 /// Every this many successful disarms, someone empties the inbox. Under loom
 /// every disarm collects, so the models explore the collector's races too.
-pub(crate) const COLLECT_EVERY: usize = if cfg!(loom) { 1 } else { 1024 };
+pub(crate) const COLLECT_EVERY: usize = if cfg!(loom) { 1 } else { 64 };
 
 /// A caught panic from a hook.
 pub(crate) type Panic = Box<dyn Any + Send>;

@@ -3,8 +3,9 @@
 //!
 //! A server allocates and frees one or two nodes per request, and the
 //! clock releases cancelled deadline nodes in batches (a timer shard's
-//! sweep buries hundreds at once). glibc's own per-thread cache holds seven
-//! blocks of a size, so a batch overflows it and every node of the next
+//! sweep buries dozens at once, a full collection up to a hundred per
+//! shard). glibc's own per-thread cache holds seven blocks of a size, so a
+//! batch overflows it and every node of the next
 //! batch takes the allocator's slow paths on the way out and back in
 //! (callgrind: a quarter of the instructions of `with_timeout` + cancel).
 //! This cache keeps freed blocks per thread, by size class, up to a byte
@@ -32,8 +33,8 @@
 
 use std::ptr::NonNull;
 
-/// Free bytes one thread may keep (invariant 2): a few thousand nodes, as
-/// many as one sweep of a busy timer shard buries.
+/// Free bytes one thread may keep (invariant 2): about 1,600 deadline
+/// nodes, as many as a full collection of a many-core clock buries.
 #[cfg(not(loom))]
 pub(crate) const BUDGET: usize = 256 * 1024;
 
