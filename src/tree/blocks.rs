@@ -5,9 +5,9 @@
 //! clock releases cancelled deadline nodes in batches (a timer shard's
 //! sweep buries dozens at once, a full collection up to a hundred per
 //! shard). glibc's own per-thread cache holds seven blocks of a size, so a
-//! batch overflows it and every node of the next
-//! batch takes the allocator's slow paths on the way out and back in
-//! (callgrind: a quarter of the instructions of `with_timeout` + cancel).
+//! batch overflows it and every node of the next batch takes the
+//! allocator's slow paths on the way out and back in (callgrind: a quarter
+//! of the instructions of `with_timeout` + cancel).
 //! This cache keeps freed blocks per thread, by size class, up to a byte
 //! budget, and hands them back to the next node of that class on the
 //! thread (docs/design.md, "Node memory").
