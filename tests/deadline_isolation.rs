@@ -2,7 +2,8 @@
 //! `after_func`, a slow `Waker::wake`, a 100,000-node subtree to cancel)
 //! does not make the process's other deadlines late, because the system
 //! clock's standby takes the driver role from a driver stuck in user code
-//! (docs/design.md, "The driver").
+//! (docs/design.md, "The driver"). Nor does a deadline wait for the driver
+//! to wake toward a later one: arming an earlier one rings it.
 //!
 //! The bounds are generous (p99 lateness at most 50 ms, where the design
 //! aims at about 1 ms) so that a loaded machine does not make them flaky;
@@ -353,4 +354,28 @@ fn a_blocking_callback_that_panics_stops_no_thread() {
         p99 <= BOUND,
         format_args!("p99 lateness {p99:?} after a panicking callback"),
     );
+}
+
+/// A deadline earlier than the one the driver sleeps toward wakes it (the
+/// arm compares the new deadline with the driver's target, docs/design.md
+/// "The driver"): armed once the driver sleeps toward an hour away, it
+/// fires within the bound, not an hour late. Twice, the second time after
+/// the target moved (a nearer long deadline), which each arming thread
+/// notices on its next arm.
+#[test]
+fn an_earlier_deadline_wakes_a_driver_sleeping_toward_a_later_one() {
+    let _serial = serial();
+    let (_far, _far_handle) = Context::background().with_timeout(Duration::from_secs(3600));
+    for nearer in [None, Some(Duration::from_secs(1800))] {
+        let _nearer = nearer.map(|d| Context::background().with_timeout(d));
+        // Past the driver's linger: it now sleeps toward the far target.
+        std::thread::sleep(Duration::from_millis(300));
+        let start = Instant::now();
+        let soon = Others::at(start, std::iter::once(Duration::from_millis(20)));
+        let late = soon.p99();
+        time_bound(
+            late <= BOUND,
+            format_args!("fired {late:?} late behind a sleeping driver"),
+        );
+    }
 }
