@@ -42,6 +42,8 @@ use crate::unwind::{discard, first};
 
 /// Every this many successful disarms, someone empties the inbox. Under loom
 /// every disarm collects, so the models explore the collector's races too.
+/// Small, because the cancelled nodes a batch holds are a cache footprint
+/// for the thread that creates deadlines (docs/design.md, "Memory bound").
 pub(crate) const COLLECT_EVERY: usize = if cfg!(loom) { 1 } else { 64 };
 
 /// A caught panic from a hook.
