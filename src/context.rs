@@ -158,7 +158,7 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
-        self.deadline_child(&self.clock(), deadline, None, None)
+        self.deadline_child(self.clock(), deadline, None, None)
     }
 
     /// [`with_deadline`](Context::with_deadline), and when the deadline
@@ -181,7 +181,7 @@ impl Context {
         deadline: Instant,
         cause: impl Into<Cause>,
     ) -> (Context, CancelHandle) {
-        self.deadline_child(&self.clock(), deadline, Some(cause.into()), None)
+        self.deadline_child(self.clock(), deadline, Some(cause.into()), None)
     }
 
     /// A child that is done after `timeout` on this context's clock:
@@ -226,15 +226,16 @@ impl Context {
         let clock = self.clock();
         let now = clock.now();
         match now.checked_add(timeout) {
-            Some(deadline) => self.deadline_child(&clock, deadline, cause, Some(now)),
+            Some(deadline) => self.deadline_child(clock, deadline, cause, Some(now)),
             None => self.with_cancel(),
         }
     }
 
-    /// `clock`: this context's; `now`: its time if the caller just read it.
+    /// `clock`: this context's, handed on to the node (no second clone of a
+    /// manual clock's `Arc`); `now`: its time if the caller just read it.
     fn deadline_child(
         &self,
-        clock: &Clock,
+        clock: Clock,
         deadline: Instant,
         cause: Option<Cause>,
         now: Option<Instant>,
@@ -250,7 +251,7 @@ impl Context {
         let passed = deadline <= now.unwrap_or_else(|| clock.now());
         pair(tree::deadline(
             self.as_parent(),
-            clock.clone(),
+            clock,
             deadline,
             cause,
             passed,

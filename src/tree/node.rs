@@ -420,11 +420,11 @@ impl CancelNode {
         values: Option<NonNull<Header>>,
         time: TimeSlot,
     ) -> CancelNode {
-        CancelNode::with_parent(vtable, parent.node.clone(), parent.scope, values, time)
+        CancelNode::with_parent(vtable, parent.node.clone(), parent.scope, values, time, 2)
     }
 
-    /// [`CancelNode::new`] with the parent cell's reference given, and the
-    /// parent's scope.
+    /// [`CancelNode::new`] with the parent cell's reference given, the
+    /// parent's scope, and `handles` handles (a shard has one, the hub's).
     #[inline]
     pub(super) fn with_parent(
         vtable: &'static NodeVtable,
@@ -432,9 +432,10 @@ impl CancelNode {
         parent_scope: Option<NonNull<CancelNode>>,
         values: Option<NonNull<Header>>,
         time: TimeSlot,
+        handles: usize,
     ) -> CancelNode {
         let header = Header::new(NonNull::from(vtable), Some(parent));
-        header.handles.store(2, Relaxed);
+        header.handles.store(handles, Relaxed);
         CancelNode {
             header,
             refs: AtomicUsize::new(1),

@@ -132,16 +132,10 @@ pub(super) unsafe fn new_shard(hub: NonNull<CancelNode>) -> NonNull<CancelNode> 
     // The cell points at the hub without owning a handle (invariant 3).
     // SAFETY: the hub outlives its shards (invariant 3).
     let parent = unsafe { NodeRef::adopt(CancelNode::header_ptr(hub)) };
-    let shard = super::blocks::leak(|| ShardNode {
-        core: CancelNode::with_parent(&SHARD, parent, Some(hub), h.values, time),
-    });
     // Not shared yet: the one handle is the hub's (invariant 1).
-    // SAFETY: just built, and nobody else has it.
-    unsafe { shard.as_ref() }
-        .core
-        .header
-        .handles
-        .store(1, Relaxed);
+    let shard = super::blocks::leak(|| ShardNode {
+        core: CancelNode::with_parent(&SHARD, parent, Some(hub), h.values, time, 1),
+    });
     shard.cast()
 }
 

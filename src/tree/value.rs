@@ -55,11 +55,11 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
     let mut cur = start;
     while let Some(h) = cur {
         // SAFETY: kept alive by the caller's handle (see above).
-        let node = unsafe { h.as_ref() };
-        if node.vtable() == key {
-            // SAFETY: as in `lookup_forking`.
-            return Some(unsafe { &h.cast::<ValueNode<T>>().as_ref().value });
+        if let Some(value) = unsafe { value_at(h, key) } {
+            return Some(value);
         }
+        // SAFETY: as above.
+        let node = unsafe { h.as_ref() };
         // SAFETY: as above.
         if unsafe { is_kind(h, NodeKind::Merge) } {
             // SAFETY: the caller's promise, for everything reachable.
@@ -97,12 +97,11 @@ unsafe fn lookup_forking<'a, T: 'static>(
             }
         }
         // SAFETY: kept alive by the caller's handle (see above).
-        let node = unsafe { h.as_ref() };
-        if node.vtable() == key {
-            // SAFETY: a key's table is its own, and keys are unique statics
-            // of one type, so this node was created as a `ValueNode<T>`.
-            return Some(unsafe { &h.cast::<ValueNode<T>>().as_ref().value });
+        if let Some(value) = unsafe { value_at(h, key) } {
+            return Some(value);
         }
+        // SAFETY: as above.
+        let node = unsafe { h.as_ref() };
         // SAFETY: as above.
         if unsafe { is_kind(h, NodeKind::Merge) } {
             // A merge: its first parent now, its second parent later.
@@ -113,6 +112,19 @@ unsafe fn lookup_forking<'a, T: 'static>(
         }
         cur = node.parent().and_then(|p| p.values());
     }
+}
+
+/// `h`'s value if `h` is the value node of `key`.
+///
+/// # Safety
+/// As `lookup`, for `h`.
+#[inline(always)]
+unsafe fn value_at<'a, T: 'static>(h: NonNull<Header>, key: NonNull<NodeVtable>) -> Option<&'a T> {
+    // SAFETY: alive (caller).
+    let is_key = unsafe { h.as_ref() }.vtable() == key;
+    // SAFETY: a key's table is its own, and keys are unique statics of one
+    // type, so a node with that table was created as a `ValueNode<T>`.
+    is_key.then(|| unsafe { &h.cast::<ValueNode<T>>().as_ref().value })
 }
 
 /// The nodes a forked lookup has searched: a short list while there are
