@@ -79,6 +79,8 @@ impl<T> Key<T> {
                 // Never 0 (not yet), nor a number whose filter bit is the
                 // value node's `NO_BASE` flag (tree/value.rs).
                 let mut mine = 0;
+                // Relaxed (both): a counter and a first-wins slot that
+                // publish nothing; any winner's number is a valid slot.
                 while mine == 0 || mine % 128 == 127 {
                     mine = NEXT.fetch_add(1, Ordering::Relaxed);
                 }

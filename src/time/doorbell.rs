@@ -69,6 +69,7 @@ impl Drop for Doorbell {
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no ringer can hold the pointer any more.
         let guard = unsafe { epoch::unprotected() };
+        // Relaxed: `&mut self` already orders us after every `set`.
         let old = self.0.swap(Shared::null(), Ordering::Relaxed, guard);
         if !old.is_null() {
             // SAFETY: unlinked and unreachable by anyone else (above).

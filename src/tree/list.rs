@@ -414,6 +414,7 @@ impl List {
         // SAFETY: our entries follow invariant 3; the caller vouches for
         // `release`.
         if let Some(s) = unsafe { self.sweep(&guard, release) } {
+            // Relaxed: as the increment; `dead` only paces sweeps.
             self.dead.fetch_sub(s.removed, Relaxed);
             at = s.kept.clamp(SWEEP_MIN, SWEEPING - 1);
         }
@@ -449,6 +450,8 @@ impl List {
                 // SAFETY: `entry` was reachable from the list while we were
                 // pinned, so its memory is not freed before we unpin (inv. 4).
                 let e = unsafe { entry.as_ref() };
+                // Acquire: pairs with the Release of a sweeper that rewrote this
+                // link, so the entry it names is seen initialised.
                 let next = e.next.load(Acquire);
                 if next & MARK == 0 {
                     kept += 1;

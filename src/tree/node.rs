@@ -435,6 +435,7 @@ impl CancelNode {
         handles: usize,
     ) -> CancelNode {
         let header = Header::new(NonNull::from(vtable), Some(parent));
+        // Relaxed: the node is not shared yet; publishing it orders this.
         header.handles.store(handles, Relaxed);
         CancelNode {
             header,
