@@ -24,6 +24,12 @@
 # context (benches/memory.rs, and the Go twin's -memory), once, after the
 # rounds; MEMORY=0 skips it.
 #
+# Prebuilt, for a machine with neither Go nor Rust (a lent 16-core box):
+# BUILD_ONLY=1 builds the three programs (the Go twin, the Rust bench and
+# the memory bench) into OUT/bin and stops; BIN=that-folder then runs
+# them without building anything or looking for Go. docs/benchmarks.md,
+# "The 16-core curve", has the whole recipe.
+#
 # Each round prints, per workload, the median ns/op of REPS repetitions
 # (latency workloads: p50/p99 of SAMPLES samples); the table shows the median
 # over the rounds. Ratios are Go / gocontext and tokio-util / gocontext, so
@@ -41,8 +47,11 @@ OUT=${OUT:-target/compare}
 THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
 MEMORY=${MEMORY:-1}
 
+BIN=${BIN:-}
 GO=${GO:-}
-if [ -z "$GO" ]; then
+if [ -n "$BIN" ]; then
+    GO=prebuilt # not used: BIN holds the programs
+elif [ -z "$GO" ]; then
     if command -v go >/dev/null 2>&1; then
         GO=$(command -v go)
     else
@@ -51,7 +60,7 @@ if [ -z "$GO" ]; then
         done
     fi
 fi
-if [ -z "$GO" ] || ! "$GO" version >/dev/null 2>&1; then
+if [ -z "$BIN" ] && { [ -z "$GO" ] || ! "$GO" version >/dev/null 2>&1; }; then
     cat >&2 <<'EOF'
 compare.sh: Go was not found. The Go side needs Go 1.21 or newer.
 Install it, then rerun (or point GO= at the binary):
@@ -71,8 +80,10 @@ OUT=$(cd "$OUT" && pwd)
 if [ -z "${TABLE_ONLY:-}" ]; then
 rm -f "$OUT"/round-*.txt "$OUT"/memory-*.txt
 
+if [ -z "$BIN" ]; then
 echo "building the Go twin with $("$GO" version)" >&2
 (cd benches/go && GOTOOLCHAIN=local GOFLAGS=-mod=mod "$GO" build -o "$OUT/gobench" .)
+fi
 
 # Builds one bench target and prints its executable's path.
 bench_exe() {
@@ -95,8 +106,25 @@ for line in sys.stdin:
     fi
     echo "$exe"
 }
-RUST_BIN=$(bench_exe context)
-if [ "$MEMORY" != 0 ]; then MEMORY_BIN=$(bench_exe memory); fi
+if [ -n "$BIN" ]; then
+    BIN=$(cd "$BIN" && pwd)
+    cp "$BIN/gobench" "$OUT/gobench"
+    RUST_BIN=$BIN/context
+    MEMORY_BIN=$BIN/memory
+else
+    RUST_BIN=$(bench_exe context)
+    if [ "$MEMORY" != 0 ] || [ -n "${BUILD_ONLY:-}" ]; then MEMORY_BIN=$(bench_exe memory); fi
+fi
+if [ -n "${BUILD_ONLY:-}" ]; then
+    mkdir -p "$OUT/bin"
+    cp "$OUT/gobench" "$OUT/bin/gobench"
+    cp "$RUST_BIN" "$OUT/bin/context"
+    cp "$MEMORY_BIN" "$OUT/bin/memory"
+    # Without debug information: 3 MB instead of 55, to travel light.
+    if command -v strip >/dev/null 2>&1; then strip "$OUT/bin/context" "$OUT/bin/memory"; fi
+    echo "built into $OUT/bin: gobench, context, memory" >&2
+    exit 0
+fi
 
 QUIET=${QUIET:-15}
 QUIET_WAIT=${QUIET_WAIT:-120}
