@@ -158,7 +158,8 @@ impl Context {
     /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelHandle) {
-        self.deadline_child(self.clock(), deadline, None, None)
+        let (clock, inherited) = self.node.time();
+        self.deadline_child(clock, inherited, deadline, None, None)
     }
 
     /// [`with_deadline`](Context::with_deadline), and when the deadline
@@ -181,7 +182,8 @@ impl Context {
         deadline: Instant,
         cause: impl Into<Cause>,
     ) -> (Context, CancelHandle) {
-        self.deadline_child(self.clock(), deadline, Some(cause.into()), None)
+        let (clock, inherited) = self.node.time();
+        self.deadline_child(clock, inherited, deadline, Some(cause.into()), None)
     }
 
     /// A child that is done after `timeout` on this context's clock:
@@ -223,26 +225,28 @@ impl Context {
     }
 
     fn timeout_child(&self, timeout: Duration, cause: Option<Cause>) -> (Context, CancelHandle) {
-        let clock = self.clock();
+        let (clock, inherited) = self.node.time();
         let now = clock.now();
         match now.checked_add(timeout) {
-            Some(deadline) => self.deadline_child(clock, deadline, cause, Some(now)),
+            Some(deadline) => self.deadline_child(clock, inherited, deadline, cause, Some(now)),
             None => self.with_cancel(),
         }
     }
 
-    /// `clock`: this context's, handed on to the node (no second clone of a
-    /// manual clock's `Arc`); `now`: its time if the caller just read it.
+    /// `clock` and `inherited`: this context's clock (handed on to the
+    /// node) and deadline, read in one walk (`NodeRef::time`); `now`: the
+    /// clock's time if the caller just read it.
     fn deadline_child(
         &self,
         clock: Clock,
+        inherited: Option<Instant>,
         deadline: Instant,
         cause: Option<Cause>,
         now: Option<Instant>,
     ) -> (Context, CancelHandle) {
         #[cfg(loom)]
         clock.refuse_real_time_under_loom();
-        if self.deadline().is_some_and(|d| d <= deadline) {
+        if inherited.is_some_and(|d| d <= deadline) {
             return self.with_cancel(); // Go's shortcut: the parent fires first
         }
         if clock.never_reaches(deadline) {

@@ -279,6 +279,16 @@ impl NodeRef {
         unsafe { base_of(self) }.and_then(|b| unsafe { base_deadline(b) })
     }
 
+    /// The clock and the effective deadline, from one walk to the base.
+    pub(crate) fn time(&self) -> (Clock, Option<Instant>) {
+        // SAFETY: as above.
+        match unsafe { base_of(self) } {
+            // SAFETY: as above.
+            Some(b) => unsafe { (base_clock(b), base_deadline(b)) },
+            None => (Clock::system(), None),
+        }
+    }
+
     /// The clock of the tree's root.
     pub(crate) fn clock(&self) -> Clock {
         // SAFETY: as above.

@@ -108,6 +108,7 @@ thread_local! {
 /// can drop user values that hold contexts; their teardown joins the loop
 /// already running on this thread instead of recursing, so a chain of
 /// contexts stored inside contexts drops on a small stack too.
+#[inline(never)] // `release_handle`'s common case then saves no registers
 fn tear_down_from(first: NonNull<Header>) {
     let entered = LOOP.try_with(|s| {
         let idle = s.get() == IDLE;
@@ -141,23 +142,29 @@ fn defer(node: NonNull<Header>) {
 fn tear_down_loop(first: NonNull<Header>) {
     let mut panics = Panics::default();
     let mut more: Vec<NonNull<Header>> = Vec::new();
-    let mut next = Some(first);
-    while let Some(h) = next.take().or_else(|| more.pop()).or_else(take_deferred) {
+    let mut h = first;
+    loop {
         // SAFETY: its handles are zero (every pointer here came from a
         // `NodeRef` or a hub's release, the allocation's own).
-        if unsafe { release_hub(h, &mut more) } {
-            continue; // its teardown waits for its shards (shared inv. 3)
+        if !unsafe { release_hub(h, &mut more) } {
+            // SAFETY: its handles are zero and its memory is held by the
+            // handles' reference, which we release last.
+            let (p1, p2) = unsafe { teardown(h, &mut panics) };
+            if let Some(p2) = p2 {
+                more.push(p2);
+            }
+            // SAFETY: the handles' memory reference (invariant 2).
+            let release = || unsafe { release_handles_ref(h) };
+            panics.call(release); // frees values and causes: user `Drop` code
+            if let Some(p1) = p1 {
+                h = p1; // the common walk up: no trip through `more`
+                continue;
+            }
+        } // else its teardown waits for its shards (shared inv. 3)
+        match more.pop().or_else(take_deferred) {
+            Some(next) => h = next,
+            None => break,
         }
-        // SAFETY: its handles are zero and its memory is held by the
-        // handles' reference, which we release last.
-        let (p1, p2) = unsafe { teardown(h, &mut panics) };
-        next = p1;
-        if let Some(p2) = p2 {
-            more.push(p2);
-        }
-        // SAFETY: the handles' memory reference (invariant 2).
-        let release = || unsafe { release_handles_ref(h) };
-        panics.call(release); // frees values and causes: user `Drop` code
     }
     panics.resume();
 }
