@@ -49,9 +49,7 @@ MEMORY=${MEMORY:-1}
 
 BIN=${BIN:-}
 GO=${GO:-}
-if [ -n "$BIN" ]; then
-    GO=prebuilt # not used: BIN holds the programs
-elif [ -z "$GO" ]; then
+if [ -z "$BIN" ] && [ -z "$GO" ]; then
     if command -v go >/dev/null 2>&1; then
         GO=$(command -v go)
     else
