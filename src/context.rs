@@ -419,8 +419,7 @@ impl Context {
     /// assert_eq!(clock.background().remaining(), None);
     /// ```
     pub fn remaining(&self) -> Option<Duration> {
-        let deadline = self.deadline()?;
-        Some(deadline.saturating_duration_since(self.clock().now()))
+        self.node.remaining()
     }
 
     /// The value stored under `key` by the nearest `with_value` on the path

@@ -50,10 +50,8 @@ fn segment(node: &NodeRef, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             write!(f, ".WithValue({})", name.unwrap_or("?"))
         }
         NodeKind::Deadline => {
-            let left = node
-                .deadline()
-                .map(|d| d.saturating_duration_since(node.clock().now()));
-            write!(f, ".WithDeadline({:?})", left.unwrap_or_default())
+            let left = node.remaining().unwrap_or_default();
+            write!(f, ".WithDeadline({left:?})")
         }
     }
 }

@@ -35,7 +35,7 @@ use crate::time::{TimerEntry, TimerHooks};
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The tables of the kinds that are not values.
 static CANCEL: NodeVtable = table(NodeKind::Cancel, free_box::<CancelNode>);
@@ -291,12 +291,14 @@ impl NodeRef {
 
     /// The clock of the tree's root.
     pub(crate) fn clock(&self) -> Clock {
-        // SAFETY: as above.
-        match unsafe { base_of(self) } {
-            // SAFETY: as above.
-            Some(b) => unsafe { base_clock(b) },
-            None => Clock::system(),
-        }
+        self.time().0
+    }
+
+    /// What is left before the effective deadline, on the tree's clock
+    /// (`None` for never): one walk for both.
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        let (clock, deadline) = self.time();
+        Some(deadline?.saturating_duration_since(clock.now()))
     }
 }
 
