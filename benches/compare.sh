@@ -22,7 +22,11 @@
 # at 1 and 2 threads always and at 4, 8 and 16 up to THREADS (default: the
 # CPU count). MEMORY (1): also measure heap bytes and allocations per live
 # context (benches/memory.rs, and the Go twin's -memory), once, after the
-# rounds; MEMORY=0 skips it.
+# rounds; MEMORY=0 skips it. LTO (1): the Rust side is built with the
+# bench profile of Cargo.toml (fat LTO, one codegen unit); LTO=0 builds it
+# with cargo's default release settings instead (thin local LTO, 16 codegen
+# units), what a dependent crate gets without a profile of its own. The
+# table's footer says which.
 #
 # Prebuilt, for a machine with neither Go nor Rust (a lent 16-core box):
 # BUILD_ONLY=1 builds the three programs (the Go twin, the Rust bench and
@@ -46,6 +50,7 @@ FILTER=${FILTER:-}
 OUT=${OUT:-target/compare}
 THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
 MEMORY=${MEMORY:-1}
+LTO=${LTO:-1}
 
 BIN=${BIN:-}
 GO=${GO:-}
@@ -76,7 +81,7 @@ fi
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 if [ -z "${TABLE_ONLY:-}" ]; then
-rm -f "$OUT"/round-*.txt "$OUT"/memory-*.txt
+rm -f "$OUT"/round-*.txt "$OUT"/memory-*.txt "$OUT"/build.txt
 
 if [ -z "$BIN" ]; then
 echo "building the Go twin with $("$GO" version)" >&2
@@ -86,8 +91,11 @@ fi
 # Builds one bench target and prints its executable's path.
 bench_exe() {
     echo "building the Rust side (cargo bench --bench $1 --no-run)" >&2
-    local exe
-    exe=$(cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null |
+    local exe lto=()
+    if [ "$LTO" = 0 ]; then
+        lto=(CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16)
+    fi
+    exe=$(env "${lto[@]}" cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null |
         python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -109,8 +117,14 @@ if [ -n "$BIN" ]; then
     cp "$BIN/gobench" "$OUT/gobench"
     RUST_BIN=$BIN/context
     MEMORY_BIN=$BIN/memory
+    if [ -f "$BIN/build.txt" ]; then cp "$BIN/build.txt" "$OUT/build.txt"; fi
 else
     RUST_BIN=$(bench_exe context)
+    if [ "$LTO" = 0 ]; then
+        echo "Rust side: cargo's default release settings (LTO=0)" >"$OUT/build.txt"
+    else
+        echo "Rust side: the bench profile, fat LTO and one codegen unit" >"$OUT/build.txt"
+    fi
     if [ "$MEMORY" != 0 ] || [ -n "${BUILD_ONLY:-}" ]; then MEMORY_BIN=$(bench_exe memory); fi
 fi
 if [ -n "${BUILD_ONLY:-}" ]; then
@@ -118,6 +132,7 @@ if [ -n "${BUILD_ONLY:-}" ]; then
     cp "$OUT/gobench" "$OUT/bin/gobench"
     cp "$RUST_BIN" "$OUT/bin/context"
     cp "$MEMORY_BIN" "$OUT/bin/memory"
+    cp "$OUT/build.txt" "$OUT/bin/build.txt"
     # Without debug information: 3 MB instead of 55, to travel light.
     if command -v strip >/dev/null 2>&1; then strip "$OUT/bin/context" "$OUT/bin/memory"; fi
     echo "built into $OUT/bin: gobench, context, memory" >&2
@@ -244,6 +259,9 @@ text = (
     + "\n".join(notes)
     + f"\n\nmedian over {rounds} interleaved rounds; CPU busy just before each run: {', '.join(busy)}\n"
 )
+build = os.path.join(out, "build.txt")
+if os.path.exists(build):
+    text += open(build).read().strip() + "\n"
 
 # Heap bytes and allocations per live context (memory-*.txt, one run each).
 mem = {}
