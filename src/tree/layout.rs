@@ -214,7 +214,7 @@ pub(super) unsafe fn base_of(node: &NodeRef) -> Option<NonNull<Header>> {
             NodeKind::Cancel => return unsafe { h.cast::<CancelNode>().as_ref().time.base },
             NodeKind::Value => {
                 // SAFETY: as above.
-                if unsafe { filter_of(Some(h)) }.no_base() {
+                if unsafe { filter_has(Some(h), NO_BASE) } {
                     return None;
                 }
                 // SAFETY: as above.
@@ -373,7 +373,7 @@ impl KeyFilter {
         let no_base = match parent.node_ptr() {
             None => true,
             // SAFETY: kept alive by the parent.
-            Some(h) => unsafe { is_kind(h, NodeKind::Value) && filter_of(Some(h)).no_base() },
+            Some(h) => unsafe { is_kind(h, NodeKind::Value) && filter_has(Some(h), NO_BASE) },
         };
         let filter = outer.with(slot);
         if no_base {
@@ -410,22 +410,31 @@ impl KeyFilter {
         let [lo, hi] = KeyFilter::masks(bit);
         KeyFilter([self.0[0] & !lo, self.0[1] & !hi])
     }
+}
 
-    #[inline]
-    fn has(self, bit: u32) -> bool {
-        let (word, mask) = KeyFilter::at(bit);
-        self.0[word] & mask != 0
+/// Whether the filter of the lookups that start at `values` has `bit` (a
+/// key's slot, or `NO_BASE`). Reads the one word that holds the bit: a
+/// node's filter is written as two words when it is built, often just
+/// before a lookup through it, and a read of both as one 16-byte load then
+/// cannot be served from those two pending stores and waits for them
+/// (about 8 ns per lookup measured right after `with_value`).
+///
+/// # Safety
+/// `values` must be alive.
+#[inline]
+pub(crate) unsafe fn filter_has(values: Option<NonNull<Header>>, bit: u32) -> bool {
+    let Some(h) = values else {
+        return false; // no values: the empty filter
+    };
+    // SAFETY: alive by the caller's guarantee.
+    if !unsafe { is_kind(h, NodeKind::Value) } {
+        return true; // a merge: every key may be there
     }
-
-    #[inline]
-    pub(super) fn may_contain(self, slot: u32) -> bool {
-        self.has(slot)
-    }
-
-    /// The `NO_BASE` flag.
-    pub(crate) fn no_base(self) -> bool {
-        self.has(NO_BASE)
-    }
+    let (word, mask) = KeyFilter::at(bit);
+    // SAFETY: value nodes are a `ValueNode<_>`, whose filter's offset does
+    // not depend on the value's type (`repr(C)`, header first).
+    let filter = unsafe { &h.cast::<ValueNode<()>>().as_ref().filter };
+    filter.0[word] & mask != 0
 }
 
 /// The filter of the lookups that start at `values`.

@@ -23,7 +23,7 @@
 //! in the number of distinct nodes, never in the number of paths through a
 //! merge DAG.
 
-use super::layout::{filter_of, MergeNode, ValueNode};
+use super::layout::{filter_has, MergeNode, ValueNode};
 use super::node::{is_kind, Header, NodeKind, NodeRef, NodeVtable};
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -47,7 +47,7 @@ pub(crate) unsafe fn lookup<'a, T: 'static>(
     slot: u32,
 ) -> Option<&'a T> {
     // SAFETY: the caller keeps `start` alive.
-    if !unsafe { filter_of(start) }.may_contain(slot) {
+    if !unsafe { filter_has(start, slot) } {
         return None;
     }
     // Along plain parents first: no stack and no record of nodes seen
