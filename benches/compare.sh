@@ -51,6 +51,13 @@ OUT=${OUT:-target/compare}
 THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
 MEMORY=${MEMORY:-1}
 LTO=${LTO:-1}
+if [ "$LTO" = 0 ]; then
+    LTO_ENV=(CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16)
+    BUILD_NOTE="Rust side: cargo's default release settings (LTO=0)"
+else
+    LTO_ENV=()
+    BUILD_NOTE="Rust side: the bench profile, fat LTO and one codegen unit"
+fi
 
 BIN=${BIN:-}
 GO=${GO:-}
@@ -91,11 +98,8 @@ fi
 # Builds one bench target and prints its executable's path.
 bench_exe() {
     echo "building the Rust side (cargo bench --bench $1 --no-run)" >&2
-    local exe lto=()
-    if [ "$LTO" = 0 ]; then
-        lto=(CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16)
-    fi
-    exe=$(env "${lto[@]}" cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null |
+    local exe
+    exe=$(env "${LTO_ENV[@]}" cargo bench --bench "$1" --no-run --message-format=json 2>/dev/null |
         python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -120,11 +124,7 @@ if [ -n "$BIN" ]; then
     if [ -f "$BIN/build.txt" ]; then cp "$BIN/build.txt" "$OUT/build.txt"; fi
 else
     RUST_BIN=$(bench_exe context)
-    if [ "$LTO" = 0 ]; then
-        echo "Rust side: cargo's default release settings (LTO=0)" >"$OUT/build.txt"
-    else
-        echo "Rust side: the bench profile, fat LTO and one codegen unit" >"$OUT/build.txt"
-    fi
+    echo "$BUILD_NOTE" >"$OUT/build.txt"
     if [ "$MEMORY" != 0 ] || [ -n "${BUILD_ONLY:-}" ]; then MEMORY_BIN=$(bench_exe memory); fi
 fi
 if [ -n "${BUILD_ONLY:-}" ]; then

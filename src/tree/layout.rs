@@ -352,7 +352,7 @@ pub(crate) const fn value_vtable<T>() -> NodeVtable {
 /// bit would be 127), and in bit 127 the `NO_BASE` flag. Two words, not a
 /// `u128`, whose 16-byte alignment would pad a `ValueNode<u64>` to 64
 /// bytes.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub(crate) struct KeyFilter([u64; 2]);
 
 /// Bit 127 of a value node's filter: its nearest non-value ancestor is
@@ -361,6 +361,7 @@ pub(crate) struct KeyFilter([u64; 2]);
 const NO_BASE: u32 = 127;
 
 impl KeyFilter {
+    const NONE: KeyFilter = KeyFilter([0; 2]);
     const ALL: KeyFilter = KeyFilter([u64::MAX; 2]);
 
     /// The filter of a new value node under `parent`, for a key in `slot`.
@@ -412,6 +413,25 @@ impl KeyFilter {
     }
 }
 
+/// The filter of the lookups that start at `values`, where it is kept: in
+/// a value node, or a constant (none for no values, all for a merge).
+///
+/// # Safety
+/// `values` must be alive, and the result is used while it is.
+#[inline]
+unsafe fn filter_ref<'a>(values: Option<NonNull<Header>>) -> &'a KeyFilter {
+    let Some(h) = values else {
+        return &KeyFilter::NONE;
+    };
+    // SAFETY: alive by the caller's guarantee.
+    if !unsafe { is_kind(h, NodeKind::Value) } {
+        return &KeyFilter::ALL;
+    }
+    // SAFETY: value nodes are a `ValueNode<_>`, whose filter's offset does
+    // not depend on the value's type (`repr(C)`, header first).
+    unsafe { &h.cast::<ValueNode<()>>().as_ref().filter }
+}
+
 /// Whether the filter of the lookups that start at `values` has `bit` (a
 /// key's slot, or `NO_BASE`). Reads the one word that holds the bit: a
 /// node's filter is written as two words when it is built, often just
@@ -423,18 +443,9 @@ impl KeyFilter {
 /// `values` must be alive.
 #[inline]
 pub(crate) unsafe fn filter_has(values: Option<NonNull<Header>>, bit: u32) -> bool {
-    let Some(h) = values else {
-        return false; // no values: the empty filter
-    };
-    // SAFETY: alive by the caller's guarantee.
-    if !unsafe { is_kind(h, NodeKind::Value) } {
-        return true; // a merge: every key may be there
-    }
     let (word, mask) = KeyFilter::at(bit);
-    // SAFETY: value nodes are a `ValueNode<_>`, whose filter's offset does
-    // not depend on the value's type (`repr(C)`, header first).
-    let filter = unsafe { &h.cast::<ValueNode<()>>().as_ref().filter };
-    filter.0[word] & mask != 0
+    // SAFETY: the caller's promise.
+    unsafe { filter_ref(values) }.0[word] & mask != 0
 }
 
 /// The filter of the lookups that start at `values`.
@@ -443,14 +454,6 @@ pub(crate) unsafe fn filter_has(values: Option<NonNull<Header>>, bit: u32) -> bo
 /// `values` must be alive.
 #[inline]
 pub(crate) unsafe fn filter_of(values: Option<NonNull<Header>>) -> KeyFilter {
-    let Some(h) = values else {
-        return KeyFilter::default();
-    };
-    // SAFETY: alive by the caller's guarantee.
-    if !unsafe { is_kind(h, NodeKind::Value) } {
-        return KeyFilter::ALL;
-    }
-    // SAFETY: value nodes are a `ValueNode<_>`, whose filter's offset does
-    // not depend on the value's type (`repr(C)`, header first).
-    unsafe { h.cast::<ValueNode<()>>().as_ref() }.filter
+    // SAFETY: the caller's promise.
+    *unsafe { filter_ref(values) }
 }
