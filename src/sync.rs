@@ -130,6 +130,21 @@ pub(crate) fn release_last(count: &AtomicUsize) -> bool {
     true
 }
 
+/// [`release_last`] for a count whose caller is most likely its last
+/// holder (a context's own handle, a node's memory): a load that reads one
+/// proves the caller the only holder, and nobody can become another, since
+/// taking a count needs one held already; so the decrement, a locked
+/// read-modify-write, is skipped (the count stays at one, and nobody reads
+/// it again). Otherwise as `release_last`.
+#[inline]
+pub(crate) fn release_own(count: &AtomicUsize) -> bool {
+    // Acquire: reading one, we read the last other holder's decrement (or
+    // the initial store); every write after the initial store is an RMW,
+    // so this synchronises with every other holder's Release decrement,
+    // as the load in `release_last` does.
+    count.load(Ordering::Acquire) == 1 || release_last(count)
+}
+
 /// The most shards a sharded structure uses (a power of two).
 const MAX_SHARDS: usize = 64;
 

@@ -19,7 +19,8 @@
 //!
 //! A cancelled entry is held by the clock (through the node reference the
 //! caller gave `arm`) only until the inbox is next emptied. Every
-//! successful disarm counts itself in `cancelled`; each `COLLECT_EVERY`-th
+//! successful disarm counts itself (on the system clock in a counter of its
+//! thread's, on a manual clock in its shard's); each `COLLECT_EVERY`-th
 //! one makes the disarming thread a collector: `try_collect` empties the
 //! inbox and releases the cancelled entries right there (so nodes are freed
 //! on the thread that most likely allocated them, without waking anyone).
@@ -143,7 +144,7 @@ impl TimerCore {
             // inbox and its `queue_next` is ours (entry.rs inv. 2, 3).
             Disarmed::Filed => unsafe { self.inbox.push(entry) },
         }
-        let n = self.inbox.count_cancel();
+        let n = self.inbox.count_cancel(self.sweeps);
         Some(if collection_due(n) {
             AfterDisarm::Collect
         } else {

@@ -23,11 +23,15 @@ use std::ptr::NonNull;
 use super::entry::{call_hook, TimerEntry};
 use crate::sync::{thread_number, yield_now, AtomicPtr, AtomicUsize, Ordering};
 
+#[cfg(not(loom))]
+std::thread_local!(static DISARMS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+
 /// One shard: a stack head and two counters, alone on their cache line(s).
 #[repr(align(128))]
 struct Shard {
     head: AtomicPtr<TimerEntry>,
-    /// Successful disarms counted on this shard (wrapping).
+    /// Successful disarms counted on this shard (wrapping): a manual
+    /// clock's (the system clock counts per thread, `count_cancel`).
     cancelled: AtomicUsize,
     /// Sweeps of this shard (`sweep_mine`), twice each: odd while one runs.
     sweeps: AtomicUsize,
@@ -114,12 +118,30 @@ impl Inbox {
         }
     }
 
-    /// Counts one successful disarm on the calling thread's shard; returns
-    /// the shard's new count (wrapping).
+    /// Counts one successful disarm and returns the new count (wrapping):
+    /// the calling thread's own, a plain thread-local counter, if
+    /// `per_thread` (the system clock: the only clock of its kind, so a
+    /// thread's count is its disarms there, and every `COLLECT_EVERY`-th
+    /// collects with no atomic step to count it); else its shard's (a
+    /// manual clock: a thread's disarms may alternate between several, and
+    /// each must see its own count reach the mark).
     #[inline]
-    pub(crate) fn count_cancel(&self) -> usize {
-        // Relaxed: only a counter; the collection it triggers synchronises
-        // through the stack heads.
+    pub(crate) fn count_cancel(&self, per_thread: bool) -> usize {
+        #[cfg(not(loom))]
+        if per_thread {
+            let count = |d: &std::cell::Cell<usize>| {
+                d.set(d.get().wrapping_add(1));
+                d.get()
+            };
+            // Gone only while the thread exits: its shard counts instead.
+            if let Ok(n) = DISARMS.try_with(count) {
+                return n;
+            }
+        }
+        #[cfg(loom)]
+        let _ = per_thread; // every disarm collects under loom
+                            // Relaxed: only a counter; the collection it triggers synchronises
+                            // through the stack heads.
         self.mine()
             .cancelled
             .fetch_add(1, Ordering::Relaxed)

@@ -69,7 +69,8 @@ impl Callback {
         }
         let cb = NonNull::from(Box::leak(Box::new(Callback {
             entry: Entry::new(EntryKind::Callback),
-            refs: AtomicUsize::new(1),
+            // The holder's, and the list's it joins (pushed just below).
+            refs: AtomicUsize::new(1 + usize::from(s.is_some())),
             scope,
             f: UnsafeCell::new(Some(f)),
             outcome: AtomicUsize::new(PENDING),

@@ -10,6 +10,10 @@
 //!    later finds nothing to do.
 //! 3. A timer is armed only on a node that is not done yet; a cancel that
 //!    slips in before `arm` is answered by a disarm right after it.
+//! 4. The memory references the new node's lists and clock will hold are
+//!    counted in one plain store before the node is published (its first
+//!    push), not by an atomic increment each; a list that turns out closed,
+//!    or a timer not armed, gives its count back.
 
 use super::cancel::{self, Holder};
 use super::entry::{self, timer_node};
@@ -17,11 +21,12 @@ use super::layout::{self, KeyFilter, ValueNode};
 use super::list::Entry;
 use super::node::{CancelNode, Header, NodeRef, NodeVtable, Parent};
 use super::record::Record;
-use super::refs::{acquire_handle, acquire_ref, release_node_ref};
+use super::refs::{acquire_handle, release_node_ref};
 use super::shared;
 use crate::clock::Clock;
 use crate::error::{Cause, Error};
 use crate::sync::shards_for_cpus;
+use crate::sync::Ordering::Relaxed;
 use crate::time::{TimerEntry, TimerHooks};
 use std::ptr::NonNull;
 use std::time::Instant;
@@ -72,7 +77,7 @@ pub(crate) fn cancellable(parent: Parent<'_>, parent2: Option<&NodeRef>) -> NonN
     };
     // SAFETY: freshly allocated and fully initialised; we hold both its
     // handles, and `ptr` is the allocation's pointer.
-    unsafe { attach(ptr) };
+    unsafe { attach(ptr, false) };
     ptr
 }
 
@@ -94,14 +99,15 @@ pub(crate) fn deadline(
 ) -> NonNull<CancelNode> {
     let record = cause.map(|c| Record::new(Error::DeadlineExceeded, c));
     let ptr = layout::new_deadline(parent, clock, at, record, &TIMER_HOOKS);
-    // SAFETY: as in `cancellable`.
+    // SAFETY: as in `cancellable`; a deadline past already is never armed.
     unsafe {
-        attach(ptr);
+        attach(ptr, !passed);
         if passed {
             let record = ptr.as_ref().claim_deadline_record();
             cancel::cancel(ptr, Error::DeadlineExceeded, record, Holder::Handle);
+        } else {
+            arm_timer(ptr);
         }
-        arm_timer(ptr);
     }
     ptr
 }
@@ -112,13 +118,13 @@ pub(crate) fn cancellable_shared(parent: Parent<'_>) -> NonNull<CancelNode> {
     let hub = shared::new_hub(parent);
     // SAFETY: a new node, fully initialised; we hold both its handles. A
     // hub born done (its parent was) passes that on to each shard below.
-    unsafe { attach(hub) };
+    unsafe { attach(hub, false) };
     let shards = (0..shards_for_cpus())
         .map(|_| {
             // SAFETY: as above.
             let shard = unsafe { shared::new_shard(hub) };
             // SAFETY: a new node; we hold its one handle until `install`.
-            unsafe { attach(shard) };
+            unsafe { attach(shard, false) };
             shard
         })
         .collect();
@@ -139,14 +145,24 @@ pub(crate) unsafe fn share(scope: NonNull<CancelNode>) -> NonNull<CancelNode> {
 }
 
 /// Links the node into its parents' lists, or inherits a parent's
-/// cancellation when a list is already closed (invariant 1).
+/// cancellation when a list is already closed (invariant 1). Counts the
+/// lists' memory references first, and the clock's if `clock_ref` (the
+/// caller then calls `arm_timer`), in one store (invariant 4).
 ///
 /// # Safety
-/// `ptr` is a new node's own pointer, whose handles the caller holds.
+/// `ptr` is a new node's own pointer, whose handles the caller holds, and
+/// nobody else has seen it yet.
 #[inline(always)] // into `cancellable`: the per-request path
-unsafe fn attach(ptr: NonNull<CancelNode>) {
+unsafe fn attach(ptr: NonNull<CancelNode>, clock_ref: bool) {
     // SAFETY: the caller's promise.
     let (node, [first, second]) = unsafe { (ptr.as_ref(), entry::links(ptr)) };
+    let joins = |l: Option<entry::Link>| usize::from(l.is_some_and(|(_, scope)| scope.is_some()));
+    // Relaxed: the node is not shared yet; the first push (Release)
+    // publishes it. The handles' reference, and one per list and clock.
+    node.refs.store(
+        1 + joins(first) + joins(second) + usize::from(clock_ref),
+        Relaxed,
+    );
     let mut closed = first.and_then(|(link, scope)| {
         // SAFETY: the node's own links (entry invariants 1, 2), unlinked.
         let pushed = unsafe { attach_link(node, scope, link) };
@@ -157,6 +173,9 @@ unsafe fn attach(ptr: NonNull<CancelNode>) {
             // Never tried: mark it so nobody withdraws it later (inv. 2).
             // SAFETY: the node's own link, unlinked.
             unsafe { link.as_ref() }.mark_unlinked();
+            if scope.is_some() {
+                give_back_ref(node); // its list's count (invariant 4)
+            }
         } else {
             // SAFETY: as above.
             closed = unsafe { attach_link(node, scope, link) }
@@ -173,8 +192,9 @@ unsafe fn attach(ptr: NonNull<CancelNode>) {
     }
 }
 
-/// Links `link` of `node` into `parent_scope`'s list (which takes a memory
-/// reference on the node); marks it unlinked when there is no list.
+/// Links `link` of `node` into `parent_scope`'s list, which gets the memory
+/// reference counted for it (invariant 4) or, if closed, gives it back;
+/// marks the link unlinked when there is no list.
 ///
 /// # Safety
 /// `link` is one of `node`'s links, unlinked, with the node's provenance
@@ -197,10 +217,18 @@ unsafe fn attach_link(
     unsafe { list.push(link, &node.refs) }
 }
 
+/// Gives back a memory reference counted for a list or clock that never
+/// took it (invariant 4); never the last, as the caller holds the handles'.
+fn give_back_ref(node: &CancelNode) {
+    // Relaxed: as any decrement that cannot be the last.
+    node.refs.fetch_sub(1, Relaxed);
+}
+
 /// Arms the node's own timer, unless it is done already (invariant 3).
 ///
 /// # Safety
-/// As [`attach`].
+/// `ptr` is a deadline node's own pointer, whose handles the caller holds,
+/// attached with the clock's reference counted (invariant 4).
 unsafe fn arm_timer(ptr: NonNull<CancelNode>) {
     // SAFETY: the caller's promise; the timer pointer carries the node's
     // provenance, for the hooks to step back (entry invariant 2).
@@ -210,14 +238,13 @@ unsafe fn arm_timer(ptr: NonNull<CancelNode>) {
     // SAFETY: as above.
     let node = unsafe { ptr.as_ref() };
     if node.err().is_some() {
+        give_back_ref(node); // the clock's count, never taken
         return;
     }
     // SAFETY: a node with a timer is a deadline node.
     let clock = unsafe { layout::own_clock(ptr) };
-    // The clock's reference; published by `arm` itself.
-    acquire_ref(node);
     // SAFETY: the timer is a field of the node, idle, never moved, never
-    // armed before, and the reference just taken is the clock's.
+    // armed before, and the reference counted in `attach` is the clock's.
     unsafe { clock.arm(timer) };
     // SAFETY (for the disarms below): the timer was armed on this clock
     // and the node is alive (we hold a handle).

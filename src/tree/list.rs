@@ -198,8 +198,10 @@ impl List {
         self.state.load(Acquire)
     }
 
-    /// Pushes `entry`, first taking the list's memory reference on `refs`
-    /// (invariant 3). On a closed list, gives the reference back, marks the
+    /// Pushes `entry`, whose container's `refs` already counts the list's
+    /// memory reference (invariant 3: a container not yet shared counts it
+    /// with a plain store, no atomic increment). On a closed list, gives
+    /// the reference back, marks the
     /// entry so that nobody later withdraws it from a list it never joined,
     /// and returns the state word seen.
     ///
@@ -209,7 +211,7 @@ impl List {
     ///
     /// # Safety
     /// `entry` must be valid and unlinked, `refs` must count the memory that
-    /// contains it, and it must stay valid until the reference it gives the
+    /// contains it (the list's reference included), and it must stay valid until the reference it gives the
     /// list is released (invariant 3).
     pub(crate) unsafe fn push(
         &self,
@@ -219,8 +221,6 @@ impl List {
         let addr = entry.as_ptr() as usize;
         // SAFETY: valid (caller).
         let entry = unsafe { entry.as_ref() };
-        // Relaxed: the reference is published by the push's Release.
-        refs.fetch_add(1, Relaxed);
         // Acquire: if the node is closed we go on to read its cause record.
         let mut cur = self.state.load(Acquire);
         loop {
@@ -299,8 +299,8 @@ impl List {
         self.state.swap(cur & TAGS | WOKEN, AcqRel) & !TAGS
     }
 
-    /// Pushes a sleeper onto the closed, undrained list, first taking the
-    /// list's reference on `refs`. False (the reference given back) if the
+    /// Pushes a sleeper onto the closed, undrained list; `refs` counts the
+    /// list's reference already, as for `push`. False (the reference given back) if the
     /// node is drained already.
     ///
     /// # Safety
@@ -311,8 +311,6 @@ impl List {
         let addr = entry.as_ptr() as usize;
         // SAFETY: valid (caller).
         let entry = unsafe { entry.as_ref() };
-        // Relaxed: the reference is published by the push's Release.
-        refs.fetch_add(1, Relaxed);
         // Relaxed: the compare-exchange below decides.
         let mut cur = self.state.load(Relaxed);
         loop {

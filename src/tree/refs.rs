@@ -27,7 +27,7 @@ use super::layout::MergeNode;
 use super::node::{as_cancel, is_kind, CancelNode, Header, NodeKind, NodeRef};
 use super::shared;
 use crate::sync::Ordering::Relaxed;
-use crate::sync::{release_last, thread_local};
+use crate::sync::{release_last, release_own, thread_local};
 use crate::unwind::Panics;
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
@@ -74,7 +74,7 @@ pub(crate) fn acquire_ref(node: &CancelNode) {
 /// The caller owns one handle on `h`.
 pub(crate) unsafe fn release_handle(h: NonNull<Header>) {
     // SAFETY: we own a handle on `h`, so it is alive.
-    if release_last(&unsafe { h.as_ref() }.handles) {
+    if release_own(&unsafe { h.as_ref() }.handles) {
         tear_down_from(h);
     }
 }
@@ -291,7 +291,7 @@ unsafe fn release_handles_ref(h: NonNull<Header>) {
 /// The caller owns one memory reference on `node`, its own pointer.
 pub(crate) unsafe fn release_node_ref(node: NonNull<CancelNode>) {
     // SAFETY: our reference keeps the node alive until this decrement.
-    if release_last(&unsafe { node.as_ref() }.refs) {
+    if release_own(&unsafe { node.as_ref() }.refs) {
         // SAFETY: refs is zero: we are the last holder.
         unsafe { free(node.cast()) };
     }

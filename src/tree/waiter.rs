@@ -16,6 +16,7 @@ use super::list::{Entry, EntryKind};
 use super::node::CancelNode;
 use super::state::err_of;
 use crate::error::Error;
+use crate::sync::Ordering::Relaxed;
 use crate::sync::{current_thread, release_last, AtomicUsize, AtomicWaker, LeakTrack, Thread};
 use std::ptr::NonNull;
 use std::task::Waker;
@@ -66,7 +67,7 @@ impl Waiter {
         // SAFETY: a new waiter (caller), counted on its own `refs`, alive as
         // long as they are (list invariant 3); its entry pointer is the
         // waiter's own (entry invariant 2).
-        let pushed = unsafe { scope.list.push(Waiter::entry_ptr(w), &w.as_ref().refs) };
+        let pushed = unsafe { scope.list.push(Waiter::entry_ptr(w), Self::count_list(w)) };
         pushed.map_err(|word| {
             // SAFETY: the push failed, so ours is the only reference.
             unsafe { Waiter::release(w) };
@@ -85,8 +86,21 @@ impl Waiter {
         // SAFETY: as `enlist`: a new waiter, counted on its own `refs`.
         unsafe {
             node.list
-                .push_sleeper(Waiter::entry_ptr(w), &w.as_ref().refs)
+                .push_sleeper(Waiter::entry_ptr(w), Self::count_list(w))
         }
+    }
+
+    /// Counts the reference of the list a new waiter joins next to its
+    /// holder's: a plain store, as nobody else has seen it yet.
+    ///
+    /// # Safety
+    /// `w` comes from `for_task` or `for_thread` and was never enlisted.
+    unsafe fn count_list<'a>(w: NonNull<Waiter>) -> &'a AtomicUsize {
+        // SAFETY: the caller's promise: alive, and ours alone.
+        let refs = &unsafe { w.as_ref() }.refs;
+        // Relaxed: the push (Release) publishes it with the entry.
+        refs.store(2, Relaxed);
+        refs
     }
 
     /// The list entry's pointer, with the waiter's provenance (entry

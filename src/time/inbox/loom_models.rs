@@ -64,7 +64,7 @@ fn arm_on_another_shard_vs_driver_sleep() {
     model(|| {
         let inbox = Arc::new(Inbox::new(2));
         // The driver's thread takes shard 0, so the arm pushes onto shard 1.
-        let _ = inbox.count_cancel();
+        let _ = inbox.count_cancel(false);
         let watch = Arc::new(Watch::new(10));
         let entry = Arc::new(Owned::armed());
         let arm = {
