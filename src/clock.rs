@@ -245,10 +245,11 @@ impl Clock {
 
     /// Hands an entry to this clock: one lock-free push, plus an unpark of
     /// the driver only if the deadline is earlier than its sleep target.
-    /// If the entry was disarmed before this call, `release` runs here.
+    /// If an idle entry was disarmed before this call, `release` runs here;
+    /// an entry built queued is pushed even if withdrawn since.
     ///
     /// # Safety
-    /// `entry` points to a live, idle `TimerEntry` that is never moved until
+    /// `entry` points to a live `TimerEntry`, idle or built queued, that is never moved until
     /// its `release` hook runs, was never armed before, and the caller took
     /// one reference for the clock.
     #[cfg_attr(not(loom), inline)]

@@ -110,7 +110,8 @@ impl TimerCore {
     /// disarmed before it was armed; it has then already been released.
     ///
     /// # Safety
-    /// `entry` points to a live, idle `TimerEntry` that stays in place until
+    /// `entry` points to a live `TimerEntry`, idle or built queued
+    /// (`TimerEntry::built`), that stays in place until
     /// its `release` hook runs; the caller took one reference for the clock.
     #[cfg_attr(not(loom), inline)]
     pub(crate) unsafe fn arm(&self, entry: NonNull<TimerEntry>) -> bool {

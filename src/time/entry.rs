@@ -28,7 +28,8 @@
 //!    `CANCELLED` are terminal. Every move out of `IDLE`, `QUEUED` and `FILED`
 //!    is a CAS, so of two racing moves exactly one succeeds.
 //! 2. An entry is on the inbox at most once at a time: `arm` pushes it in
-//!    state `QUEUED`; a disarm pushes it again only after winning
+//!    state `QUEUED` (or, for an entry built queued, `WITHDRAWN` if a disarm
+//!    came first); a disarm pushes it again only after winning
 //!    `FILED -> CANCELLED`, and `FILED` is only ever stored by the owner after
 //!    it has taken the entry off the inbox and read its `queue_next`.
 //! 3. `queue_next` belongs to whoever is pushing the entry until the push's
@@ -167,10 +168,25 @@ pub(crate) enum Disarmed {
 }
 
 impl TimerEntry {
-    /// An idle entry that will be due at `deadline`.
+    /// An idle entry that will be due at `deadline` (the tests' entries).
+    #[cfg(test)]
     pub(crate) fn new(deadline: Instant, hooks: &'static TimerHooks) -> TimerEntry {
+        TimerEntry::built(deadline, hooks, false)
+    }
+
+    /// An entry due at `deadline`, idle or, if `queued`, built armed: its
+    /// container is not shared yet and will be armed, so the construction's
+    /// plain store does what `begin_arm`'s compare-exchange would. A disarm
+    /// from then on withdraws it (`QUEUED -> WITHDRAWN`); `arm` pushes it
+    /// all the same, and whoever takes it off the inbox releases it. Its
+    /// owner must arm it, unless it knows that no disarm can involve the
+    /// clock (the container was done before `arm`: then it gives back the
+    /// clock's reference itself, and the entry never reaches the clock).
+    #[inline]
+    pub(crate) fn built(deadline: Instant, hooks: &'static TimerHooks, queued: bool) -> TimerEntry {
         TimerEntry {
-            state: AtomicUsize::new(IDLE),
+            // Relaxed (by construction): published with its container.
+            state: AtomicUsize::new(if queued { QUEUED } else { IDLE }),
             queue_next: UnsafeCell::new(None),
             links: UnsafeCell::new(Links {
                 prev: None,
@@ -193,13 +209,21 @@ impl TimerEntry {
     }
 
     /// `IDLE -> QUEUED`; false if a disarm got there first (then the caller
-    /// releases, invariant 7).
+    /// releases, invariant 7). An entry built queued is pushed as it is.
     pub(crate) fn begin_arm(&self) -> bool {
         // Relaxed: the entry is not shared with the owner yet; the inbox push
         // (Release) publishes this store together with the rest of the entry.
-        self.state
-            .compare_exchange(IDLE, QUEUED, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
+        match self.state.load(Ordering::Relaxed) {
+            // Only `built(.., true)` reaches these before `arm`: an idle
+            // entry leaves IDLE here or to CANCELLED.
+            QUEUED | WITHDRAWN => true,
+            // Relaxed: as above.
+            IDLE => self
+                .state
+                .compare_exchange(IDLE, QUEUED, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok(),
+            _ => false,
+        }
     }
 
     /// Tries every forward move into `CANCELLED` (invariant 1).

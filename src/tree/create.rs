@@ -98,7 +98,7 @@ pub(crate) fn deadline(
     passed: bool,
 ) -> NonNull<CancelNode> {
     let record = cause.map(|c| Record::new(Error::DeadlineExceeded, c));
-    let ptr = layout::new_deadline(parent, clock, at, record, &TIMER_HOOKS);
+    let ptr = layout::new_deadline(parent, clock, at, record, &TIMER_HOOKS, !passed);
     // SAFETY: as in `cancellable`; a deadline past already is never armed.
     unsafe {
         attach(ptr, !passed);
@@ -238,13 +238,15 @@ unsafe fn arm_timer(ptr: NonNull<CancelNode>) {
     // SAFETY: as above.
     let node = unsafe { ptr.as_ref() };
     if node.err().is_some() {
+        // Done first: its close's disarm withdrew the timer, or will, and
+        // neither involves the clock (`TimerEntry::built`).
         give_back_ref(node); // the clock's count, never taken
         return;
     }
     // SAFETY: a node with a timer is a deadline node.
     let clock = unsafe { layout::own_clock(ptr) };
-    // SAFETY: the timer is a field of the node, idle, never moved, never
-    // armed before, and the reference counted in `attach` is the clock's.
+    // SAFETY: the timer is a field of the node, built queued, never moved,
+    // never armed before, and the reference counted in `attach` is the clock's.
     unsafe { clock.arm(timer) };
     // SAFETY (for the disarms below): the timer was armed on this clock
     // and the node is alive (we hold a handle).

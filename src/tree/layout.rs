@@ -119,7 +119,8 @@ pub(super) fn new_cancel(parent: Parent<'_>) -> NonNull<CancelNode> {
 }
 
 /// A deadline child of `parent`, due `at` on `clock` (the parent's, which
-/// the caller has read), not linked or armed yet.
+/// the caller has read), not linked yet; its timer built queued if it will
+/// be armed (`TimerEntry::built`).
 #[inline]
 pub(super) fn new_deadline(
     parent: Parent<'_>,
@@ -127,12 +128,13 @@ pub(super) fn new_deadline(
     at: Instant,
     record: Option<Arc<Record>>,
     hooks: &'static TimerHooks,
+    armed: bool,
 ) -> NonNull<CancelNode> {
     let clock = ManuallyDrop::new(clock);
     let values = parent.node.values();
     let node = leak_cancel(|| DeadlineNode {
         core: CancelNode::new(&DEADLINE, parent, values, TimeSlot { clock }),
-        timer: TimerEntry::new(at, hooks),
+        timer: TimerEntry::built(at, hooks, armed),
     });
     // The `_cause` variants' record waits in the core's slot (node inv. 3).
     // SAFETY: just built, and not shared yet.
