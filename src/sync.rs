@@ -117,8 +117,14 @@ pub(crate) use imp::*;
 /// sees every other holder's uses of it.
 #[inline]
 pub(crate) fn release_last(count: &AtomicUsize) -> bool {
+    release_counts(count, 1)
+}
+
+/// [`release_last`] of `n` counts the caller holds, in one decrement.
+#[inline]
+fn release_counts(count: &AtomicUsize, n: usize) -> bool {
     // Release: our uses happen before the last holder's teardown or free.
-    if count.fetch_sub(1, Ordering::Release) != 1 {
+    if count.fetch_sub(n, Ordering::Release) != n {
         return false;
     }
     // Acquire: reads the zero our decrement wrote, which belongs to the
@@ -130,19 +136,19 @@ pub(crate) fn release_last(count: &AtomicUsize) -> bool {
     true
 }
 
-/// [`release_last`] for a count whose caller is most likely its last
-/// holder (a context's own handle, a node's memory): a load that reads one
-/// proves the caller the only holder, and nobody can become another, since
-/// taking a count needs one held already; so the decrement, a locked
-/// read-modify-write, is skipped (the count stays at one, and nobody reads
-/// it again). Otherwise as `release_last`.
+/// [`release_last`] of `n` counts (at least one) that the caller most
+/// likely holds last (a context's own handle, a node's memory): a load
+/// that reads `n` proves the caller the only holder, and nobody can become
+/// another, since taking a count needs one held already; so the decrement,
+/// a locked read-modify-write, is skipped (the count stays at `n`, and
+/// nobody reads it again). Otherwise one decrement of `n`.
 #[inline]
-pub(crate) fn release_own(count: &AtomicUsize) -> bool {
-    // Acquire: reading one, we read the last other holder's decrement (or
+pub(crate) fn release_own(count: &AtomicUsize, n: usize) -> bool {
+    // Acquire: reading `n`, we read the last other holder's decrement (or
     // the initial store); every write after the initial store is an RMW,
     // so this synchronises with every other holder's Release decrement,
     // as the load in `release_last` does.
-    LOAD_FIRST && count.load(Ordering::Acquire) == 1 || release_last(count)
+    LOAD_FIRST && count.load(Ordering::Acquire) == n || release_counts(count, n)
 }
 
 /// Whether `release_own` loads first: always, except in the loom build that

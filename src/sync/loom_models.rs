@@ -2,7 +2,8 @@
 //! crossbeam_loom" cargo test --lib --release loom_models`): the load that
 //! skips the decrement must still elect exactly one last holder, and that
 //! holder must see every other holder's uses, also when a holder took its
-//! count from another one's while others were releasing.
+//! count from another one's while others were releasing, and when one
+//! releases two counts at once.
 
 use super::{model, release_own, Arc, AtomicUsize, Ordering, UnsafeCell};
 
@@ -16,13 +17,13 @@ struct Counted {
 }
 
 impl Counted {
-    /// Holder `i`'s last use, then its release.
-    fn use_and_release(&self, i: usize) {
+    /// Holder `i`'s last use, then the release of its `n` counts.
+    fn use_and_release(&self, i: usize, n: usize) {
         self.slots[i].with_mut(|s| {
             // SAFETY: slot `i` is this holder's alone until its release.
             unsafe { *s = i + 1 };
         });
-        if release_own(&self.count) {
+        if release_own(&self.count, n) {
             let sum: usize = (0..3)
                 // SAFETY: every holder has released: their writes are done
                 // and ordered before this read (the property under test).
@@ -39,12 +40,12 @@ impl Counted {
 unsafe impl Sync for Counted {}
 
 /// Three holders, one of which is created by another holder while the
-/// first releases: exactly one of them is the last.
+/// first releases its two counts: exactly one of them is the last.
 #[test]
 fn release_own_elects_one_last_holder_that_sees_every_use() {
     model(|| {
         let c = Arc::new(Counted {
-            count: AtomicUsize::new(2),
+            count: AtomicUsize::new(3),
             slots: std::array::from_fn(|_| UnsafeCell::new(0)),
             lasts: AtomicUsize::new(0),
         });
@@ -55,13 +56,13 @@ fn release_own_elects_one_last_holder_that_sees_every_use() {
                 c.count.fetch_add(1, Ordering::Relaxed);
                 let b = {
                     let c = c.clone();
-                    loom::thread::spawn(move || c.use_and_release(2))
+                    loom::thread::spawn(move || c.use_and_release(2, 1))
                 };
-                c.use_and_release(1);
+                c.use_and_release(1, 1);
                 b.join().unwrap();
             })
         };
-        c.use_and_release(0);
+        c.use_and_release(0, 2);
         a.join().unwrap();
         assert_eq!(c.lasts.load(Ordering::SeqCst), 1);
     });

@@ -157,7 +157,8 @@ pub(crate) fn wait_drained(node: &CancelNode) {
     drained::wait(node);
 }
 
-/// Withdraws the node's links from its parents' lists (each at most once).
+/// Withdraws the node's links from its parents' lists (each at most once),
+/// keeping for its teardown the list references this comes to own.
 ///
 /// # Safety
 /// `node` is the node's own pointer, and the caller holds a handle on it
@@ -185,7 +186,7 @@ unsafe fn withdraw_link(link: Option<entry::Link>) {
     match scope {
         // SAFETY: our handle holds the parent whose scope owns the list,
         // and the link was pushed there or marked unlinked (create.rs).
-        Some(p) => _ = unsafe { entry::withdraw(&p.as_ref().list, link) },
+        Some(p) => unsafe { entry::withdraw_keeping(&p.as_ref().list, link) },
         // SAFETY: as above.
         None => debug_assert!(!unsafe { link.as_ref() }.mark()),
     }

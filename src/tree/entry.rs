@@ -24,10 +24,11 @@
 
 use super::callback::Callback;
 use super::layout::{own_clock, DeadlineNode, MergeNode};
-use super::list::{self, Entry, EntryKind, List};
+use super::list::{self, Entry, EntryKind, List, Withdrawn};
 use super::node::{is_kind, CancelNode, NodeKind};
 use super::refs::release_node_ref;
 use super::waiter::Waiter;
+use crate::sync::Ordering::Relaxed;
 use crate::time::TimerEntry;
 use crossbeam_epoch::Guard;
 use std::mem::offset_of;
@@ -97,7 +98,32 @@ pub(super) unsafe fn defer(entry: NonNull<Entry>, guard: &Guard) {
 /// follows invariants 1 and 2.
 pub(crate) unsafe fn withdraw(list: &List, entry: NonNull<Entry>) -> bool {
     // SAFETY: the caller's promise; `release` matches invariant 1.
-    unsafe { list.withdraw(entry, release) }
+    match unsafe { list.withdraw(entry, release) } {
+        Withdrawn::Lost => false,
+        Withdrawn::Claimed => true,
+        Withdrawn::Owned => {
+            // SAFETY: the reference is ours (list `withdraw`).
+            unsafe { release(entry) };
+            true
+        }
+    }
+}
+
+/// [`withdraw`] for a node's own link: a list reference this call comes
+/// to own is kept, marked in the link, and released with the handles'
+/// reference at teardown (`layout::kept_refs`): one decrement for both.
+///
+/// # Safety
+/// As [`withdraw`]; the caller holds a handle on the link's node (or is
+/// its teardown).
+pub(super) unsafe fn withdraw_keeping(list: &List, link: NonNull<Entry>) {
+    // SAFETY: the caller's promise; `release` matches invariant 1.
+    if unsafe { list.withdraw(link, release) } == Withdrawn::Owned {
+        // Relaxed: read at the node's teardown, which every handle's
+        // release happens before; nobody else reads an unlinked link.
+        // SAFETY: alive: the caller's handle holds the node.
+        unsafe { link.as_ref() }.kept.store(true, Relaxed);
+    }
 }
 
 /// The node whose `timer` field `timer` is.
@@ -168,14 +194,27 @@ pub(super) unsafe fn links(node: NonNull<CancelNode>) -> [Option<Link>; 2] {
     // SAFETY: alive (caller).
     let link = unsafe { link_ptr(node) };
     // SAFETY: alive (caller).
-    if !unsafe { is_kind(node.cast(), NodeKind::Merge) } {
+    let Some(link2) = (unsafe { link2_ptr(node) }) else {
         return [Some((link, first)), None];
-    }
-    let merge = node.cast::<MergeNode>();
+    };
     // SAFETY: as above, for the merge layout.
     let second =
-        unsafe { MergeNode::parent2(merge.cast()) }.and_then(super::node::NodeRef::scope_ptr);
-    // SAFETY: as above.
-    let link2 = unsafe { NonNull::new_unchecked(addr_of_mut!((*merge.as_ptr()).link2)) };
+        unsafe { MergeNode::parent2(node.cast()) }.and_then(super::node::NodeRef::scope_ptr);
     [Some((link, first)), Some((link2, second))]
+}
+
+/// A merge node's second link, derived from the node's pointer (invariant
+/// 2); `None` for the other kinds.
+///
+/// # Safety
+/// As [`timer_ptr`].
+unsafe fn link2_ptr(node: NonNull<CancelNode>) -> Option<NonNull<Entry>> {
+    // SAFETY: alive (caller).
+    if !unsafe { is_kind(node.cast(), NodeKind::Merge) } {
+        return None;
+    }
+    let merge = node.cast::<MergeNode>().as_ptr();
+    // SAFETY: a field projection of a live merge node's pointer, so in
+    // bounds and not null; no access.
+    Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*merge).link2)) })
 }

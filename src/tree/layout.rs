@@ -30,6 +30,7 @@ use super::node::{
 };
 use super::record::Record;
 use crate::clock::Clock;
+use crate::sync::Ordering::Relaxed;
 use crate::sync::UnsafeCell;
 use crate::time::{TimerEntry, TimerHooks};
 use std::mem::ManuallyDrop;
@@ -327,6 +328,26 @@ impl MergeNode {
         // SAFETY: nobody else reads the cell (node invariant 1).
         cell.with_mut(|p| unsafe { (*p).take() })
     }
+}
+
+/// The list references a cancellable node's links keep for its teardown
+/// (`entry::withdraw_keeping`), 0 to 2.
+///
+/// # Safety
+/// `node` is a live cancellable node's own pointer.
+pub(super) unsafe fn kept_refs(node: NonNull<CancelNode>) -> usize {
+    // Relaxed: the store was made under a handle, and every handle's
+    // release happens before the teardown that asks.
+    let kept = |e: &Entry| usize::from(e.kept.load(Relaxed));
+    // SAFETY: alive (caller); the kind never changes.
+    let second = if unsafe { is_kind(node.cast(), NodeKind::Merge) } {
+        // SAFETY: a live merge node, whose layout starts with the core.
+        kept(&unsafe { node.cast::<MergeNode>().as_ref() }.link2)
+    } else {
+        0
+    };
+    // SAFETY: alive (caller).
+    kept(&unsafe { node.as_ref() }.link) + second
 }
 
 /// A `with_value` node carrying a `T`; its header's table is its key's.

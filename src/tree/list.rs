@@ -63,11 +63,13 @@
 //! the drainer never sees `X`; if the drainer came first, the sweep fails
 //! and restarts from the head, which is closed, so it stops.
 
-use super::state::{drained, CLOSED, DRAINED, TAGS, WOKEN};
+use super::state::{CLOSED, DRAINED, TAGS};
 use crate::sync::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use crate::sync::{AtomicU32, AtomicUsize};
+use crate::sync::{AtomicBool, AtomicU32, AtomicUsize};
 use crossbeam_epoch::Guard;
 use std::ptr::NonNull;
+
+mod sleepers;
 
 /// The deletion mark in an entry's `next` word.
 const MARK: usize = 1;
@@ -96,13 +98,18 @@ pub(crate) struct Entry {
     /// The successor's address, with `MARK` in bit 0.
     next: AtomicUsize,
     kind: EntryKind,
+    /// Set by a holder that kept the list reference `withdraw` gave it
+    /// (`entry.rs`); in the padding, so the entry stays 16 bytes.
+    pub(super) kept: AtomicBool,
 }
 
 impl Entry {
     pub(crate) fn new(kind: EntryKind) -> Entry {
+        let kept = AtomicBool::new(false);
         Entry {
             next: AtomicUsize::new(0),
             kind,
+            kept,
         }
     }
 
@@ -141,17 +148,6 @@ impl Entry {
         // (invariant 1); Acquire also reads the successor the link points to.
         let next = self.next.fetch_or(MARK, AcqRel);
         (next & MARK == 0, next & !MARK)
-    }
-
-    /// The next sleeper on a chain taken by a drained mark
-    /// ([`List::mark_drained`]).
-    ///
-    /// # Safety
-    /// The entry is a sleeper on a chain the caller took, not yet released.
-    pub(crate) unsafe fn sleeper_next(&self) -> usize {
-        // Relaxed: written before the push, whose Release the marking
-        // swap's Acquire read.
-        self.next.load(Relaxed)
     }
 }
 
@@ -269,70 +265,6 @@ impl List {
         }
     }
 
-    /// Marks the closed list's node drained (drained.rs invariants 1-3) and
-    /// returns the chain of sleepers the mark took (0 if none). Only the
-    /// node's drainer calls it, once.
-    pub(crate) fn mark_drained(&self) -> usize {
-        // Relaxed: only decides between the store and the swap; the swap
-        // reads the sleepers with Acquire.
-        let cur = self.state.load(Relaxed);
-        debug_assert!(cur & CLOSED != 0 && !drained(cur));
-        if cur & !TAGS == 0 {
-            // Release: a loser that sees the mark (Acquire) sees every close
-            // of the subtree. A sleeper pushed since our load is erased
-            // (drained.rs invariant 3).
-            #[cfg(not(loom))]
-            self.state.store(cur & TAGS | DRAINED, Release);
-            // The same write as a swap: loom keeps a partial modification
-            // order, in which a plain store and an RMW that did not see each
-            // other may stay unordered for ever (a state no C++ execution
-            // reaches); an RMW it orders. Its result says whether the write
-            // erased sleepers, whose timeouts loom models (loom_park.rs).
-            #[cfg(loom)]
-            if self.state.swap(cur & TAGS | DRAINED, Release) & !TAGS != 0 {
-                super::loom_park::expire(self as *const List as usize);
-            }
-            return 0;
-        }
-        // AcqRel: Acquire reads the sleepers their pushes published,
-        // Release as the store above.
-        self.state.swap(cur & TAGS | WOKEN, AcqRel) & !TAGS
-    }
-
-    /// Pushes a sleeper onto the closed, undrained list; `refs` counts the
-    /// list's reference already, as for `push`. False (the reference given back) if the
-    /// node is drained already.
-    ///
-    /// # Safety
-    /// `entry` is a new thread waiter's entry counted by `refs`, derived
-    /// from the waiter's allocation pointer (entry invariant 2), and the
-    /// list is closed.
-    pub(crate) unsafe fn push_sleeper(&self, entry: NonNull<Entry>, refs: &AtomicUsize) -> bool {
-        let addr = entry.as_ptr() as usize;
-        // SAFETY: valid (caller).
-        let entry = unsafe { entry.as_ref() };
-        // Relaxed: the compare-exchange below decides.
-        let mut cur = self.state.load(Relaxed);
-        loop {
-            debug_assert!(cur & CLOSED != 0);
-            if drained(cur) {
-                // Relaxed: the caller still holds its own reference.
-                refs.fetch_sub(1, Relaxed);
-                return false;
-            }
-            // Relaxed: published by the Release half of the exchange.
-            entry.next.store(cur & !TAGS, Relaxed);
-            // Release: the marker's swap reads the sleeper initialised.
-            match self
-                .state
-                .compare_exchange_weak(cur, addr | cur & TAGS, Release, Relaxed)
-            {
-                Ok(_) => return true,
-                Err(seen) => cur = seen,
-            }
-        }
-    }
-
     /// Whether a sweeper is walking the list now (invariants 5, 6).
     pub(crate) fn sweeper_active(&self) -> bool {
         // SeqCst: the reader's half of the handshake of invariant 6.
@@ -341,23 +273,23 @@ impl List {
 
     /// Withdraws one of our entries for its holder: marks it, and if the
     /// mark was ours unlinks it now (invariant 5) or counts it for a sweep.
-    /// True if this call claimed it (else the drainer had). Whoever unlinks
-    /// it releases its list reference through `release`.
+    /// Whoever unlinks it releases its list reference through `release`,
+    /// except this call's fast path, which hands it to the caller.
     ///
     /// # Safety
     /// `entry` must have been pushed onto this list (or marked unlinked), and
     /// `release` must release exactly the reference a linked entry holds.
-    pub(crate) unsafe fn withdraw(&self, ptr: NonNull<Entry>, release: ReleaseFn) -> bool {
+    pub(crate) unsafe fn withdraw(&self, ptr: NonNull<Entry>, release: ReleaseFn) -> Withdrawn {
         // SAFETY: the caller's entry, alive while it withdraws it.
         let entry = unsafe { ptr.as_ref() };
         if !entry.mark() {
-            return false; // the drainer claimed it, and owns its list reference
+            return Withdrawn::Lost; // the drainer claimed it, and its reference
         }
         // SAFETY: we marked our own linked entry.
         if !unsafe { self.unlink_head(ptr) } {
             // SAFETY: the caller's promise about `release`.
             unsafe { self.entry_deleted(release) }; // a sweep will unlink it
-            return true;
+            return Withdrawn::Claimed;
         }
         // The list reference is ours now (invariant 5).
         // SeqCst: the holder's second half of invariant 5.
@@ -366,12 +298,11 @@ impl List {
             // SAFETY: we own the list reference; the sweeper may still read
             // the entry, so the release waits for the epoch (invariant 4).
             unsafe { defer_release(&guard, ptr, release) };
-        } else {
-            // SAFETY: no sweeper can reach the entry (invariant 5), and
-            // the drainer never will: it left the list before any close.
-            unsafe { release(ptr) };
+            return Withdrawn::Claimed;
         }
-        true
+        // No sweeper can reach the entry (invariant 5), and the drainer
+        // never will: it left the list before any close.
+        Withdrawn::Owned
     }
 
     /// The holder's fast path after marking its own entry: if the entry is
@@ -471,6 +402,17 @@ impl List {
             return Some(Swept { removed, kept });
         }
     }
+}
+
+/// What became of a withdrawn entry's list reference.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Withdrawn {
+    /// The drainer had claimed the entry: the reference is its.
+    Lost,
+    /// Claimed: released through the epoch, or left to a sweep.
+    Claimed,
+    /// Claimed and unlinked with nobody else about: the caller owns it.
+    Owned,
 }
 
 /// Outcome of a sweep.

@@ -23,7 +23,7 @@
 //!    through contexts stored inside contexts do not recurse either.
 
 use super::cancel;
-use super::layout::MergeNode;
+use super::layout::{kept_refs, MergeNode};
 use super::node::{as_cancel, is_kind, CancelNode, Header, NodeKind, NodeRef};
 use super::shared;
 use crate::sync::Ordering::Relaxed;
@@ -74,7 +74,7 @@ pub(crate) fn acquire_ref(node: &CancelNode) {
 /// The caller owns one handle on `h`.
 pub(crate) unsafe fn release_handle(h: NonNull<Header>) {
     // SAFETY: we own a handle on `h`, so it is alive.
-    if release_own(&unsafe { h.as_ref() }.handles) {
+    if release_own(&unsafe { h.as_ref() }.handles, 1) {
         tear_down_from(h);
     }
 }
@@ -266,7 +266,8 @@ unsafe fn teardown(
     )
 }
 
-/// Drops the memory reference all handles together held (invariant 2):
+/// Drops the memory reference all handles together held (invariant 2),
+/// with the list references its links kept (`entry::withdraw_keeping`):
 /// frees a node without `refs` (a value, a root, a `without_cancel`) at
 /// once, a cancellable one when its count reaches zero.
 ///
@@ -276,8 +277,8 @@ unsafe fn teardown(
 unsafe fn release_handles_ref(h: NonNull<Header>) {
     // SAFETY: the handles' reference keeps the node alive until here.
     match unsafe { as_cancel(h) } {
-        // SAFETY: as above.
-        Some(c) => unsafe { release_node_ref(c) },
+        // SAFETY: as above; the kept references are ours too.
+        Some(c) => unsafe { release_node_refs(c, 1 + kept_refs(c)) },
         // SAFETY: no kind but the cancellable ones is referenced by memory
         // alone (invariant 2), so nobody else holds it.
         None => unsafe { free(h) },
@@ -290,8 +291,17 @@ unsafe fn release_handles_ref(h: NonNull<Header>) {
 /// # Safety
 /// The caller owns one memory reference on `node`, its own pointer.
 pub(crate) unsafe fn release_node_ref(node: NonNull<CancelNode>) {
-    // SAFETY: our reference keeps the node alive until this decrement.
-    if release_own(&unsafe { node.as_ref() }.refs) {
+    // SAFETY: the caller's promise.
+    unsafe { release_node_refs(node, 1) }
+}
+
+/// [`release_node_ref`] of `n` references the caller owns, in one step.
+///
+/// # Safety
+/// The caller owns `n` memory references on `node`, its own pointer.
+unsafe fn release_node_refs(node: NonNull<CancelNode>, n: usize) {
+    // SAFETY: our references keep the node alive until this decrement.
+    if release_own(&unsafe { node.as_ref() }.refs, n) {
         // SAFETY: refs is zero: we are the last holder.
         unsafe { free(node.cast()) };
     }
