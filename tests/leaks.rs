@@ -399,6 +399,42 @@ fn merges() {
     }
 }
 
+/// The counts a new node takes before it is published, and the link
+/// references a withdrawal keeps for teardown, on every path that gives
+/// them back or releases them together: deadlines (system and manual
+/// clock) and merges under a parent that is done already, deadlines past
+/// already, and children and merges cancelled through their handles
+/// (which keep their links' references) before their last drop.
+fn counts_given_back_and_kept() {
+    let manual = Clock::manual();
+    for root in [Context::background(), manual.background()] {
+        let (open, open_h) = root.with_cancel();
+        let (closed, closed_h) = root.with_cancel();
+        closed_h.cancel();
+        for i in 0..scaled("rounds of counts", 100, 10) {
+            // Under a closed parent: the list's and the clock's counts go back.
+            let (d, dh) = closed.with_timeout(Duration::from_secs(3600));
+            assert_eq!(d.err(), Some(Error::Canceled));
+            // Past already: never armed, nothing counted for the clock.
+            let (p, ph) = open.with_timeout(Duration::ZERO);
+            assert_eq!(p.err(), Some(Error::DeadlineExceeded));
+            // A merge whose first parent is closed: its second link's count.
+            let (m, mh) = Context::merge(&closed, &open);
+            assert!(m.is_done());
+            // Cancelled through the handle, then dropped: kept references.
+            let (c, ch) = open.with_timeout(Duration::from_secs(3600));
+            let v = c.with_value(&NUM, i as u64);
+            let (o2, o2h) = open.with_cancel();
+            let (mo, moh) = Context::merge(&c, &o2);
+            moh.cancel(); // first, so that its own cancel withdraws both links
+            ch.cancel();
+            assert!(v.is_done() && mo.is_done() && !o2.is_done());
+            drop((d, dh, p, ph, m, mh, c, ch, v, mo, moh, o2, o2h));
+        }
+        drop((open, open_h, closed, closed_h));
+    }
+}
+
 fn panics_in_callbacks() {
     let root = Clock::manual().background();
     let (c, h) = root.with_cancel();
@@ -492,6 +528,7 @@ const SCENARIOS: &[Scenario] = &[
     ("waiters", waiters),
     ("callbacks", callbacks),
     ("merges", merges),
+    ("counts_given_back_and_kept", counts_given_back_and_kept),
     ("panics_in_callbacks", panics_in_callbacks),
     ("values_and_causes", values_and_causes),
     ("shared_contexts", shared_contexts),
