@@ -138,10 +138,11 @@ impl Inbox {
                 return n;
             }
         }
+        // Under loom every disarm collects: the shard's count will do.
         #[cfg(loom)]
-        let _ = per_thread; // every disarm collects under loom
-                            // Relaxed: only a counter; the collection it triggers synchronises
-                            // through the stack heads.
+        let _ = per_thread;
+        // Relaxed: only a counter; the collection it triggers synchronises
+        // through the stack heads.
         self.mine()
             .cancelled
             .fetch_add(1, Ordering::Relaxed)

@@ -23,7 +23,7 @@
 //!    container through it, are sound (docs/design.md, "Provenance").
 
 use super::callback::Callback;
-use super::layout::{own_clock, DeadlineNode, MergeNode};
+use super::layout::{link2_ptr, own_clock, DeadlineNode, MergeNode};
 use super::list::{self, Entry, EntryKind, List, Withdrawn};
 use super::node::{is_kind, CancelNode, NodeKind};
 use super::refs::release_node_ref;
@@ -201,20 +201,4 @@ pub(super) unsafe fn links(node: NonNull<CancelNode>) -> [Option<Link>; 2] {
     let second =
         unsafe { MergeNode::parent2(node.cast()) }.and_then(super::node::NodeRef::scope_ptr);
     [Some((link, first)), Some((link2, second))]
-}
-
-/// A merge node's second link, derived from the node's pointer (invariant
-/// 2); `None` for the other kinds.
-///
-/// # Safety
-/// As [`timer_ptr`].
-unsafe fn link2_ptr(node: NonNull<CancelNode>) -> Option<NonNull<Entry>> {
-    // SAFETY: alive (caller).
-    if !unsafe { is_kind(node.cast(), NodeKind::Merge) } {
-        return None;
-    }
-    let merge = node.cast::<MergeNode>().as_ptr();
-    // SAFETY: a field projection of a live merge node's pointer, so in
-    // bounds and not null; no access.
-    Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*merge).link2)) })
 }

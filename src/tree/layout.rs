@@ -34,7 +34,7 @@ use crate::sync::Ordering::Relaxed;
 use crate::sync::UnsafeCell;
 use crate::time::{TimerEntry, TimerHooks};
 use std::mem::ManuallyDrop;
-use std::ptr::NonNull;
+use std::ptr::{addr_of_mut, NonNull};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -330,6 +330,22 @@ impl MergeNode {
     }
 }
 
+/// A merge node's second link, derived from the node's pointer (entry.rs
+/// invariant 2); `None` for the other kinds.
+///
+/// # Safety
+/// `node` is a live cancellable node's own pointer.
+pub(super) unsafe fn link2_ptr(node: NonNull<CancelNode>) -> Option<NonNull<Entry>> {
+    // SAFETY: alive (caller); the kind never changes.
+    if !unsafe { is_kind(node.cast(), NodeKind::Merge) } {
+        return None;
+    }
+    let merge = node.cast::<MergeNode>().as_ptr();
+    // SAFETY: a field projection of a live merge node's pointer, so in
+    // bounds and not null; no access.
+    Some(unsafe { NonNull::new_unchecked(addr_of_mut!((*merge).link2)) })
+}
+
 /// The list references a cancellable node's links keep for its teardown
 /// (`entry::withdraw_keeping`), 0 to 2.
 ///
@@ -338,16 +354,12 @@ impl MergeNode {
 pub(super) unsafe fn kept_refs(node: NonNull<CancelNode>) -> usize {
     // Relaxed: the store was made under a handle, and every handle's
     // release happens before the teardown that asks.
-    let kept = |e: &Entry| usize::from(e.kept.load(Relaxed));
-    // SAFETY: alive (caller); the kind never changes.
-    let second = if unsafe { is_kind(node.cast(), NodeKind::Merge) } {
-        // SAFETY: a live merge node, whose layout starts with the core.
-        kept(&unsafe { node.cast::<MergeNode>().as_ref() }.link2)
-    } else {
-        0
-    };
+    // SAFETY: the node's links live as long as the node (caller).
+    let kept = |e: NonNull<Entry>| usize::from(unsafe { e.as_ref() }.kept.load(Relaxed));
     // SAFETY: alive (caller).
-    kept(&unsafe { node.as_ref() }.link) + second
+    let first = kept(NonNull::from(&unsafe { node.as_ref() }.link));
+    // SAFETY: as above.
+    first + unsafe { link2_ptr(node) }.map_or(0, kept)
 }
 
 /// A `with_value` node carrying a `T`; its header's table is its key's.

@@ -105,11 +105,10 @@ pub(crate) struct Entry {
 
 impl Entry {
     pub(crate) fn new(kind: EntryKind) -> Entry {
-        let kept = AtomicBool::new(false);
         Entry {
             next: AtomicUsize::new(0),
             kind,
-            kept,
+            kept: AtomicBool::new(false),
         }
     }
 
@@ -197,9 +196,8 @@ impl List {
     /// Pushes `entry`, whose container's `refs` already counts the list's
     /// memory reference (invariant 3: a container not yet shared counts it
     /// with a plain store, no atomic increment). On a closed list, gives
-    /// the reference back, marks the
-    /// entry so that nobody later withdraws it from a list it never joined,
-    /// and returns the state word seen.
+    /// the reference back, marks the entry so that nobody later withdraws
+    /// it from a list it never joined, and returns the state word seen.
     ///
     /// The list keeps `entry`'s address (exposing its provenance); the drain
     /// and sweepers turn it back into a pointer, so `entry` must be derived
@@ -207,8 +205,8 @@ impl List {
     ///
     /// # Safety
     /// `entry` must be valid and unlinked, `refs` must count the memory that
-    /// contains it (the list's reference included), and it must stay valid until the reference it gives the
-    /// list is released (invariant 3).
+    /// contains it (the list's reference included), and it must stay valid
+    /// until that reference is released (invariant 3).
     pub(crate) unsafe fn push(
         &self,
         entry: NonNull<Entry>,

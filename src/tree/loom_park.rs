@@ -12,7 +12,7 @@
 //! which loom reports as a deadlock if nothing ever unparks it), and the
 //! timeout is modelled by the one event it exists for: a mark that erased
 //! sleepers unparks every thread registered on that node. Under loom the
-//! mark is a swap (list.rs `mark_drained`), whose result says whether it
+//! mark is a swap (list/sleepers.rs `mark_drained`), whose result says whether it
 //! erased any. The registry is a loom `Mutex`; nothing outside loom has it.
 //!
 //! Invariant: a thread registers on a node before it pushes its sleeper

@@ -16,7 +16,6 @@ use super::list::{Entry, EntryKind};
 use super::node::CancelNode;
 use super::state::err_of;
 use crate::error::Error;
-use crate::sync::Ordering::Relaxed;
 use crate::sync::{current_thread, release_last, AtomicUsize, AtomicWaker, LeakTrack, Thread};
 use std::ptr::NonNull;
 use std::task::Waker;
@@ -39,7 +38,9 @@ impl Waiter {
     fn alloc(wake: Wake) -> NonNull<Waiter> {
         NonNull::from(Box::leak(Box::new(Waiter {
             entry: Entry::new(EntryKind::Waiter),
-            refs: AtomicUsize::new(1),
+            // The holder's, and the list's: every waiter is enlisted once,
+            // right after it is made (a failed push gives that one back).
+            refs: AtomicUsize::new(2),
             wake,
             _track: LeakTrack::new(),
         })))
@@ -67,7 +68,7 @@ impl Waiter {
         // SAFETY: a new waiter (caller), counted on its own `refs`, alive as
         // long as they are (list invariant 3); its entry pointer is the
         // waiter's own (entry invariant 2).
-        let pushed = unsafe { scope.list.push(Waiter::entry_ptr(w), Self::count_list(w)) };
+        let pushed = unsafe { scope.list.push(Waiter::entry_ptr(w), &w.as_ref().refs) };
         pushed.map_err(|word| {
             // SAFETY: the push failed, so ours is the only reference.
             unsafe { Waiter::release(w) };
@@ -86,21 +87,8 @@ impl Waiter {
         // SAFETY: as `enlist`: a new waiter, counted on its own `refs`.
         unsafe {
             node.list
-                .push_sleeper(Waiter::entry_ptr(w), Self::count_list(w))
+                .push_sleeper(Waiter::entry_ptr(w), &w.as_ref().refs)
         }
-    }
-
-    /// Counts the reference of the list a new waiter joins next to its
-    /// holder's: a plain store, as nobody else has seen it yet.
-    ///
-    /// # Safety
-    /// `w` comes from `for_task` or `for_thread` and was never enlisted.
-    unsafe fn count_list<'a>(w: NonNull<Waiter>) -> &'a AtomicUsize {
-        // SAFETY: the caller's promise: alive, and ours alone.
-        let refs = &unsafe { w.as_ref() }.refs;
-        // Relaxed: the push (Release) publishes it with the entry.
-        refs.store(2, Relaxed);
-        refs
     }
 
     /// The list entry's pointer, with the waiter's provenance (entry
