@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The proof suite (issue 5), run by .ci/run after the ordinary tests:
-#   1. the loom models (< 10 min; LOOM_MAX_PREEMPTIONS, if set, bounds
+#   1. the loom models (< 15 min; LOOM_MAX_PREEMPTIONS, if set, bounds
 #      every model, else each runs at its default: unbounded or 3):
-#      loom-tests/ and the user-style crate loom-tests/user-models/, the
-#      latter exactly as docs/loom.md tells a user;
+#      loom-tests/, twice (the second time on the shipping release path,
+#      --cfg gocontext_load_first, its two largest models bounded), and
+#      the user-style crate loom-tests/user-models/, the latter exactly as
+#      docs/loom.md tells a user;
 #   2. valgrind --leak-check=full over the integration test binaries;
 #   3. Miri over a bounded subset, under Stacked Borrows and Tree Borrows;
 #   4. a 30-second `cargo fuzz run` smoke of every fuzz target (`cargo fuzz
@@ -28,6 +30,24 @@ if [ "${SKIP_LOOM:-}" != 1 ]; then
     cd loom-tests
     # --no-fail-fast: one group failing must not hide the others.
     time RUSTFLAGS="--cfg loom --cfg crossbeam_loom" cargo test --release --no-fail-fast
+  )
+  # The run above models a release the caller makes last as a plain
+  # decrement (sync::LOAD_FIRST); this one models the shipping path, a load
+  # first, on every model. Its interleavings grow up to thirty-fold, so its
+  # two largest models run bounded here (docs/design.md, "Loom models"):
+  # the three-thread one at 2, the two-thread one (unbounded elsewhere) at 6.
+  step "loom models on the shipping release path (--cfg gocontext_load_first)"
+  (
+    cd loom-tests
+    export CARGO_TARGET_DIR=target/load-first
+    export RUSTFLAGS="--cfg loom --cfg crossbeam_loom --cfg gocontext_load_first"
+    three=two_cancellers_vs_inserter_and_dropper
+    two=parent_last_drop_vs_child_detach
+    time cargo test --release --no-fail-fast -- --skip "$three" --skip "$two"
+    time LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" \
+      cargo test --release --test failure_modes -- "$three"
+    time LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-6}" \
+      cargo test --release --test lifetimes -- "$two"
   )
   step "loom: a user's crate, as docs/loom.md says"
   (
