@@ -208,6 +208,8 @@ med = {k: statistics.median(v) for k, v in vals.items()}
 # Per-node rows for the chains, derived from the same medians.
 rows = []
 for name in order:
+    if not any((imp, name) in med for imp in ("go", "tokio-util", "gocontext")):
+        continue  # a baseline of its own (the host rows): a note below
     rows.append((name, 1))
     m = re.match(r"cancel_tree/depth=(\d+)/", name)
     if m and int(m.group(1)) > 1:
@@ -244,12 +246,23 @@ tsv.close()
 rounds = len(glob.glob(os.path.join(out, "round-*-go.txt")))
 table = "\n".join(lines)
 notes = []
-baselines = {"park-unpark": "bare thread park/unpark hand-off", "atomic-load": "bare Acquire load behind one pointer"}
+baselines = {
+    "park-unpark": "bare thread park/unpark hand-off",
+    "atomic-load": "bare Acquire load behind one pointer",
+    "host": "this host",
+}
+host_rows = {
+    "host/clock_read": "one monotonic clock read (`Instant::now`)",
+    "host/locked_add": "one uncontended locked read-modify-write (`fetch_add`)",
+}
 for imp, what in baselines.items():
     for n in order:
         if (imp, n) not in med:
             continue
         b = med[(imp, n)]
+        if n in host_rows:
+            notes.append(f"- {what}, {host_rows[n]}: {fmt(b)} ns")
+            continue
         o = med.get(("gocontext", n))
         rel = f"; gocontext is {o / b * 100:.0f}% of it" if o else ""
         notes.append(f"- {what}, {n}: {fmt(b)} ns{rel}")

@@ -64,7 +64,8 @@ enum Kind {
 struct Workload {
     /// The criterion group, and the workload name in compare mode.
     name: String,
-    /// The criterion function: `gocontext`, `tokio-util` or `park-unpark`.
+    /// The criterion function: `gocontext`, `tokio-util`, or a baseline
+    /// (`atomic-load`, `park-unpark`, `host`).
     imp: &'static str,
     kind: Kind,
     /// Criterion settings: measurement time and sample size.
@@ -993,8 +994,9 @@ mod tokio_side {
 }
 
 // ---------------------------------------------------------------------------
-// Baselines: a bare atomic load, and the bare park/unpark hand-off that
-// blocking wake-ups are compared with
+// Baselines: a bare atomic load, the bare park/unpark hand-off that
+// blocking wake-ups are compared with, and the host's clock read and locked
+// read-modify-write
 // ---------------------------------------------------------------------------
 
 mod baseline {
@@ -1009,6 +1011,31 @@ mod baseline {
                 let start = Instant::now();
                 for _ in 0..iters {
                     black_box(black_box(&word).load(Ordering::Acquire) != 0);
+                }
+                start.elapsed()
+            })
+        });
+
+        // What this host charges for the two costs a request with a
+        // deadline cannot avoid: reading the monotonic clock, and one
+        // locked read-modify-write on a line no other thread touches.
+        // Hosts differ most in these (a VM's clock read, the lock prefix's
+        // drain), so a run quotes them next to the rows built from them.
+        throughput(list, "host/clock_read", "host", 1, || {
+            Box::new(move |iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(Instant::now());
+                }
+                start.elapsed()
+            })
+        });
+        throughput(list, "host/locked_add", "host", 1, || {
+            let word = Box::new(AtomicUsize::new(0));
+            Box::new(move |iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(black_box(&word).fetch_add(1, Ordering::AcqRel));
                 }
                 start.elapsed()
             })
