@@ -33,7 +33,7 @@ if [ "${SKIP_LOOM:-}" != 1 ]; then
   )
   # The run above models a release the caller makes last as a plain
   # decrement (sync::LOAD_FIRST); this one models the shipping path, a load
-  # first, on every model. Its interleavings grow up to thirty-fold, so its
+  # first, on every model. Its interleavings grow up to 32-fold, so its
   # two largest models run bounded here (docs/design.md, "Loom models"):
   # the three-thread one at 2, the two-thread one (unbounded elsewhere) at 6.
   step "loom models on the shipping release path (--cfg gocontext_load_first)"

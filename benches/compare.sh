@@ -249,20 +249,13 @@ notes = []
 baselines = {
     "park-unpark": "bare thread park/unpark hand-off",
     "atomic-load": "bare Acquire load behind one pointer",
-    "host": "this host",
-}
-host_rows = {
-    "host/clock_read": "one monotonic clock read (`Instant::now`)",
-    "host/locked_add": "one uncontended locked read-modify-write (`fetch_add`)",
+    "host": "the host alone (`Instant::now()`; an uncontended `fetch_add`)",
 }
 for imp, what in baselines.items():
     for n in order:
         if (imp, n) not in med:
             continue
         b = med[(imp, n)]
-        if n in host_rows:
-            notes.append(f"- {what}, {host_rows[n]}: {fmt(b)} ns")
-            continue
         o = med.get(("gocontext", n))
         rel = f"; gocontext is {o / b * 100:.0f}% of it" if o else ""
         notes.append(f"- {what}, {n}: {fmt(b)} ns{rel}")

@@ -154,11 +154,10 @@ pub(crate) fn release_own(count: &AtomicUsize, n: usize) -> bool {
 /// Whether `release_own` loads first: always, except in a loom build
 /// without `--cfg gocontext_load_first`. There the load is one more
 /// scheduling point on every release, which multiplies the `loom-tests`
-/// models' interleavings by up to thirty; so the everyday loom run models
-/// the plain decrement, and CI runs the whole suite a second time with the
-/// cfg (the shipping path), its largest models at bounds it affords. The crate's own loom
-/// models, which include one of `release_own` itself
-/// (`sync/loom_models.rs`), always load first.
+/// models' interleavings by up to 32; so the everyday loom run models the
+/// plain decrement, and CI runs the whole suite again with the cfg (the
+/// shipping path). The crate's own loom models, which include one of
+/// `release_own` itself (`sync/loom_models.rs`), always load first.
 const LOAD_FIRST: bool = !cfg!(loom) || cfg!(test) || cfg!(gocontext_load_first);
 
 /// The most shards a sharded structure uses (a power of two).

@@ -11,8 +11,8 @@
 //!
 //! Plain `--cfg loom` models a release its caller most likely makes last as
 //! a plain decrement; add `--cfg gocontext_load_first` (with its own
-//! `CARGO_TARGET_DIR`) to model the shipping path, a load first, at two to
-//! thirty times the interleavings. CI runs both (`.ci/proof.sh`).
+//! `CARGO_TARGET_DIR`) to model the shipping path, a load first, at up to
+//! 32 times the interleavings. CI runs both (`.ci/proof.sh`).
 //!
 //! Only manual clocks: `Clock::manual().background()`. Bookkeeping that the
 //! engine must not see (counters) uses `std` atomics, which loom does not
