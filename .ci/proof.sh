@@ -44,10 +44,17 @@ if [ "${SKIP_LOOM:-}" != 1 ]; then
     three=two_cancellers_vs_inserter_and_dropper
     two=parent_last_drop_vs_child_detach
     time cargo test --release --no-fail-fast -- --skip "$three" --skip "$two"
-    time LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}" \
-      cargo test --release --test failure_modes -- "$three"
-    time LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-6}" \
-      cargo test --release --test lifetimes -- "$two"
+    # One model by exact name, at a bound; fails if the name matches no
+    # test (a filter that matches nothing would pass silently).
+    one_model() {
+      local out
+      out=$(LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-$3}" \
+        cargo test --release --test "$1" -- --exact "$2" 2>&1) || { echo "$out"; return 1; }
+      echo "$out"
+      grep -q "test result: ok. 1 passed" <<<"$out" || { echo "no model named $2 in $1"; return 1; }
+    }
+    time one_model failure_modes "$three" 2
+    time one_model lifetimes "$two" 6
   )
   step "loom: a user's crate, as docs/loom.md says"
   (
