@@ -115,11 +115,15 @@ impl Worker {
         let dl = CauseTag::Default(ErrKind::DeadlineExceeded);
         let cn = CauseTag::Default(ErrKind::Canceled);
         match *op {
-            Op::WithCancel { parent } => {
+            Op::WithCancel { parent } | Op::WithCancelShared { parent } => {
                 let Some((p, parent)) = self.ctx(parent) else {
                     return;
                 };
-                let (c, h) = p.with_cancel();
+                let (c, h) = if matches!(op, Op::WithCancel { .. }) {
+                    p.with_cancel()
+                } else {
+                    p.with_cancel_shared()
+                };
                 self.derived(c, Some(h), Rec::Cancel { parent, own: None });
             }
             Op::WithDeadline { parent, at, cause } => {

@@ -24,6 +24,11 @@ pub enum Op {
     WithCancel {
         parent: u8,
     },
+    /// `with_cancel_shared`: a hub with a child list per shard; the model
+    /// sees a plain cancellable node (the two differ in nothing else).
+    WithCancelShared {
+        parent: u8,
+    },
     WithDeadline {
         parent: u8,
         at: At,
@@ -170,11 +175,15 @@ impl Harness {
     /// Applies one op to both sides (without checking).
     pub fn apply(&mut self, op: &Op) {
         match *op {
-            Op::WithCancel { parent } => {
+            Op::WithCancel { parent } | Op::WithCancelShared { parent } => {
                 let Some((p, pid)) = self.ctx(parent) else {
                     return;
                 };
-                let (c, h) = p.with_cancel();
+                let (c, h) = if matches!(op, Op::WithCancel { .. }) {
+                    p.with_cancel()
+                } else {
+                    p.with_cancel_shared()
+                };
                 let id = self.model.derive_cancel(pid, None);
                 self.derived(c, Some(h), id);
             }
