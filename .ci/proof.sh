@@ -231,8 +231,9 @@ if [ "${SKIP_TSAN:-}" != 1 ]; then
   # TSan) and fuzz_replay (the fuzz targets' inputs; the fuzz smoke above
   # runs them under AddressSanitizer) are TSan-clean too, but left out
   # here to keep the job within a few minutes on 2 cores. Run them with
-  # the same command and `--test scale --test fuzz_replay`.
-  echo "tsan: leaves out scale and fuzz_replay (see .ci/proof.sh), and servers" \
+  # the same command and `--test scale --test fuzz_replay`. Of fuzz_replay,
+  # the one two-thread target runs below (threads_replay, about 20 s).
+  echo "tsan: leaves out scale and fuzz_replay but its threads_replay (see .ci/proof.sh), and servers" \
     "(feature tower: hyper under -Zbuild-std; cargo test --all-features runs it);" \
     "stress with GOCONTEXT_STRESS_CHILDREN=200000 (full run: 2M children);" \
     "deadline_isolation with GOCONTEXT_SKIP_TIME_BOUNDS=1 (TSan's slowdown)"
@@ -247,6 +248,11 @@ if [ "${SKIP_TSAN:-}" != 1 ]; then
   time RUST_BACKTRACE=0 GOCONTEXT_STRESS_CHILDREN=200000 GOCONTEXT_SKIP_TIME_BOUNDS=1 \
     TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
     "${tsan[@]}" "${targets[@]}" -- --test-threads=2
+  # By exact name, and it must have run: a filter that matches nothing passes.
+  out=$(RUST_BACKTRACE=0 TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
+    "${tsan[@]}" --test fuzz_replay -- --exact threads_replay 2>&1) || { echo "$out"; exit 1; }
+  echo "$out"
+  grep -q "test result: ok. 1 passed" <<<"$out" || { echo "tsan: no threads_replay in fuzz_replay"; exit 1; }
 fi
 
 step "proof suite green"
