@@ -16,6 +16,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> proof: %s (%s)\n' "$*" "$(date +%T)"; }
+# Runs `cargo test ... -- --exact NAME` (the rest of the arguments) and
+# fails unless exactly that one test ran and passed: a filter that matches
+# nothing passes silently, so a rename would drop the test unnoticed.
+exactly_one() {
+  local name=$1 out
+  shift
+  out=$("$@" 2>&1) || { echo "$out"; return 1; }
+  echo "$out"
+  grep -q "test result: ok. 1 passed" <<<"$out" || { echo "no test named $name ran"; return 1; }
+}
 
 # tests/deadline_isolation.rs's bounds on time (lateness, CPU spent) measure
 # the tool's scheduler under valgrind or TSan (5-50x slower): those two steps
@@ -44,14 +54,10 @@ if [ "${SKIP_LOOM:-}" != 1 ]; then
     three=two_cancellers_vs_inserter_and_dropper
     two=parent_last_drop_vs_child_detach
     time cargo test --release --no-fail-fast -- --skip "$three" --skip "$two"
-    # One model by exact name, at a bound; fails if the name matches no
-    # test (a filter that matches nothing would pass silently).
+    # One model by exact name (`exactly_one`), at a bound.
     one_model() {
-      local out
-      out=$(LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-$3}" \
-        cargo test --release --test "$1" -- --exact "$2" 2>&1) || { echo "$out"; return 1; }
-      echo "$out"
-      grep -q "test result: ok. 1 passed" <<<"$out" || { echo "no model named $2 in $1"; return 1; }
+      LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-$3}" \
+        exactly_one "$2" cargo test --release --test "$1" -- --exact "$2"
     }
     time one_model failure_modes "$three" 2
     time one_model lifetimes "$two" 6
@@ -248,11 +254,8 @@ if [ "${SKIP_TSAN:-}" != 1 ]; then
   time RUST_BACKTRACE=0 GOCONTEXT_STRESS_CHILDREN=200000 GOCONTEXT_SKIP_TIME_BOUNDS=1 \
     TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
     "${tsan[@]}" "${targets[@]}" -- --test-threads=2
-  # By exact name, and it must have run: a filter that matches nothing passes.
-  out=$(RUST_BACKTRACE=0 TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
-    "${tsan[@]}" --test fuzz_replay -- --exact threads_replay 2>&1) || { echo "$out"; exit 1; }
-  echo "$out"
-  grep -q "test result: ok. 1 passed" <<<"$out" || { echo "tsan: no threads_replay in fuzz_replay"; exit 1; }
+  RUST_BACKTRACE=0 TSAN_OPTIONS="halt_on_error=0 exitcode=66" \
+    exactly_one threads_replay "${tsan[@]}" --test fuzz_replay -- --exact threads_replay
 fi
 
 step "proof suite green"

@@ -18,7 +18,7 @@
 
 use crate::common::{counting_waker, decode, observe, pick, with_value, CountingWaker, Tagged};
 use crate::model::{CauseTag, ErrKind, Kind, NodeId, Outcome, NKEYS};
-use crate::tree_ops::{Harness, Op};
+use crate::tree_ops::{cancel_child, Harness, Op};
 use arbitrary::Unstructured;
 use gocontext::{AfterFunc, CancelHandle, Clock, Context, Done};
 use std::collections::{HashMap, HashSet};
@@ -119,11 +119,7 @@ impl Worker {
                 let Some((p, parent)) = self.ctx(parent) else {
                     return;
                 };
-                let (c, h) = if matches!(op, Op::WithCancel { .. }) {
-                    p.with_cancel()
-                } else {
-                    p.with_cancel_shared()
-                };
+                let (c, h) = cancel_child(op, &p);
                 self.derived(c, Some(h), Rec::Cancel { parent, own: None });
             }
             Op::WithDeadline { parent, at, cause } => {

@@ -94,6 +94,14 @@ pub enum Op {
     },
 }
 
+/// The child a `WithCancel` or `WithCancelShared` op derives from `p`.
+pub fn cancel_child(op: &Op, p: &Context) -> (Context, CancelHandle) {
+    match op {
+        Op::WithCancelShared { .. } => p.with_cancel_shared(),
+        _ => p.with_cancel(),
+    }
+}
+
 /// Most contexts a run keeps at once (further derivations are skipped).
 const MAX_CTXS: usize = 200;
 const MAX_DONES: usize = 32;
@@ -179,11 +187,7 @@ impl Harness {
                 let Some((p, pid)) = self.ctx(parent) else {
                     return;
                 };
-                let (c, h) = if matches!(op, Op::WithCancel { .. }) {
-                    p.with_cancel()
-                } else {
-                    p.with_cancel_shared()
-                };
+                let (c, h) = cancel_child(op, &p);
                 let id = self.model.derive_cancel(pid, None);
                 self.derived(c, Some(h), id);
             }
